@@ -1,0 +1,23 @@
+//! vigil: finds pensioners who have died, stops what is paid in their name
+//! only after people have checked, and makes the living prove they are alive
+//! on time.
+//!
+//! The crate follows the flow of `DESIGN.md`:
+//!
+//! - [`identity`]: ID numbers, names and region codes; pure functions.
+//! - [`store`]: the database (SQLite or PostgreSQL), migrations, one file
+//!   per table group.
+//! - [`ingest`]: getting data in: the roster import, later the connectors.
+//! - [`audit`]: the append-only, hash-chained log of everything that changes.
+//! - [`generate`]: deterministic synthetic data in every source's real
+//!   format, for tests, benchmarks and the demo.
+//! - [`config`]: layered settings.
+//!
+//! Nothing here prints or exits; `main.rs` is the only edge that does.
+
+pub mod audit;
+pub mod config;
+pub mod generate;
+pub mod identity;
+pub mod ingest;
+pub mod store;

@@ -1,0 +1,405 @@
+//! The `vigil` command line: parses arguments, calls the library, prints.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use vigil::config::Settings;
+use vigil::ingest::roster::{self, ImportOptions, ImportSummary};
+use vigil::store::Store;
+use vigil::{audit, identity};
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Finds pensioners who have died, without ever cutting off the living by mistake",
+    long_about = "vigil imports the pensioner roster and death data from public security, civil \
+                  affairs and funeral homes, matches them, and keeps an audited record of every \
+                  step.\n\nSettings come from built-in defaults, then vigil.toml (or --config), \
+                  then VIGIL__SECTION__KEY environment variables; `vigil config show` prints the \
+                  result."
+)]
+struct Cli {
+    /// Settings file (default: vigil.toml in the working directory, if present).
+    #[arg(long, global = true, env = "VIGIL_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Database to use: sqlite://FILE (created if missing) or postgres://USER@HOST/DB.
+    #[arg(long, global = true, env = "VIGIL_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the effective settings.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Database maintenance.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
+    /// Import a roster export (spec §1).
+    Roster {
+        #[command(subcommand)]
+        action: RosterAction,
+    },
+    /// List recent runs (imports and pulls) with their counts.
+    Runs {
+        /// How many runs to show, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Show what a run quarantined: line, reason (never the raw row, which may hold ID numbers).
+    Quarantine {
+        /// The run id, as shown by `vigil runs`.
+        run: i64,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// The hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+    /// Write deterministic synthetic data in every source's real format.
+    Generate(GenerateArgs),
+    /// Generate a population, run the whole pipeline on it into vigil-demo.db, and say what happened.
+    Demo {
+        /// Pensioners to generate.
+        #[arg(long, default_value_t = 20_000)]
+        pensioners: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Where the generated files go.
+        #[arg(long, default_value = "vigil-demo-data")]
+        data_dir: PathBuf,
+        /// The demo database (recreated on every run).
+        #[arg(long, default_value = "vigil-demo.db")]
+        db: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the effective settings as TOML, secrets masked.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum DbAction {
+    /// Apply pending migrations (they are also applied on every start).
+    Migrate,
+}
+
+#[derive(Subcommand)]
+enum RosterAction {
+    /// Import a roster CSV (UTF-8, UTF-8 with BOM, or GBK; detected).
+    Import {
+        file: PathBuf,
+        /// The date the export stands for (default: today in China). An export older
+        /// than the last one imported is refused.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        as_of: Option<NaiveDate>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the hash chain; exits non-zero and names the first broken entry if any.
+    Verify,
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// Number of pensioners in the roster.
+    #[arg(long)]
+    pensioners: u64,
+    /// Seed: the same seed and date give byte-identical files.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// The date the data stands for (default: today in China).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    as_of: Option<NaiveDate>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref(), cli.database_url.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+async fn open_store(settings: &Settings) -> Result<Store> {
+    let url = settings.database.url.expose();
+    Store::open(url, settings.database.max_connections)
+        .await
+        .with_context(|| format!("opening {}", vigil::config::mask_url_password(url)))
+}
+
+async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
+    match command {
+        Command::Config { action: ConfigAction::Show } => {
+            print!("{}", settings.to_masked_toml());
+        }
+        Command::Db { action: DbAction::Migrate } => {
+            let url = settings.database.url.expose();
+            let store = Store::connect(url, settings.database.max_connections).await?;
+            let applied = store.migrate().await?;
+            println!(
+                "{}: {applied} migration(s) applied, schema up to date",
+                vigil::config::mask_url_password(url)
+            );
+        }
+        Command::Roster {
+            action: RosterAction::Import { file, as_of, json },
+        } => {
+            let store = open_store(&settings).await?;
+            let summary = import_with_progress(&store, &file, as_of, &settings).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print_import_summary(&summary);
+            }
+        }
+        Command::Runs { limit } => {
+            let store = open_store(&settings).await?;
+            let runs = store.list_runs(limit).await?;
+            if runs.is_empty() {
+                println!("no runs yet");
+            }
+            println!(
+                "{:>5}  {:<14} {:<8} {:<10} {:>10} {:>9} {:>8} {:>10} {:>7} {:>7}  file",
+                "run", "kind", "status", "as of", "read", "inserted", "changed", "unchanged", "quar.", "missing"
+            );
+            for r in runs {
+                println!(
+                    "{:>5}  {:<14} {:<8} {:<10} {:>10} {:>9} {:>8} {:>10} {:>7} {:>7}  {}",
+                    r.id,
+                    r.kind,
+                    r.status,
+                    r.as_of.map(|d| d.to_string()).unwrap_or_default(),
+                    r.read_count,
+                    r.inserted,
+                    r.changed,
+                    r.unchanged,
+                    r.quarantined,
+                    r.missing,
+                    r.file.unwrap_or_default()
+                );
+                if let Some(m) = r.message {
+                    println!("       {m}");
+                }
+            }
+        }
+        Command::Quarantine { run, limit } => {
+            let store = open_store(&settings).await?;
+            let Some(r) = store.get_run(run).await? else {
+                bail!("there is no run {run}; `vigil runs` lists them");
+            };
+            let rows = store.quarantine_for_run(run).await?;
+            println!("run {run} ({}, {}): {} quarantined", r.kind, r.file.unwrap_or_default(), rows.len());
+            for q in rows.iter().take(limit) {
+                let place = match (q.line, &q.record_key) {
+                    (Some(l), _) => format!("line {l}"),
+                    (None, Some(k)) => format!("record {k}"),
+                    _ => String::new(),
+                };
+                println!("  {place}: {}", q.reason);
+            }
+            if rows.len() > limit {
+                println!("  … and {} more (--limit)", rows.len() - limit);
+            }
+        }
+        Command::Audit { action: AuditAction::Verify } => {
+            let store = open_store(&settings).await?;
+            let report = audit::verify(&store).await?;
+            match report.first_broken {
+                None => println!("audit log intact: {} entries verified", report.entries),
+                Some(b) => {
+                    println!(
+                        "audit log BROKEN at entry {}: {} ({} entries before it are intact)",
+                        b.seq, b.reason, report.entries
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::Generate(args) => {
+            let as_of = args.as_of.unwrap_or_else(identity::today_in_china);
+            let summary = generate_with_progress(args.pensioners, args.seed, &args.out, as_of)?;
+            println!(
+                "wrote {} pensioners and {} deaths to {}",
+                summary.pensioners,
+                summary.deaths,
+                args.out.display()
+            );
+            for (path, n) in &summary.files {
+                println!("  {:>10}  {}", n, path.display());
+            }
+        }
+        Command::Demo {
+            pensioners,
+            seed,
+            data_dir,
+            db,
+        } => demo(pensioners, seed, &data_dir, &db, &settings).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate_with_progress(
+    pensioners: u64,
+    seed: u64,
+    out: &Path,
+    as_of: NaiveDate,
+) -> Result<vigil::generate::GenerateSummary> {
+    let bar = ProgressBar::new(pensioners).with_style(
+        ProgressStyle::with_template("{spinner} generating [{bar:40}] {human_pos}/{human_len} pensioners ({per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let opts = vigil::generate::GenerateOptions::new(pensioners, seed, out.to_path_buf(), as_of);
+    let progress = |n: u64| bar.set_position(n);
+    let summary = vigil::generate::generate(&opts, &progress)
+        .with_context(|| format!("generating data into {}", out.display()))?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+async fn import_with_progress(
+    store: &Store,
+    file: &Path,
+    as_of: Option<NaiveDate>,
+    settings: &Settings,
+) -> Result<ImportSummary> {
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    let bar = ProgressBar::new(len).with_style(
+        ProgressStyle::with_template("{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let opts = ImportOptions {
+        as_of: as_of.unwrap_or_else(identity::today_in_china),
+        batch_rows: settings.import.batch_rows,
+        actor: audit::cli_actor(),
+    };
+    let progress = |bytes: u64| bar.set_position(bytes);
+    let result = roster::import_roster(store, file, &opts, &progress).await;
+    bar.finish_and_clear();
+    Ok(result?)
+}
+
+fn print_import_summary(s: &ImportSummary) {
+    println!("imported {} ({}, snapshot of {}) as run {}", s.file, s.encoding, s.as_of.map(|d| d.to_string()).unwrap_or_default(), s.run_id);
+    println!("  read         {:>10}", s.read);
+    println!("  inserted     {:>10}", s.inserted);
+    println!("  changed      {:>10}", s.changed);
+    println!("  unchanged    {:>10}", s.unchanged);
+    println!("  quarantined  {:>10}", s.quarantined);
+    println!("  missing      {:>10}  (absent from this export, flagged, not deleted)", s.missing);
+    if s.reappeared > 0 {
+        println!("  reappeared   {:>10}", s.reappeared);
+    }
+    if s.upgraded_ids > 0 {
+        println!("  legacy 15-digit IDs upgraded: {}", s.upgraded_ids);
+    }
+    if !s.quarantine_sample.is_empty() {
+        println!("  quarantined rows (first {}; `vigil quarantine {}` lists all):", s.quarantine_sample.len(), s.run_id);
+        for (line, reason) in &s.quarantine_sample {
+            println!("    line {line}: {reason}");
+        }
+    }
+    println!("  sha256 {}", s.sha256);
+}
+
+async fn demo(pensioners: u64, seed: u64, data_dir: &Path, db: &Path, settings: &Settings) -> Result<()> {
+    let as_of = identity::today_in_china();
+    println!("vigil demo: {pensioners} synthetic pensioners, seed {seed}, as of {as_of}\n");
+    println!("1. generating data into {}/", data_dir.display());
+    let summary = generate_with_progress(pensioners, seed, data_dir, as_of)?;
+    println!("   {} pensioners, {} deaths across the three death sources", summary.pensioners, summary.deaths);
+
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", db.display()));
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing the old demo database {}", p.display()))?;
+        }
+    }
+    let url = format!("sqlite://{}", db.display());
+    let store = Store::open(&url, settings.database.max_connections).await?;
+    let roster_file = data_dir.join("roster.csv");
+
+    println!("\n2. importing the roster into {}", db.display());
+    let first = import_with_progress(&store, &roster_file, Some(as_of), settings).await?;
+    print_import_summary(&first);
+
+    println!("\n3. importing the same export again: an import is a snapshot, so nothing changes");
+    let second = import_with_progress(&store, &roster_file, Some(as_of), settings).await?;
+    println!(
+        "   read {}, inserted {}, changed {}, unchanged {}, missing {}",
+        second.read, second.inserted, second.changed, second.unchanged, second.missing
+    );
+
+    println!("\n4. verifying the audit log");
+    let report = audit::verify(&store).await?;
+    match report.first_broken {
+        None => println!("   intact: {} entries", report.entries),
+        Some(b) => bail!("audit log broken at entry {}: {}", b.seq, b.reason),
+    }
+    println!(
+        "\ndone. Look around with: vigil --database-url sqlite://{} runs",
+        db.display()
+    );
+    store.close().await;
+    Ok(())
+}

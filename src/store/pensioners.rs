@@ -1,0 +1,483 @@
+//! Pensioners and the history of their changes.
+//!
+//! Rows are only ever inserted or updated by a roster import; a person who
+//! disappears from a later export is flagged (`missing_since`), never
+//! deleted, because a vanished record is itself something to look into.
+
+use std::sync::OnceLock;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::quarantine::QuarantineEntry;
+use super::{Result, Store, now_utc_text};
+use crate::{insert_quarantine, with_pool};
+
+/// A pensioner as stored. Field names follow spec §1 where they can.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Pensioner {
+    /// The agency's own person number: the stable key.
+    pub person_no: String,
+    /// As registered, for display.
+    pub name: String,
+    /// After NFKC, separator folding and traditional→simplified: what
+    /// comparisons use.
+    pub name_norm: String,
+    /// Toneless pinyin, for blocking homophones together.
+    pub name_key: String,
+    /// Normalised 18-character number (legacy 15-digit ones upgraded).
+    pub id_number: String,
+    /// The export carried the legacy 15-digit form.
+    pub id_upgraded: bool,
+    /// GB/T 2261.1: 1 male, 2 female.
+    pub sex: i32,
+    pub birth_date: NaiveDate,
+    pub insured_region: String,
+    pub residence_region: String,
+    pub benefit_type: String,
+    /// Integer fen: money is never a float.
+    pub monthly_amount_fen: i64,
+    pub bank_account: String,
+    pub benefit_start: NaiveDate,
+    pub status: String,
+    pub last_certified: Option<NaiveDate>,
+    pub phone: Option<String>,
+    /// Hash of every source field, so an unchanged row is recognised
+    /// without reading it back.
+    pub content_hash: i64,
+    /// Snapshot date of the import that first brought the person in.
+    pub first_seen: NaiveDate,
+    /// Snapshot date of the first export the person was absent from.
+    pub missing_since: Option<NaiveDate>,
+}
+
+const PENSIONER_COLUMNS: &str = "person_no, name, name_norm, name_key, id_number, id_upgraded, sex, \
+     birth_date, insured_region, residence_region, benefit_type, monthly_amount_fen, bank_account, \
+     benefit_start, status, last_certified, phone, content_hash, first_seen, missing_since";
+
+/// Columns written on insert (`missing_since` starts NULL).
+const INSERT_COLUMNS: usize = 19;
+const INSERT_COLUMN_LIST: &str = "person_no, name, name_norm, name_key, id_number, id_upgraded, sex, \
+     birth_date, insured_region, residence_region, benefit_type, monthly_amount_fen, bank_account, \
+     benefit_start, status, last_certified, phone, content_hash, first_seen";
+
+/// Rows per multi-row INSERT on SQLite (19 binds each, well under its
+/// 32,766 bind limit); large enough to amortise the statement overhead.
+const SQLITE_ROWS_PER_INSERT: usize = 500;
+
+/// One change to one field of one pensioner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct HistoryEntry {
+    pub person_no: String,
+    pub run_id: i64,
+    pub as_of: NaiveDate,
+    /// A column name, or `missing` / `reappeared` for presence changes.
+    pub field: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// One batch of a roster import, already classified against what is stored.
+#[derive(Debug, Default)]
+pub struct RosterBatch {
+    pub inserts: Vec<Pensioner>,
+    /// New content for people whose stored content hash differs.
+    pub changes: Vec<Pensioner>,
+    /// Unchanged people who were flagged missing and are back.
+    pub reappeared: Vec<String>,
+    pub quarantine: Vec<QuarantineEntry>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Rows whose stored fields really differed.
+    pub changed: u64,
+    /// Rows whose hash differed but whose fields did not (hash rule change).
+    pub rehashed: u64,
+    pub reappeared: u64,
+}
+
+/// The field-by-field difference between two versions of a pensioner, as
+/// text for the history table. Pure, so it is tested without a database.
+pub fn diff_fields(old: &Pensioner, new: &Pensioner) -> Vec<(&'static str, Option<String>, Option<String>)> {
+    let mut out = Vec::new();
+    let mut cmp = |field: &'static str, a: Option<String>, b: Option<String>| {
+        if a != b {
+            out.push((field, a, b));
+        }
+    };
+    cmp("name", Some(old.name.clone()), Some(new.name.clone()));
+    cmp("id_number", Some(old.id_number.clone()), Some(new.id_number.clone()));
+    cmp("sex", Some(old.sex.to_string()), Some(new.sex.to_string()));
+    cmp("birth_date", Some(old.birth_date.to_string()), Some(new.birth_date.to_string()));
+    cmp("insured_region", Some(old.insured_region.clone()), Some(new.insured_region.clone()));
+    cmp(
+        "residence_region",
+        Some(old.residence_region.clone()),
+        Some(new.residence_region.clone()),
+    );
+    cmp("benefit_type", Some(old.benefit_type.clone()), Some(new.benefit_type.clone()));
+    cmp(
+        "monthly_amount_fen",
+        Some(old.monthly_amount_fen.to_string()),
+        Some(new.monthly_amount_fen.to_string()),
+    );
+    cmp("bank_account", Some(old.bank_account.clone()), Some(new.bank_account.clone()));
+    cmp("benefit_start", Some(old.benefit_start.to_string()), Some(new.benefit_start.to_string()));
+    cmp("status", Some(old.status.clone()), Some(new.status.clone()));
+    cmp(
+        "last_certified",
+        old.last_certified.map(|d| d.to_string()),
+        new.last_certified.map(|d| d.to_string()),
+    );
+    cmp("phone", old.phone.clone(), new.phone.clone());
+    out
+}
+
+fn sqlite_insert_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO pensioners ({INSERT_COLUMN_LIST}) VALUES ");
+    let mut n = 1;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..INSERT_COLUMNS {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&n.to_string());
+            n += 1;
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+fn full_sqlite_insert_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| sqlite_insert_sql(SQLITE_ROWS_PER_INSERT))
+}
+
+/// Binds one pensioner's insert columns, in `INSERT_COLUMN_LIST` order.
+macro_rules! bind_insert {
+    ($q:expr, $p:expr) => {
+        $q.bind(&$p.person_no)
+            .bind(&$p.name)
+            .bind(&$p.name_norm)
+            .bind(&$p.name_key)
+            .bind(&$p.id_number)
+            .bind($p.id_upgraded)
+            .bind($p.sex)
+            .bind($p.birth_date)
+            .bind(&$p.insured_region)
+            .bind(&$p.residence_region)
+            .bind(&$p.benefit_type)
+            .bind($p.monthly_amount_fen)
+            .bind(&$p.bank_account)
+            .bind($p.benefit_start)
+            .bind(&$p.status)
+            .bind($p.last_certified)
+            .bind(&$p.phone)
+            .bind($p.content_hash)
+            .bind($p.first_seen)
+    };
+}
+
+/// Writes PostgreSQL `COPY … (FORMAT csv)` text for the insert columns.
+/// Empty unquoted fields are NULL in that format; no field we write NULL is
+/// ever an empty string, and empty strings are quoted.
+fn pg_copy_csv(rows: &[Pensioner]) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, s: &str) {
+        if s.is_empty() {
+            out.extend_from_slice(b"\"\"");
+        } else if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\')) {
+            out.push(b'"');
+            for b in s.bytes() {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len() * 200);
+    for p in rows {
+        field(&mut out, &p.person_no);
+        out.push(b',');
+        field(&mut out, &p.name);
+        out.push(b',');
+        field(&mut out, &p.name_norm);
+        out.push(b',');
+        field(&mut out, &p.name_key);
+        out.push(b',');
+        field(&mut out, &p.id_number);
+        out.push(b',');
+        out.extend_from_slice(if p.id_upgraded { b"t" } else { b"f" });
+        out.push(b',');
+        out.extend_from_slice(p.sex.to_string().as_bytes());
+        out.push(b',');
+        out.extend_from_slice(p.birth_date.to_string().as_bytes());
+        out.push(b',');
+        field(&mut out, &p.insured_region);
+        out.push(b',');
+        field(&mut out, &p.residence_region);
+        out.push(b',');
+        field(&mut out, &p.benefit_type);
+        out.push(b',');
+        out.extend_from_slice(p.monthly_amount_fen.to_string().as_bytes());
+        out.push(b',');
+        field(&mut out, &p.bank_account);
+        out.push(b',');
+        out.extend_from_slice(p.benefit_start.to_string().as_bytes());
+        out.push(b',');
+        field(&mut out, &p.status);
+        out.push(b',');
+        if let Some(d) = p.last_certified {
+            out.extend_from_slice(d.to_string().as_bytes());
+        }
+        out.push(b',');
+        if let Some(phone) = &p.phone {
+            field(&mut out, phone);
+        }
+        out.push(b',');
+        out.extend_from_slice(p.content_hash.to_string().as_bytes());
+        out.push(b',');
+        out.extend_from_slice(p.first_seen.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The change-handling part of a batch, the same on both backends: reads the
+/// stored row, records each differing field as history, writes the new row.
+macro_rules! apply_changes_and_presence {
+    ($tx:expr, $batch:expr, $run_id:expr, $as_of:expr, $outcome:expr) => {{
+        let sql_select = format!("SELECT {PENSIONER_COLUMNS} FROM pensioners WHERE person_no = $1");
+        for new in &$batch.changes {
+            let old: Option<Pensioner> = sqlx::query_as(sqlx::AssertSqlSafe(sql_select.clone()))
+                .bind(&new.person_no)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            let Some(old) = old else {
+                return Err(super::StoreError::Corrupt(format!(
+                    "person {} was classified as changed but is not stored",
+                    new.person_no
+                )));
+            };
+            let diffs = diff_fields(&old, new);
+            if diffs.is_empty() {
+                $outcome.rehashed += 1;
+            } else {
+                $outcome.changed += 1;
+            }
+            for (field, before, after) in diffs {
+                insert_history!($tx, &new.person_no, $run_id, $as_of, field, before, after);
+            }
+            if let Some(since) = old.missing_since {
+                $outcome.reappeared += 1;
+                insert_history!($tx, &new.person_no, $run_id, $as_of, "reappeared",
+                    Some(format!("missing since {since}")), None::<String>);
+            }
+            sqlx::query(
+                "UPDATE pensioners SET name = $1, name_norm = $2, name_key = $3, id_number = $4, \
+                 id_upgraded = $5, sex = $6, birth_date = $7, insured_region = $8, \
+                 residence_region = $9, benefit_type = $10, monthly_amount_fen = $11, \
+                 bank_account = $12, benefit_start = $13, status = $14, last_certified = $15, \
+                 phone = $16, content_hash = $17, missing_since = NULL WHERE person_no = $18",
+            )
+            .bind(&new.name)
+            .bind(&new.name_norm)
+            .bind(&new.name_key)
+            .bind(&new.id_number)
+            .bind(new.id_upgraded)
+            .bind(new.sex)
+            .bind(new.birth_date)
+            .bind(&new.insured_region)
+            .bind(&new.residence_region)
+            .bind(&new.benefit_type)
+            .bind(new.monthly_amount_fen)
+            .bind(&new.bank_account)
+            .bind(new.benefit_start)
+            .bind(&new.status)
+            .bind(new.last_certified)
+            .bind(&new.phone)
+            .bind(new.content_hash)
+            .bind(&new.person_no)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        for person_no in &$batch.reappeared {
+            let cleared = sqlx::query(
+                "UPDATE pensioners SET missing_since = NULL WHERE person_no = $1 \
+                 AND missing_since IS NOT NULL",
+            )
+            .bind(person_no)
+            .execute(&mut *$tx)
+            .await?;
+            if cleared.rows_affected() > 0 {
+                $outcome.reappeared += 1;
+                insert_history!($tx, person_no, $run_id, $as_of, "reappeared", None::<String>, None::<String>);
+            }
+        }
+    }};
+}
+
+macro_rules! insert_history {
+    ($tx:expr, $person_no:expr, $run_id:expr, $as_of:expr, $field:expr, $before:expr, $after:expr) => {
+        sqlx::query(
+            "INSERT INTO pensioner_history (person_no, run_id, as_of, field, before, after) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($person_no)
+        .bind($run_id)
+        .bind($as_of)
+        .bind($field)
+        .bind($before)
+        .bind($after)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+impl Store {
+    /// Streams `(person_no, content_hash, is_missing)` of every stored
+    /// pensioner into `f`, without holding them all as rows.
+    pub async fn for_each_roster_hash(&self, mut f: impl FnMut(&str, i64, bool) + Send) -> Result<u64> {
+        use futures::TryStreamExt;
+        let mut n = 0u64;
+        with_pool!(self, pool => {
+            let mut rows = sqlx::query_as::<_, (String, i64, i64)>(
+                "SELECT person_no, content_hash, \
+                 CAST(CASE WHEN missing_since IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM pensioners",
+            )
+            .fetch(pool);
+            while let Some((person_no, hash, missing)) = rows.try_next().await? {
+                f(&person_no, hash, missing != 0);
+                n += 1;
+            }
+        });
+        Ok(n)
+    }
+
+    /// Writes one classified batch of a roster import in one transaction:
+    /// a crash leaves every batch either fully stored or not at all.
+    pub async fn apply_roster_batch(
+        &self,
+        run_id: i64,
+        as_of: NaiveDate,
+        batch: &RosterBatch,
+    ) -> Result<BatchOutcome> {
+        let mut outcome = BatchOutcome::default();
+        let now = now_utc_text();
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for chunk in batch.inserts.chunks(SQLITE_ROWS_PER_INSERT) {
+                    let sql = if chunk.len() == SQLITE_ROWS_PER_INSERT {
+                        sqlx::AssertSqlSafe(full_sqlite_insert_sql().to_string())
+                    } else {
+                        sqlx::AssertSqlSafe(sqlite_insert_sql(chunk.len()))
+                    };
+                    let mut q = sqlx::query(sql);
+                    for p in chunk {
+                        q = bind_insert!(q, p);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                apply_changes_and_presence!(tx, batch, run_id, as_of, outcome);
+                insert_quarantine!(tx, run_id, &batch.quarantine, &now)?;
+                tx.commit().await?;
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                if !batch.inserts.is_empty() {
+                    let sql = format!("COPY pensioners ({INSERT_COLUMN_LIST}) FROM STDIN WITH (FORMAT csv)");
+                    let mut copy = tx.copy_in_raw(&sql).await?;
+                    copy.send(pg_copy_csv(&batch.inserts)).await?;
+                    copy.finish().await?;
+                }
+                apply_changes_and_presence!(tx, batch, run_id, as_of, outcome);
+                insert_quarantine!(tx, run_id, &batch.quarantine, &now)?;
+                tx.commit().await?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Flags the people absent from a complete snapshot; returns how many
+    /// were newly flagged (those already missing stay as they are).
+    pub async fn flag_missing(&self, run_id: i64, as_of: NaiveDate, person_nos: &[String]) -> Result<u64> {
+        let mut flagged = 0u64;
+        for chunk in person_nos.chunks(5_000) {
+            with_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                for person_no in chunk {
+                    let done = sqlx::query(
+                        "UPDATE pensioners SET missing_since = $1 WHERE person_no = $2 AND missing_since IS NULL",
+                    )
+                    .bind(as_of)
+                    .bind(person_no)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() > 0 {
+                        flagged += 1;
+                        insert_history!(tx, person_no, run_id, as_of, "missing", None::<String>,
+                            Some(format!("absent from the export of {as_of}")));
+                    }
+                }
+                tx.commit().await?;
+            });
+        }
+        Ok(flagged)
+    }
+
+    pub async fn get_pensioner(&self, person_no: &str) -> Result<Option<Pensioner>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {PENSIONER_COLUMNS} FROM pensioners WHERE person_no = $1"
+        ));
+        let p = with_pool!(self, pool => {
+            sqlx::query_as::<_, Pensioner>(sql).bind(person_no).fetch_optional(pool).await
+        })?;
+        Ok(p)
+    }
+
+    pub async fn count_pensioners(&self) -> Result<u64> {
+        let n: i64 = with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM pensioners").fetch_one(pool).await
+        })?;
+        Ok(n as u64)
+    }
+
+    /// The history of one pensioner, oldest first.
+    pub async fn pensioner_history(&self, person_no: &str) -> Result<Vec<HistoryEntry>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, HistoryEntry>(
+                "SELECT person_no, run_id, as_of, field, before, after FROM pensioner_history \
+                 WHERE person_no = $1 ORDER BY id",
+            )
+            .bind(person_no)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows)
+    }
+
+    /// All history rows written by one run, in order.
+    pub async fn history_for_run(&self, run_id: i64) -> Result<Vec<HistoryEntry>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, HistoryEntry>(
+                "SELECT person_no, run_id, as_of, field, before, after FROM pensioner_history \
+                 WHERE run_id = $1 ORDER BY id",
+            )
+            .bind(run_id)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows)
+    }
+}

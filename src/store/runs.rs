@@ -1,0 +1,160 @@
+//! Runs: one row per import or pull, with its counts, so that every input
+//! record can be accounted for (read = stored + duplicates + quarantined).
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::{Result, Store, now_utc_text};
+use crate::with_pool;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Ok,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What a run did, in the words of the summary a user reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunCounts {
+    pub read: u64,
+    pub inserted: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    pub quarantined: u64,
+    pub missing: u64,
+    /// Counts particular to one kind of run, as JSON (e.g. `reappeared`).
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Run {
+    pub id: i64,
+    pub kind: String,
+    pub source: String,
+    pub file: Option<String>,
+    pub file_sha256: Option<String>,
+    pub as_of: Option<NaiveDate>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub read_count: i64,
+    pub inserted: i64,
+    pub changed: i64,
+    pub unchanged: i64,
+    pub quarantined: i64,
+    pub missing: i64,
+    pub details: String,
+    pub message: Option<String>,
+}
+
+const RUN_COLUMNS: &str = "id, kind, source, file, file_sha256, as_of, started_at, finished_at, status, \
+     read_count, inserted, changed, unchanged, quarantined, missing, details, message";
+
+impl Store {
+    /// Records that a run has started; returns its id.
+    pub async fn start_run(
+        &self,
+        kind: &str,
+        source: &str,
+        file: Option<&str>,
+        as_of: Option<NaiveDate>,
+    ) -> Result<i64> {
+        let started = now_utc_text();
+        let id = with_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO runs (kind, source, file, as_of, started_at, status) \
+                 VALUES ($1, $2, $3, $4, $5, 'running') RETURNING id",
+            )
+            .bind(kind)
+            .bind(source)
+            .bind(file)
+            .bind(as_of)
+            .bind(&started)
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok(id)
+    }
+
+    pub async fn finish_run(
+        &self,
+        id: i64,
+        status: RunStatus,
+        counts: &RunCounts,
+        file_sha256: Option<&str>,
+        message: Option<&str>,
+    ) -> Result<()> {
+        let finished = now_utc_text();
+        let details = if counts.details.is_null() {
+            "{}".to_string()
+        } else {
+            counts.details.to_string()
+        };
+        with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE runs SET status = $1, finished_at = $2, read_count = $3, inserted = $4, \
+                 changed = $5, unchanged = $6, quarantined = $7, missing = $8, details = $9, \
+                 message = $10, file_sha256 = COALESCE($11, file_sha256) WHERE id = $12",
+            )
+            .bind(status.as_str())
+            .bind(&finished)
+            .bind(counts.read as i64)
+            .bind(counts.inserted as i64)
+            .bind(counts.changed as i64)
+            .bind(counts.unchanged as i64)
+            .bind(counts.quarantined as i64)
+            .bind(counts.missing as i64)
+            .bind(&details)
+            .bind(message)
+            .bind(file_sha256)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// The most recent runs first.
+    pub async fn list_runs(&self, limit: i64) -> Result<Vec<Run>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT $1"
+        ));
+        let runs = with_pool!(self, pool => {
+            sqlx::query_as::<_, Run>(sql).bind(limit).fetch_all(pool).await
+        })?;
+        Ok(runs)
+    }
+
+    pub async fn get_run(&self, id: i64) -> Result<Option<Run>> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"));
+        let run = with_pool!(self, pool => {
+            sqlx::query_as::<_, Run>(sql).bind(id).fetch_optional(pool).await
+        })?;
+        Ok(run)
+    }
+
+    /// The snapshot date of the latest successful roster import, if any.
+    pub async fn last_roster_as_of(&self) -> Result<Option<NaiveDate>> {
+        let d = with_pool!(self, pool => {
+            sqlx::query_scalar::<_, Option<NaiveDate>>(
+                "SELECT MAX(as_of) FROM runs WHERE kind = 'roster_import' AND status = 'ok'",
+            )
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok(d)
+    }
+}

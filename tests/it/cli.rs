@@ -1,0 +1,82 @@
+//! The command line as a user runs it: the real binary, a real SQLite file.
+
+use std::process::Command;
+
+use crate::support::{person, roster_text, write};
+
+fn vigil(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.current_dir(dir)
+        .env_remove("VIGIL_DATABASE_URL")
+        .env_remove("VIGIL_CONFIG")
+        .env("VIGIL_LOG", "warn");
+    c
+}
+
+#[test]
+fn config_show_masks_the_database_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vigil(dir.path())
+        .args(["--database-url", "postgres://vigil:hunter2@db.internal/vigil", "config", "show"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("postgres://vigil:****@db.internal/vigil"), "{text}");
+    assert!(!text.contains("hunter2"));
+}
+
+#[test]
+fn settings_file_and_environment_layer_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("vigil.toml"),
+        "[import]\nbatch_rows = 777\n[identity]\nelsewhere_level = \"city\"\n",
+    );
+    let out = vigil(dir.path()).args(["config", "show"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("batch_rows = 777") && text.contains("elsewhere_level = \"city\""), "{text}");
+    assert!(text.contains("sqlite://vigil.db"), "{text}");
+    let out = vigil(dir.path())
+        .env("VIGIL__IMPORT__BATCH_ROWS", "555")
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("batch_rows = 555"));
+}
+
+#[test]
+fn import_then_verify_on_the_default_sqlite_file_piped_output_has_no_progress_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir.path().join("roster.csv"), roster_text(&[person(1), person(2)]));
+    let out = vigil(dir.path())
+        .args(["roster", "import", file.to_str().unwrap(), "--as-of", "2026-11-01"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("inserted              2"), "{stdout}");
+    assert!(!stderr.contains("importing ["), "progress bar drawn into a pipe: {stderr}");
+    assert!(dir.path().join("vigil.db").exists(), "default database is sqlite://vigil.db");
+
+    let out = vigil(dir.path()).args(["audit", "verify"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 entries verified"));
+
+    let out = vigil(dir.path()).args(["runs"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("roster_import"));
+}
+
+#[test]
+fn a_refused_file_exits_non_zero_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir.path().join("nocols.csv"), "person_no,name\n1,王五\n");
+    let out = vigil(dir.path())
+        .args(["roster", "import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nocols.csv") && stderr.contains("id_number"), "{stderr}");
+}
