@@ -115,10 +115,19 @@ pub async fn append(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(StoreError::Sql(last_err.unwrap_or(sqlx::Error::PoolTimedOut)))
+    Err(StoreError::Sql(
+        last_err.unwrap_or(sqlx::Error::PoolTimedOut),
+    ))
 }
 
-fn seal(seq: i64, prev_hash: &str, actor: &str, action: &str, subject: &str, details: &str) -> AuditEntry {
+fn seal(
+    seq: i64,
+    prev_hash: &str,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &str,
+) -> AuditEntry {
     let at = now_utc_text();
     let hash = entry_hash(prev_hash, seq, &at, actor, action, subject, details);
     AuditEntry {
@@ -136,7 +145,9 @@ fn seal(seq: i64, prev_hash: &str, actor: &str, action: &str, subject: &str, det
 fn is_conflict(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => {
-            db.is_unique_violation() || db.message().contains("locked") || db.message().contains("busy")
+            db.is_unique_violation()
+                || db.message().contains("locked")
+                || db.message().contains("busy")
         }
         _ => false,
     }
@@ -188,7 +199,15 @@ pub fn check_entry(e: &AuditEntry, expected_seq: i64, prev_hash: &str) -> Option
     if e.prev_hash != prev_hash {
         return Some("its prev_hash is not the hash of the entry before it".to_string());
     }
-    let recomputed = entry_hash(&e.prev_hash, e.seq, &e.at, &e.actor, &e.action, &e.subject, &e.details);
+    let recomputed = entry_hash(
+        &e.prev_hash,
+        e.seq,
+        &e.at,
+        &e.actor,
+        &e.action,
+        &e.subject,
+        &e.details,
+    );
     if recomputed != e.hash {
         return Some("its content was changed after it was written (hash mismatch)".to_string());
     }
@@ -254,7 +273,15 @@ mod tests {
     fn a_rehashed_edit_still_breaks_the_next_link() {
         let mut c = chain(4);
         c[1].subject = "other.csv".to_string();
-        c[1].hash = entry_hash(&c[1].prev_hash, 2, &c[1].at, &c[1].actor, &c[1].action, &c[1].subject, &c[1].details);
+        c[1].hash = entry_hash(
+            &c[1].prev_hash,
+            2,
+            &c[1].at,
+            &c[1].actor,
+            &c[1].action,
+            &c[1].subject,
+            &c[1].details,
+        );
         assert_eq!(first_broken(&c), Some(3));
     }
 }

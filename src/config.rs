@@ -103,7 +103,8 @@ impl Settings {
                 builder = builder.add_source(config::File::from(path).required(true));
             }
             None => {
-                builder = builder.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false));
+                builder = builder
+                    .add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false));
             }
         }
         builder = builder.add_source(
@@ -155,9 +156,12 @@ impl Settings {
             import: ShownImport {
                 batch_rows: self.import.batch_rows,
             },
-            log: ShownLog { level: &self.log.level },
+            log: ShownLog {
+                level: &self.log.level,
+            },
         };
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+        toml::to_string_pretty(&shown)
+            .unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }
 }
 

@@ -29,7 +29,13 @@ struct Cli {
     #[arg(long, global = true, env = "VIGIL_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
     /// Database to use: sqlite://FILE (created if missing) or postgres://USER@HOST/DB.
-    #[arg(long, global = true, env = "VIGIL_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "VIGIL_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -147,7 +153,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&settings.log.level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -186,10 +195,14 @@ async fn open_store(settings: &Settings) -> Result<Store> {
 
 async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
     match command {
-        Command::Config { action: ConfigAction::Show } => {
+        Command::Config {
+            action: ConfigAction::Show,
+        } => {
             print!("{}", settings.to_masked_toml());
         }
-        Command::Db { action: DbAction::Migrate } => {
+        Command::Db {
+            action: DbAction::Migrate,
+        } => {
             let url = settings.database.url.expose();
             let store = Store::connect(url, settings.database.max_connections).await?;
             let applied = store.migrate().await?;
@@ -217,7 +230,16 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
             }
             println!(
                 "{:>5}  {:<14} {:<8} {:<10} {:>10} {:>9} {:>8} {:>10} {:>7} {:>7}  file",
-                "run", "kind", "status", "as of", "read", "inserted", "changed", "unchanged", "quar.", "missing"
+                "run",
+                "kind",
+                "status",
+                "as of",
+                "read",
+                "inserted",
+                "changed",
+                "unchanged",
+                "quar.",
+                "missing"
             );
             for r in runs {
                 println!(
@@ -245,7 +267,12 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                 bail!("there is no run {run}; `vigil runs` lists them");
             };
             let rows = store.quarantine_for_run(run).await?;
-            println!("run {run} ({}, {}): {} quarantined", r.kind, r.file.unwrap_or_default(), rows.len());
+            println!(
+                "run {run} ({}, {}): {} quarantined",
+                r.kind,
+                r.file.unwrap_or_default(),
+                rows.len()
+            );
             for q in rows.iter().take(limit) {
                 let place = match (q.line, &q.record_key) {
                     (Some(l), _) => format!("line {l}"),
@@ -258,7 +285,9 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                 println!("  … and {} more (--limit)", rows.len() - limit);
             }
         }
-        Command::Audit { action: AuditAction::Verify } => {
+        Command::Audit {
+            action: AuditAction::Verify,
+        } => {
             let store = open_store(&settings).await?;
             let report = audit::verify(&store).await?;
             match report.first_broken {
@@ -302,9 +331,11 @@ fn generate_with_progress(
     as_of: NaiveDate,
 ) -> Result<vigil::generate::GenerateSummary> {
     let bar = ProgressBar::new(pensioners).with_style(
-        ProgressStyle::with_template("{spinner} generating [{bar:40}] {human_pos}/{human_len} pensioners ({per_sec}, {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} generating [{bar:40}] {human_pos}/{human_len} pensioners ({per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     let opts = vigil::generate::GenerateOptions::new(pensioners, seed, out.to_path_buf(), as_of);
     let progress = |n: u64| bar.set_position(n);
@@ -324,9 +355,11 @@ async fn import_with_progress(
         .with_context(|| format!("cannot read {}", file.display()))?
         .len();
     let bar = ProgressBar::new(len).with_style(
-        ProgressStyle::with_template("{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     let opts = ImportOptions {
         as_of: as_of.unwrap_or_else(identity::today_in_china),
@@ -340,13 +373,22 @@ async fn import_with_progress(
 }
 
 fn print_import_summary(s: &ImportSummary) {
-    println!("imported {} ({}, snapshot of {}) as run {}", s.file, s.encoding, s.as_of.map(|d| d.to_string()).unwrap_or_default(), s.run_id);
+    println!(
+        "imported {} ({}, snapshot of {}) as run {}",
+        s.file,
+        s.encoding,
+        s.as_of.map(|d| d.to_string()).unwrap_or_default(),
+        s.run_id
+    );
     println!("  read         {:>10}", s.read);
     println!("  inserted     {:>10}", s.inserted);
     println!("  changed      {:>10}", s.changed);
     println!("  unchanged    {:>10}", s.unchanged);
     println!("  quarantined  {:>10}", s.quarantined);
-    println!("  missing      {:>10}  (absent from this export, flagged, not deleted)", s.missing);
+    println!(
+        "  missing      {:>10}  (absent from this export, flagged, not deleted)",
+        s.missing
+    );
     if s.reappeared > 0 {
         println!("  reappeared   {:>10}", s.reappeared);
     }
@@ -354,7 +396,11 @@ fn print_import_summary(s: &ImportSummary) {
         println!("  legacy 15-digit IDs upgraded: {}", s.upgraded_ids);
     }
     if !s.quarantine_sample.is_empty() {
-        println!("  quarantined rows (first {}; `vigil quarantine {}` lists all):", s.quarantine_sample.len(), s.run_id);
+        println!(
+            "  quarantined rows (first {}; `vigil quarantine {}` lists all):",
+            s.quarantine_sample.len(),
+            s.run_id
+        );
         for (line, reason) in &s.quarantine_sample {
             println!("    line {line}: {reason}");
         }
@@ -362,17 +408,27 @@ fn print_import_summary(s: &ImportSummary) {
     println!("  sha256 {}", s.sha256);
 }
 
-async fn demo(pensioners: u64, seed: u64, data_dir: &Path, db: &Path, settings: &Settings) -> Result<()> {
+async fn demo(
+    pensioners: u64,
+    seed: u64,
+    data_dir: &Path,
+    db: &Path,
+    settings: &Settings,
+) -> Result<()> {
     let as_of = identity::today_in_china();
     println!("vigil demo: {pensioners} synthetic pensioners, seed {seed}, as of {as_of}\n");
     println!("1. generating data into {}/", data_dir.display());
     let summary = generate_with_progress(pensioners, seed, data_dir, as_of)?;
-    println!("   {} pensioners, {} deaths across the three death sources", summary.pensioners, summary.deaths);
+    println!(
+        "   {} pensioners, {} deaths across the three death sources",
+        summary.pensioners, summary.deaths
+    );
 
     for suffix in ["", "-wal", "-shm"] {
         let p = PathBuf::from(format!("{}{suffix}", db.display()));
         if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("removing the old demo database {}", p.display()))?;
+            std::fs::remove_file(&p)
+                .with_context(|| format!("removing the old demo database {}", p.display()))?;
         }
     }
     let url = format!("sqlite://{}", db.display());

@@ -35,16 +35,25 @@ impl TextEncoding {
     /// encoding.
     pub fn decode<'a>(self, bytes: &'a [u8]) -> Option<Cow<'a, str>> {
         match self {
-            TextEncoding::Utf8 | TextEncoding::Utf8Bom => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
-            TextEncoding::Gbk => encoding_rs::GBK.decode_without_bom_handling_and_without_replacement(bytes),
+            TextEncoding::Utf8 | TextEncoding::Utf8Bom => {
+                std::str::from_utf8(bytes).ok().map(Cow::Borrowed)
+            }
+            TextEncoding::Gbk => {
+                encoding_rs::GBK.decode_without_bom_handling_and_without_replacement(bytes)
+            }
         }
     }
 
     /// Decodes for display, replacing what cannot be decoded.
     pub fn decode_lossy(self, bytes: &[u8]) -> String {
         match self {
-            TextEncoding::Utf8 | TextEncoding::Utf8Bom => String::from_utf8_lossy(bytes).into_owned(),
-            TextEncoding::Gbk => encoding_rs::GBK.decode_without_bom_handling(bytes).0.into_owned(),
+            TextEncoding::Utf8 | TextEncoding::Utf8Bom => {
+                String::from_utf8_lossy(bytes).into_owned()
+            }
+            TextEncoding::Gbk => encoding_rs::GBK
+                .decode_without_bom_handling(bytes)
+                .0
+                .into_owned(),
         }
     }
 }
@@ -107,19 +116,28 @@ mod tests {
 
     #[test]
     fn bom_means_utf8_with_bom() {
-        assert_eq!(detect(b"\xEF\xBB\xBFperson_no\n", true), Ok(TextEncoding::Utf8Bom));
+        assert_eq!(
+            detect(b"\xEF\xBB\xBFperson_no\n", true),
+            Ok(TextEncoding::Utf8Bom)
+        );
     }
 
     #[test]
     fn chinese_in_utf8_is_utf8() {
-        assert_eq!(detect("a,王秀英\n".as_bytes(), true), Ok(TextEncoding::Utf8));
+        assert_eq!(
+            detect("a,王秀英\n".as_bytes(), true),
+            Ok(TextEncoding::Utf8)
+        );
     }
 
     #[test]
     fn chinese_in_gbk_is_gbk() {
         let (bytes, _, _) = encoding_rs::GBK.encode("a,王秀英\nb,李建国\n");
         assert_eq!(detect(&bytes, true), Ok(TextEncoding::Gbk));
-        assert_eq!(TextEncoding::Gbk.decode(&bytes).as_deref(), Some("a,王秀英\nb,李建国\n"));
+        assert_eq!(
+            TextEncoding::Gbk.decode(&bytes).as_deref(),
+            Some("a,王秀英\nb,李建国\n")
+        );
     }
 
     #[test]

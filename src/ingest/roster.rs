@@ -90,7 +90,9 @@ pub enum ImportError {
         as_of: NaiveDate,
         last: NaiveDate,
     },
-    #[error("{path}: the import stopped at byte {bytes} and was recorded as failed in run {run_id}: {source}")]
+    #[error(
+        "{path}: the import stopped at byte {bytes} and was recorded as failed in run {run_id}: {source}"
+    )]
     Interrupted {
         path: PathBuf,
         run_id: i64,
@@ -229,7 +231,9 @@ fn open(path: &Path) -> Result<Opened, ImportError> {
         .flexible(true)
         .from_reader(Cursor::new(body).chain(hashing));
     let mut header = csv::ByteRecord::new();
-    let got = reader.read_byte_record(&mut header).map_err(|e| io_err(csv_io(e)))?;
+    let got = reader
+        .read_byte_record(&mut header)
+        .map_err(|e| io_err(csv_io(e)))?;
     if !got {
         return Err(ImportError::Empty {
             path: path.to_path_buf(),
@@ -327,7 +331,13 @@ pub async fn import_roster(
     match run_import(store, path, opts, opened, &mut summary, progress).await {
         Ok(()) => {
             store
-                .finish_run(run_id, RunStatus::Ok, &summary.counts(), Some(&summary.sha256), None)
+                .finish_run(
+                    run_id,
+                    RunStatus::Ok,
+                    &summary.counts(),
+                    Some(&summary.sha256),
+                    None,
+                )
                 .await?;
             audit::append(
                 store,
@@ -354,7 +364,13 @@ pub async fn import_roster(
             let message = e.to_string();
             // Best effort: the run row says what was done before the stop.
             let _ = store
-                .finish_run(run_id, RunStatus::Failed, &summary.counts(), None, Some(&message))
+                .finish_run(
+                    run_id,
+                    RunStatus::Failed,
+                    &summary.counts(),
+                    None,
+                    Some(&message),
+                )
                 .await;
             Err(e)
         }
@@ -380,7 +396,9 @@ async fn run_import(
 ) -> Result<(), ImportError> {
     let mut index = RosterIndex::default();
     store
-        .for_each_roster_hash(|person_no, hash, missing| index.add_stored(person_no, hash as u64, missing))
+        .for_each_roster_hash(|person_no, hash, missing| {
+            index.add_stored(person_no, hash as u64, missing)
+        })
         .await?;
     index.seal();
 
@@ -389,8 +407,9 @@ async fn run_import(
     let parse_path = path.to_path_buf();
     let as_of = opts.as_of;
     let batch_rows = opts.batch_rows.max(1);
-    let parser =
-        tokio::task::spawn_blocking(move || parse_all(opened, index, &parse_path, as_of, batch_rows, &tx));
+    let parser = tokio::task::spawn_blocking(move || {
+        parse_all(opened, index, &parse_path, as_of, batch_rows, &tx)
+    });
 
     let mut write_error = None;
     while let Some((batch, committed_bytes)) = rx.recv().await {
@@ -401,7 +420,10 @@ async fn run_import(
                     .push((q.line.unwrap_or(0), q.reason.clone()));
             }
         }
-        match store.apply_roster_batch(summary.run_id, as_of, &batch).await {
+        match store
+            .apply_roster_batch(summary.run_id, as_of, &batch)
+            .await
+        {
             Ok(outcome) => {
                 summary.inserted += batch.inserts.len() as u64;
                 summary.changed += outcome.changed + outcome.rehashed;
@@ -509,8 +531,9 @@ fn parse_all(
                         file: Some(file_name.clone()),
                         line: Some(line),
                         record_key: Some(row.person_no.clone()),
-                        reason: "person_no appears more than once in this file; the first row was kept"
-                            .to_string(),
+                        reason:
+                            "person_no appears more than once in this file; the first row was kept"
+                                .to_string(),
                         raw: raw_text(&record, enc),
                     }),
                 }
@@ -531,7 +554,10 @@ fn parse_all(
         if in_batch >= batch_rows {
             let sent = std::mem::take(&mut batch);
             in_batch = 0;
-            if tx.blocking_send((sent, opened.bytes.load(Ordering::Relaxed))).is_err() {
+            if tx
+                .blocking_send((sent, opened.bytes.load(Ordering::Relaxed)))
+                .is_err()
+            {
                 // The writer stopped; it reports why.
                 return Err(ImportError::Io {
                     path: path.to_path_buf(),
@@ -546,7 +572,8 @@ fn parse_all(
         && hashing.last_byte != Some(b'\n')
         && let Some(q) = batch.quarantine.last_mut()
     {
-        q.reason.push_str("; the file ends in the middle of this row (truncated export?)");
+        q.reason
+            .push_str("; the file ends in the middle of this row (truncated export?)");
     }
     let total = opened.file_len.max(hashing.bytes.load(Ordering::Relaxed));
     if (in_batch > 0 || !batch.quarantine.is_empty()) && tx.blocking_send((batch, total)).is_err() {
@@ -566,7 +593,9 @@ fn parse_all(
 
 /// The row as it was in the file, for the quarantine table.
 fn raw_text(record: &csv::ByteRecord, enc: TextEncoding) -> String {
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
     if w.write_byte_record(record).is_err() {
         return String::new();
     }
@@ -620,7 +649,10 @@ fn parse_record(
     }
     let get = |i: usize| fields[cols.idx[i]].trim();
     let person_no = get(0);
-    if person_no.is_empty() || person_no.len() > 32 || !person_no.chars().all(|c| c.is_ascii_alphanumeric()) {
+    if person_no.is_empty()
+        || person_no.len() > 32
+        || !person_no.chars().all(|c| c.is_ascii_alphanumeric())
+    {
         return Err(reject(
             "person_no is empty or not letters and digits only".to_string(),
             None,
@@ -632,7 +664,8 @@ fn parse_record(
     if name_norm.is_empty() {
         return Err(reject("name is empty".to_string(), pn()));
     }
-    let parsed = identity::id::parse_on(get(2), today).map_err(|e| reject(id_reason(&e, get(2), today), pn()))?;
+    let parsed = identity::id::parse_on(get(2), today)
+        .map_err(|e| reject(id_reason(&e, get(2), today), pn()))?;
     let id = parsed.id;
     let sex = match get(3) {
         "1" => Sex::Male,
@@ -680,7 +713,8 @@ fn parse_record(
     };
     let monthly_amount_fen = parse_yuan(get(8)).map_err(|r| reject(r, pn()))?;
     let bank_account = get(9);
-    if !(10..=32).contains(&bank_account.len()) || !bank_account.bytes().all(|b| b.is_ascii_digit()) {
+    if !(10..=32).contains(&bank_account.len()) || !bank_account.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(reject(
             format!(
                 "bank_account is not 10 to 32 digits ({} characters given)",
@@ -700,7 +734,10 @@ fn parse_record(
         s @ ("active" | "suspended" | "terminated") => s,
         other => {
             return Err(reject(
-                format!("status '{}' is not active, suspended or terminated", clip(other)),
+                format!(
+                    "status '{}' is not active, suspended or terminated",
+                    clip(other)
+                ),
                 pn(),
             ));
         }
@@ -712,7 +749,11 @@ fn parse_record(
     let phone = match cols.phone.map(|i| fields[i].trim()) {
         None | Some("") => None,
         Some(s) => {
-            if !(5..=20).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') {
+            if !(5..=20).contains(&s.len())
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
+            {
                 return Err(reject(
                     "phone is not a telephone number (digits, - or + only)".to_string(),
                     pn(),
@@ -785,7 +826,10 @@ pub fn parse_date(column: &str, s: &str) -> Result<NaiveDate, String> {
             .enumerate()
             .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     if !shaped {
-        return Err(format!("{column} '{}' is not a date as YYYY-MM-DD", clip(s)));
+        return Err(format!(
+            "{column} '{}' is not a date as YYYY-MM-DD",
+            clip(s)
+        ));
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| format!("{column} {s} is not a real calendar date"))
@@ -859,7 +903,11 @@ pub fn content_hash(p: &Pensioner) -> u64 {
     eat(p.bank_account.as_bytes());
     eat(p.benefit_start.to_string().as_bytes());
     eat(p.status.as_bytes());
-    eat(p.last_certified.map(|d| d.to_string()).unwrap_or_default().as_bytes());
+    eat(p
+        .last_certified
+        .map(|d| d.to_string())
+        .unwrap_or_default()
+        .as_bytes());
     eat(p.phone.as_deref().unwrap_or("").as_bytes());
     h & !MISSING_BIT
 }
@@ -998,7 +1046,9 @@ mod tests {
 
     #[test]
     fn thousands_separators_and_oddities_are_refused() {
-        for bad in ["3,268.5", "-12.00", "12.345", "1e3", "", ".5", "12.", "１２"] {
+        for bad in [
+            "3,268.5", "-12.00", "12.345", "1e3", "", ".5", "12.", "１２",
+        ] {
             let err = parse_yuan(bad).unwrap_err();
             assert!(err.contains("monthly_amount"), "{bad}: {err}");
         }
@@ -1009,12 +1059,20 @@ mod tests {
         let err = parse_date("birth_date", "1942-02-30").unwrap_err();
         assert!(err.contains("not a real calendar date"), "{err}");
         assert!(parse_date("birth_date", "1942/3/15").is_err());
-        assert_eq!(parse_date("x", "1942-03-15"), Ok(NaiveDate::from_ymd_opt(1942, 3, 15).unwrap()));
+        assert_eq!(
+            parse_date("x", "1942-03-15"),
+            Ok(NaiveDate::from_ymd_opt(1942, 3, 15).unwrap())
+        );
     }
 
     #[test]
     fn person_numbers_pack_and_unpack_with_leading_zeros() {
-        for p in ["4403000012345678", "0000000000000001", "7", "12345678901234567"] {
+        for p in [
+            "4403000012345678",
+            "0000000000000001",
+            "7",
+            "12345678901234567",
+        ] {
             assert_eq!(unpack(pack(p).unwrap()), p);
         }
         assert_eq!(pack("123456789012345678"), None);
@@ -1030,8 +1088,14 @@ mod tests {
         idx.add_stored("X-9", 30, false);
         idx.add_stored("0004", 40, false);
         idx.seal();
-        assert_eq!(idx.classify("0001", 10), Seen::Unchanged { was_missing: false });
-        assert_eq!(idx.classify("0002", 20), Seen::Unchanged { was_missing: true });
+        assert_eq!(
+            idx.classify("0001", 10),
+            Seen::Unchanged { was_missing: false }
+        );
+        assert_eq!(
+            idx.classify("0002", 20),
+            Seen::Unchanged { was_missing: true }
+        );
         assert_eq!(idx.classify("X-9", 31), Seen::Changed);
         assert_eq!(idx.classify("0003", 1), Seen::New);
         assert_eq!(idx.classify("0003", 1), Seen::AgainInFile);

@@ -13,7 +13,9 @@ use std::time::Duration;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::config::mask_url_password;
 
@@ -157,8 +159,16 @@ impl Store {
 /// The migrations of one backend, embedded so the binary is self-contained.
 fn migrator(backend: Backend) -> Migrator {
     let files: &[(i64, &str, &'static str)] = match backend {
-        Backend::Sqlite => &[(1, "spine", include_str!("../../migrations/sqlite/0001_spine.sql"))],
-        Backend::Postgres => &[(1, "spine", include_str!("../../migrations/postgres/0001_spine.sql"))],
+        Backend::Sqlite => &[(
+            1,
+            "spine",
+            include_str!("../../migrations/sqlite/0001_spine.sql"),
+        )],
+        Backend::Postgres => &[(
+            1,
+            "spine",
+            include_str!("../../migrations/postgres/0001_spine.sql"),
+        )],
     };
     Migrator::with_migrations(
         files

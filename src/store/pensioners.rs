@@ -99,7 +99,10 @@ pub struct BatchOutcome {
 
 /// The field-by-field difference between two versions of a pensioner, as
 /// text for the history table. Pure, so it is tested without a database.
-pub fn diff_fields(old: &Pensioner, new: &Pensioner) -> Vec<(&'static str, Option<String>, Option<String>)> {
+pub fn diff_fields(
+    old: &Pensioner,
+    new: &Pensioner,
+) -> Vec<(&'static str, Option<String>, Option<String>)> {
     let mut out = Vec::new();
     let mut cmp = |field: &'static str, a: Option<String>, b: Option<String>| {
         if a != b {
@@ -107,23 +110,47 @@ pub fn diff_fields(old: &Pensioner, new: &Pensioner) -> Vec<(&'static str, Optio
         }
     };
     cmp("name", Some(old.name.clone()), Some(new.name.clone()));
-    cmp("id_number", Some(old.id_number.clone()), Some(new.id_number.clone()));
+    cmp(
+        "id_number",
+        Some(old.id_number.clone()),
+        Some(new.id_number.clone()),
+    );
     cmp("sex", Some(old.sex.to_string()), Some(new.sex.to_string()));
-    cmp("birth_date", Some(old.birth_date.to_string()), Some(new.birth_date.to_string()));
-    cmp("insured_region", Some(old.insured_region.clone()), Some(new.insured_region.clone()));
+    cmp(
+        "birth_date",
+        Some(old.birth_date.to_string()),
+        Some(new.birth_date.to_string()),
+    );
+    cmp(
+        "insured_region",
+        Some(old.insured_region.clone()),
+        Some(new.insured_region.clone()),
+    );
     cmp(
         "residence_region",
         Some(old.residence_region.clone()),
         Some(new.residence_region.clone()),
     );
-    cmp("benefit_type", Some(old.benefit_type.clone()), Some(new.benefit_type.clone()));
+    cmp(
+        "benefit_type",
+        Some(old.benefit_type.clone()),
+        Some(new.benefit_type.clone()),
+    );
     cmp(
         "monthly_amount_fen",
         Some(old.monthly_amount_fen.to_string()),
         Some(new.monthly_amount_fen.to_string()),
     );
-    cmp("bank_account", Some(old.bank_account.clone()), Some(new.bank_account.clone()));
-    cmp("benefit_start", Some(old.benefit_start.to_string()), Some(new.benefit_start.to_string()));
+    cmp(
+        "bank_account",
+        Some(old.bank_account.clone()),
+        Some(new.bank_account.clone()),
+    );
+    cmp(
+        "benefit_start",
+        Some(old.benefit_start.to_string()),
+        Some(new.benefit_start.to_string()),
+    );
     cmp("status", Some(old.status.clone()), Some(new.status.clone()));
     cmp(
         "last_certified",
@@ -192,7 +219,10 @@ fn pg_copy_csv(rows: &[Pensioner]) -> Vec<u8> {
     fn field(out: &mut Vec<u8>, s: &str) {
         if s.is_empty() {
             out.extend_from_slice(b"\"\"");
-        } else if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\')) {
+        } else if s
+            .bytes()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'))
+        {
             out.push(b'"');
             for b in s.bytes() {
                 if b == b'"' {
@@ -280,8 +310,15 @@ macro_rules! apply_changes_and_presence {
             }
             if let Some(since) = old.missing_since {
                 $outcome.reappeared += 1;
-                insert_history!($tx, &new.person_no, $run_id, $as_of, "reappeared",
-                    Some(format!("missing since {since}")), None::<String>);
+                insert_history!(
+                    $tx,
+                    &new.person_no,
+                    $run_id,
+                    $as_of,
+                    "reappeared",
+                    Some(format!("missing since {since}")),
+                    None::<String>
+                );
             }
             sqlx::query(
                 "UPDATE pensioners SET name = $1, name_norm = $2, name_key = $3, id_number = $4, \
@@ -321,7 +358,15 @@ macro_rules! apply_changes_and_presence {
             .await?;
             if cleared.rows_affected() > 0 {
                 $outcome.reappeared += 1;
-                insert_history!($tx, person_no, $run_id, $as_of, "reappeared", None::<String>, None::<String>);
+                insert_history!(
+                    $tx,
+                    person_no,
+                    $run_id,
+                    $as_of,
+                    "reappeared",
+                    None::<String>,
+                    None::<String>
+                );
             }
         }
     }};
@@ -347,7 +392,10 @@ macro_rules! insert_history {
 impl Store {
     /// Streams `(person_no, content_hash, is_missing)` of every stored
     /// pensioner into `f`, without holding them all as rows.
-    pub async fn for_each_roster_hash(&self, mut f: impl FnMut(&str, i64, bool) + Send) -> Result<u64> {
+    pub async fn for_each_roster_hash(
+        &self,
+        mut f: impl FnMut(&str, i64, bool) + Send,
+    ) -> Result<u64> {
         use futures::TryStreamExt;
         let mut n = 0u64;
         with_pool!(self, pool => {
@@ -396,7 +444,9 @@ impl Store {
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 if !batch.inserts.is_empty() {
-                    let sql = format!("COPY pensioners ({INSERT_COLUMN_LIST}) FROM STDIN WITH (FORMAT csv)");
+                    let sql = format!(
+                        "COPY pensioners ({INSERT_COLUMN_LIST}) FROM STDIN WITH (FORMAT csv)"
+                    );
                     let mut copy = tx.copy_in_raw(&sql).await?;
                     copy.send(pg_copy_csv(&batch.inserts)).await?;
                     copy.finish().await?;
@@ -411,7 +461,12 @@ impl Store {
 
     /// Flags the people absent from a complete snapshot; returns how many
     /// were newly flagged (those already missing stay as they are).
-    pub async fn flag_missing(&self, run_id: i64, as_of: NaiveDate, person_nos: &[String]) -> Result<u64> {
+    pub async fn flag_missing(
+        &self,
+        run_id: i64,
+        as_of: NaiveDate,
+        person_nos: &[String],
+    ) -> Result<u64> {
         let mut flagged = 0u64;
         for chunk in person_nos.chunks(5_000) {
             with_pool!(self, pool => {

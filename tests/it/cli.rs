@@ -17,12 +17,20 @@ fn vigil(dir: &std::path::Path) -> Command {
 fn config_show_masks_the_database_password() {
     let dir = tempfile::tempdir().unwrap();
     let out = vigil(dir.path())
-        .args(["--database-url", "postgres://vigil:hunter2@db.internal/vigil", "config", "show"])
+        .args([
+            "--database-url",
+            "postgres://vigil:hunter2@db.internal/vigil",
+            "config",
+            "show",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(text.contains("postgres://vigil:****@db.internal/vigil"), "{text}");
+    assert!(
+        text.contains("postgres://vigil:****@db.internal/vigil"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2"));
 }
 
@@ -35,7 +43,10 @@ fn settings_file_and_environment_layer_in_order() {
     );
     let out = vigil(dir.path()).args(["config", "show"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("batch_rows = 777") && text.contains("elsewhere_level = \"city\""), "{text}");
+    assert!(
+        text.contains("batch_rows = 777") && text.contains("elsewhere_level = \"city\""),
+        "{text}"
+    );
     assert!(text.contains("sqlite://vigil.db"), "{text}");
     let out = vigil(dir.path())
         .env("VIGIL__IMPORT__BATCH_ROWS", "555")
@@ -48,19 +59,37 @@ fn settings_file_and_environment_layer_in_order() {
 #[test]
 fn import_then_verify_on_the_default_sqlite_file_piped_output_has_no_progress_bar() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(&dir.path().join("roster.csv"), roster_text(&[person(1), person(2)]));
+    let file = write(
+        &dir.path().join("roster.csv"),
+        roster_text(&[person(1), person(2)]),
+    );
     let out = vigil(dir.path())
-        .args(["roster", "import", file.to_str().unwrap(), "--as-of", "2026-11-01"])
+        .args([
+            "roster",
+            "import",
+            file.to_str().unwrap(),
+            "--as-of",
+            "2026-11-01",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("inserted              2"), "{stdout}");
-    assert!(!stderr.contains("importing ["), "progress bar drawn into a pipe: {stderr}");
-    assert!(dir.path().join("vigil.db").exists(), "default database is sqlite://vigil.db");
+    assert!(
+        !stderr.contains("importing ["),
+        "progress bar drawn into a pipe: {stderr}"
+    );
+    assert!(
+        dir.path().join("vigil.db").exists(),
+        "default database is sqlite://vigil.db"
+    );
 
-    let out = vigil(dir.path()).args(["audit", "verify"]).output().unwrap();
+    let out = vigil(dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 entries verified"));
 
@@ -78,5 +107,8 @@ fn a_refused_file_exits_non_zero_and_says_why() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("nocols.csv") && stderr.contains("id_number"), "{stderr}");
+    assert!(
+        stderr.contains("nocols.csv") && stderr.contains("id_number"),
+        "{stderr}"
+    );
 }

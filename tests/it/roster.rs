@@ -19,7 +19,11 @@ fn opts(as_of: &str) -> ImportOptions {
     }
 }
 
-async fn import(store: &Store, path: &std::path::Path, as_of: &str) -> Result<ImportSummary, ImportError> {
+async fn import(
+    store: &Store,
+    path: &std::path::Path,
+    as_of: &str,
+) -> Result<ImportSummary, ImportError> {
     import_roster(store, path, &opts(as_of), &|_| {}).await
 }
 
@@ -38,9 +42,24 @@ async fn valid_rows(db: &TestDb) {
     let rows: Vec<_> = (0..5).map(person).collect();
     let file = write(&db.path("roster.csv"), roster_text(&rows));
     let s = import(&db.store, &file, "2026-11-01").await.unwrap();
-    assert_eq!((s.read, s.inserted, s.changed, s.unchanged, s.quarantined, s.missing), (5, 5, 0, 0, 0, 0));
+    assert_eq!(
+        (
+            s.read,
+            s.inserted,
+            s.changed,
+            s.unchanged,
+            s.quarantined,
+            s.missing
+        ),
+        (5, 5, 0, 0, 0, 0)
+    );
     assert_eq!(s.encoding, "UTF-8");
-    let p = db.store.get_pensioner(&rows[0].person_no).await.unwrap().unwrap();
+    let p = db
+        .store
+        .get_pensioner(&rows[0].person_no)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(p.monthly_amount_fen, 326_850);
     assert_eq!(p.name_key, "wangxiuying");
     assert_eq!(p.id_number, rows[0].id_number);
@@ -48,7 +67,10 @@ async fn valid_rows(db: &TestDb) {
     assert_eq!(p.missing_since, None);
 
     let run = db.store.get_run(s.run_id).await.unwrap().unwrap();
-    assert_eq!((run.status.as_str(), run.read_count, run.inserted), ("ok", 5, 5));
+    assert_eq!(
+        (run.status.as_str(), run.read_count, run.inserted),
+        ("ok", 5, 5)
+    );
     assert_eq!(run.file_sha256.as_deref(), Some(s.sha256.as_str()));
 
     let report = vigil::audit::verify(&db.store).await.unwrap();
@@ -56,19 +78,35 @@ async fn valid_rows(db: &TestDb) {
     assert!(report.first_broken.is_none());
 }
 
-both_backends!(the_same_file_imported_twice_changes_nothing, same_file_twice);
+both_backends!(
+    the_same_file_imported_twice_changes_nothing,
+    same_file_twice
+);
 async fn same_file_twice(db: &TestDb) {
     let rows: Vec<_> = (0..7).map(person).collect();
     let file = write(&db.path("roster.csv"), roster_text(&rows));
     import(&db.store, &file, "2026-11-01").await.unwrap();
     let before = all_pensioners(&db.store).await;
     let s = import(&db.store, &file, "2026-11-01").await.unwrap();
-    assert_eq!((s.read, s.inserted, s.changed, s.unchanged, s.quarantined, s.missing), (7, 0, 0, 7, 0, 0));
+    assert_eq!(
+        (
+            s.read,
+            s.inserted,
+            s.changed,
+            s.unchanged,
+            s.quarantined,
+            s.missing
+        ),
+        (7, 0, 0, 7, 0, 0)
+    );
     assert_eq!(all_pensioners(&db.store).await, before);
     assert!(db.store.history_for_run(s.run_id).await.unwrap().is_empty());
 }
 
-both_backends!(changes_are_kept_as_history_and_the_absent_are_flagged_not_deleted, snapshot_changes);
+both_backends!(
+    changes_are_kept_as_history_and_the_absent_are_flagged_not_deleted,
+    snapshot_changes
+);
 async fn snapshot_changes(db: &TestDb) {
     let rows: Vec<_> = (0..4).map(person).collect();
     let first = write(&db.path("r1.csv"), roster_text(&rows));
@@ -82,18 +120,35 @@ async fn snapshot_changes(db: &TestDb) {
     next.remove(3); // person 3 is absent from the second export
     let second = write(&db.path("r2.csv"), roster_text(&next));
     let s = import(&db.store, &second, "2026-11-01").await.unwrap();
-    assert_eq!((s.read, s.inserted, s.changed, s.unchanged, s.missing), (3, 0, 2, 1, 1));
+    assert_eq!(
+        (s.read, s.inserted, s.changed, s.unchanged, s.missing),
+        (3, 0, 2, 1, 1)
+    );
 
-    let h1 = db.store.pensioner_history(&rows[1].person_no).await.unwrap();
-    let fields: Vec<_> = h1.iter().map(|h| (h.field.as_str(), h.before.as_deref(), h.after.as_deref())).collect();
+    let h1 = db
+        .store
+        .pensioner_history(&rows[1].person_no)
+        .await
+        .unwrap();
+    let fields: Vec<_> = h1
+        .iter()
+        .map(|h| (h.field.as_str(), h.before.as_deref(), h.after.as_deref()))
+        .collect();
     assert_eq!(
         fields,
         vec![
             ("monthly_amount_fen", Some("326850"), Some("330000")),
-            ("bank_account", Some(rows[1].bank_account.as_str()), Some("6222029999999999999")),
+            (
+                "bank_account",
+                Some(rows[1].bank_account.as_str()),
+                Some("6222029999999999999")
+            ),
         ]
     );
-    assert!(h1.iter().all(|h| h.as_of == day("2026-11-01") && h.run_id == s.run_id));
+    assert!(
+        h1.iter()
+            .all(|h| h.as_of == day("2026-11-01") && h.run_id == s.run_id)
+    );
     let h2: Vec<_> = db
         .store
         .pensioner_history(&rows[2].person_no)
@@ -104,15 +159,28 @@ async fn snapshot_changes(db: &TestDb) {
         .collect();
     assert_eq!(h2, vec!["residence_region", "status"]);
 
-    let gone = db.store.get_pensioner(&rows[3].person_no).await.unwrap().expect("never deleted");
+    let gone = db
+        .store
+        .get_pensioner(&rows[3].person_no)
+        .await
+        .unwrap()
+        .expect("never deleted");
     assert_eq!(gone.missing_since, Some(day("2026-11-01")));
     assert_eq!(db.store.count_pensioners().await.unwrap(), 4);
 
     // Back in the third export, unchanged: the flag is cleared and the return recorded.
-    let third = write(&db.path("r3.csv"), roster_text(&[next.clone(), vec![rows[3].clone()]].concat()));
+    let third = write(
+        &db.path("r3.csv"),
+        roster_text(&[next.clone(), vec![rows[3].clone()]].concat()),
+    );
     let s3 = import(&db.store, &third, "2026-12-01").await.unwrap();
     assert_eq!((s3.unchanged, s3.reappeared, s3.missing), (4, 1, 0));
-    let back = db.store.get_pensioner(&rows[3].person_no).await.unwrap().unwrap();
+    let back = db
+        .store
+        .get_pensioner(&rows[3].person_no)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(back.missing_since, None);
     let h3: Vec<_> = db
         .store
@@ -125,7 +193,10 @@ async fn snapshot_changes(db: &TestDb) {
     assert_eq!(h3, vec!["missing", "reappeared"]);
 }
 
-both_backends!(bad_rows_are_quarantined_with_line_and_reason_and_the_rest_goes_in, bad_rows);
+both_backends!(
+    bad_rows_are_quarantined_with_line_and_reason_and_the_rest_goes_in,
+    bad_rows
+);
 async fn bad_rows(db: &TestDb) {
     let good: Vec<_> = (0..3).map(person).collect();
     let mut feb30 = person(10);
@@ -162,12 +233,33 @@ async fn bad_rows(db: &TestDb) {
     assert_eq!((s.read, s.inserted, s.quarantined), (9, 3, 6));
     let q = db.store.quarantine_for_run(s.run_id).await.unwrap();
     let lines: Vec<_> = q.iter().map(|e| e.line).collect();
-    assert_eq!(lines, vec![Some(3), Some(4), Some(6), Some(7), Some(8), Some(10)]);
-    let reason = |line: i64| q.iter().find(|e| e.line == Some(line)).unwrap().reason.clone();
-    assert!(reason(3).contains("birth_date") && reason(3).contains("not a real calendar date"), "{}", reason(3));
-    assert!(reason(4).contains("monthly_amount") && reason(4).contains("3,268.5"), "{}", reason(4));
+    assert_eq!(
+        lines,
+        vec![Some(3), Some(4), Some(6), Some(7), Some(8), Some(10)]
+    );
+    let reason = |line: i64| {
+        q.iter()
+            .find(|e| e.line == Some(line))
+            .unwrap()
+            .reason
+            .clone()
+    };
+    assert!(
+        reason(3).contains("birth_date") && reason(3).contains("not a real calendar date"),
+        "{}",
+        reason(3)
+    );
+    assert!(
+        reason(4).contains("monthly_amount") && reason(4).contains("3,268.5"),
+        "{}",
+        reason(4)
+    );
     assert!(reason(6).contains("check character"), "{}", reason(6));
-    assert!(reason(7).contains("expected 14 fields, found 4"), "{}", reason(7));
+    assert!(
+        reason(7).contains("expected 14 fields, found 4"),
+        "{}",
+        reason(7)
+    );
     assert!(reason(8).contains("sex"), "{}", reason(8));
     assert!(reason(10).contains("truncated"), "{}", reason(10));
     for e in &q {
@@ -178,9 +270,21 @@ async fn bad_rows(db: &TestDb) {
         assert!(!e.reason.contains(&feb30.id_number), "{}", e.reason);
         assert!(!e.reason.contains(&comma.bank_account), "{}", e.reason);
     }
-    assert!(q.iter().find(|e| e.line == Some(6)).unwrap().raw.contains(&check.id_number));
+    assert!(
+        q.iter()
+            .find(|e| e.line == Some(6))
+            .unwrap()
+            .raw
+            .contains(&check.id_number)
+    );
     for g in &good {
-        assert!(db.store.get_pensioner(&g.person_no).await.unwrap().is_some());
+        assert!(
+            db.store
+                .get_pensioner(&g.person_no)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
     // Nothing stored before is lost when a later file is bad.
     let before = db.store.count_pensioners().await.unwrap();
@@ -189,7 +293,10 @@ async fn bad_rows(db: &TestDb) {
     assert_eq!(db.store.count_pensioners().await.unwrap(), before);
 }
 
-both_backends!(a_header_missing_required_columns_is_refused_before_anything_is_written, missing_columns);
+both_backends!(
+    a_header_missing_required_columns_is_refused_before_anything_is_written,
+    missing_columns
+);
 async fn missing_columns(db: &TestDb) {
     let rows: Vec<_> = (0..2).map(person).collect();
     let text = roster_text(&rows)
@@ -199,7 +306,10 @@ async fn missing_columns(db: &TestDb) {
     let err = import(&db.store, &file, "2026-11-01").await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ImportError::MissingColumns { .. }), "{msg}");
-    assert!(msg.contains("bank_account, status") && msg.contains("cols.csv"), "{msg}");
+    assert!(
+        msg.contains("bank_account, status") && msg.contains("cols.csv"),
+        "{msg}"
+    );
     assert_eq!(db.store.count_pensioners().await.unwrap(), 0);
     assert!(db.store.list_runs(10).await.unwrap().is_empty());
 }
@@ -221,20 +331,33 @@ async fn encodings(db: &TestDb) {
     let gbk_file = write(&db.path("gbk.csv"), &gbk[..]);
     let s = import(&db.store, &gbk_file, "2026-11-01").await.unwrap();
     assert_eq!((s.encoding.as_str(), s.inserted), ("GBK", 3));
-    let p = db.store.get_pensioner(&rows[1].person_no).await.unwrap().unwrap();
+    let p = db
+        .store
+        .get_pensioner(&rows[1].person_no)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(p.name, "李建国");
 
     let mut bom = vec![0xEF, 0xBB, 0xBF];
     bom.extend_from_slice(text.as_bytes());
     let bom_file = write(&db.path("bom.csv"), bom);
     let s = import(&db.store, &bom_file, "2026-11-01").await.unwrap();
-    assert_eq!((s.encoding.as_str(), s.unchanged, s.quarantined), ("UTF-8 with BOM", 3, 0));
+    assert_eq!(
+        (s.encoding.as_str(), s.unchanged, s.quarantined),
+        ("UTF-8 with BOM", 3, 0)
+    );
 
     let mut utf16 = vec![0xFF, 0xFE];
     utf16.extend(text.encode_utf16().flat_map(|u| u.to_le_bytes()));
     let u16_file = write(&db.path("utf16.csv"), utf16);
-    let err = import(&db.store, &u16_file, "2026-11-01").await.unwrap_err();
-    assert!(err.to_string().contains("UTF-16") && err.to_string().contains("utf16.csv"), "{err}");
+    let err = import(&db.store, &u16_file, "2026-11-01")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("UTF-16") && err.to_string().contains("utf16.csv"),
+        "{err}"
+    );
     assert_eq!(db.store.count_pensioners().await.unwrap(), 3);
 }
 
@@ -260,7 +383,10 @@ async fn older_export(db: &TestDb) {
     assert!(err.to_string().contains("2026-11-01"));
 }
 
-both_backends!(a_person_number_twice_in_one_file_keeps_the_first_row, duplicate_person);
+both_backends!(
+    a_person_number_twice_in_one_file_keeps_the_first_row,
+    duplicate_person
+);
 async fn duplicate_person(db: &TestDb) {
     let a = person(1);
     let mut b = person(1);

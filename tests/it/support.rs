@@ -9,7 +9,6 @@ use vigil::store::Store;
 /// A fresh database for one test, and a directory for its files.
 pub struct TestDb {
     pub store: Store,
-    pub url: String,
     pub dir: tempfile::TempDir,
     pg: Option<(String, String)>,
 }
@@ -38,7 +37,6 @@ pub async fn sqlite() -> TestDb {
     let store = Store::open(&url, 4).await.expect("open sqlite");
     TestDb {
         store,
-        url,
         dir,
         pg: None,
     }
@@ -57,7 +55,9 @@ pub async fn postgres() -> Option<TestDb> {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         chrono::Utc::now().timestamp_micros() % 1_000_000
     );
-    let admin = Store::connect(&admin_url, 1).await.expect("connect to VIGIL_TEST_DATABASE_URL");
+    let admin = Store::connect(&admin_url, 1)
+        .await
+        .expect("connect to VIGIL_TEST_DATABASE_URL");
     if let Store::Postgres(pool) = &admin {
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(pool)
@@ -68,10 +68,11 @@ pub async fn postgres() -> Option<TestDb> {
     }
     admin.close().await;
     let url = with_database(&admin_url, &name);
-    let store = Store::open(&url, 4).await.expect("open postgres test database");
+    let store = Store::open(&url, 4)
+        .await
+        .expect("open postgres test database");
     Some(TestDb {
         store,
-        url,
         dir: tempfile::tempdir().expect("tempdir"),
         pg: Some((admin_url, name)),
     })
@@ -84,7 +85,10 @@ fn with_database(url: &str, db: &str) -> String {
         None => (url, None),
     };
     let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
     let mut out = format!("{}/{db}", &base[..host_end]);
     if let Some(q) = query {
         out.push('?');
@@ -154,10 +158,19 @@ benefit_type,monthly_amount,bank_account,benefit_start,status,last_certified,pho
 
 /// Person `n`: alternating sex, birth dates in the 1940s.
 pub fn person(n: u32) -> Row {
-    let female = n % 2 == 0;
+    let female = n.is_multiple_of(2);
     let seq = 100 + n * 2 + if female { 0 } else { 1 };
     let birth = format!("194{}0{}1{}", n % 10, 1 + n % 9, n % 10);
-    let names = ["王秀英", "李建国", "张桂英", "刘德华", "陈淑珍", "杨国强", "赵玉兰", "黄建华"];
+    let names = [
+        "王秀英",
+        "李建国",
+        "张桂英",
+        "刘德华",
+        "陈淑珍",
+        "杨国强",
+        "赵玉兰",
+        "黄建华",
+    ];
     Row {
         person_no: format!("44030000{:08}", n),
         name: names[n as usize % names.len()].to_string(),
