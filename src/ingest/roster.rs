@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -50,6 +51,8 @@ pub const OPTIONAL_COLUMNS: [&str; 2] = ["last_certified", "phone"];
 
 pub const SOURCE: &str = "roster";
 const PREFIX_LEN: usize = 64 * 1024;
+/// Rows read before they are validated in parallel.
+const PARSE_CHUNK: usize = 2048;
 /// Quarantine reasons kept in the summary for the user to read at once; the
 /// rest are in the database (`vigil quarantine RUN`).
 const SAMPLE_LEN: usize = 20;
@@ -395,13 +398,35 @@ async fn run_import(
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<(), ImportError> {
     let mut index = RosterIndex::default();
-    store
+    let stored = store
         .for_each_roster_hash(|person_no, hash, missing| {
             index.add_stored(person_no, hash as u64, missing)
         })
         .await?;
     index.seal();
+    // Into an empty table, building the secondary indexes once at the end is
+    // several times faster than maintaining them row by row. If the import
+    // dies first, the next start of vigil builds them.
+    let bulk = stored == 0;
+    if bulk {
+        store.drop_secondary_indexes().await?;
+    }
+    let result = stream_rows(store, path, opts, opened, index, summary, progress).await;
+    if bulk {
+        store.ensure_indexes().await?;
+    }
+    result
+}
 
+async fn stream_rows(
+    store: &Store,
+    path: &Path,
+    opts: &ImportOptions,
+    opened: Opened,
+    index: RosterIndex,
+    summary: &mut ImportSummary,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<(), ImportError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(RosterBatch, u64)>(4);
     let bytes = opened.bytes.clone();
     let parse_path = path.to_path_buf();
@@ -473,84 +498,106 @@ fn parse_all(
     let today = identity::id::today_in_china();
     let file_name = path.display().to_string();
     let enc = opened.encoding;
-    let mut record = csv::ByteRecord::new();
     let mut batch = RosterBatch::default();
     let mut in_batch = 0usize;
     let (mut read, mut unchanged, mut upgraded) = (0u64, 0u64, 0u64);
     let mut last_line = 0u64;
     let mut last_was_short = false;
-    loop {
-        let line_hint = last_line + 1;
-        match opened.reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                // An I/O error mid-file is not a bad row: stop, and let the
-                // run be recorded as failed with what was committed.
-                if let csv::ErrorKind::Io(_) = e.kind() {
-                    return Err(ImportError::Io {
-                        path: path.to_path_buf(),
-                        source: csv_io(e),
-                    });
+    // Rows are read in order on this thread, validated and normalised in
+    // parallel (the expensive part: names, pinyin, ID checks), then
+    // classified in order again.
+    let mut records: Vec<csv::ByteRecord> =
+        (0..PARSE_CHUNK).map(|_| csv::ByteRecord::new()).collect();
+    let mut lines = vec![0u64; PARSE_CHUNK];
+    let mut done = false;
+    while !done {
+        let mut n = 0;
+        while n < PARSE_CHUNK {
+            let line_hint = last_line + 1;
+            match opened.reader.read_byte_record(&mut records[n]) {
+                Ok(false) => {
+                    done = true;
+                    break;
                 }
-                read += 1;
-                batch.quarantine.push(QuarantineEntry {
-                    source: SOURCE.to_string(),
-                    file: Some(file_name.clone()),
-                    line: Some(line_hint),
-                    record_key: None,
-                    reason: format!("unreadable CSV row: {e}"),
-                    raw: String::new(),
-                });
-                continue;
-            }
-        }
-        let line = record.position().map(|p| p.line()).unwrap_or(line_hint);
-        last_line = line;
-        if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
-            continue; // a blank line is not a record
-        }
-        read += 1;
-        last_was_short = false;
-        match parse_record(&record, &opened.columns, enc, as_of, today) {
-            Ok(row) => {
-                if row.id_upgraded {
-                    upgraded += 1;
-                }
-                match index.classify(&row.person_no, row.content_hash as u64) {
-                    Seen::New => batch.inserts.push(row),
-                    Seen::Changed => batch.changes.push(row),
-                    Seen::Unchanged { was_missing } => {
-                        unchanged += 1;
-                        if was_missing {
-                            batch.reappeared.push(row.person_no);
-                        }
+                Ok(true) => {}
+                Err(e) => {
+                    // An I/O error mid-file is not a bad row: stop, and let
+                    // the run be recorded as failed with what was committed.
+                    if let csv::ErrorKind::Io(_) = e.kind() {
+                        return Err(ImportError::Io {
+                            path: path.to_path_buf(),
+                            source: csv_io(e),
+                        });
                     }
-                    Seen::AgainInFile => batch.quarantine.push(QuarantineEntry {
+                    read += 1;
+                    batch.quarantine.push(QuarantineEntry {
+                        source: SOURCE.to_string(),
+                        file: Some(file_name.clone()),
+                        line: Some(line_hint),
+                        record_key: None,
+                        reason: format!("unreadable CSV row: {e}"),
+                        raw: String::new(),
+                    });
+                    continue;
+                }
+            }
+            let record = &records[n];
+            let line = record.position().map(|p| p.line()).unwrap_or(line_hint);
+            last_line = line;
+            if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
+                continue; // a blank line is not a record
+            }
+            lines[n] = line;
+            n += 1;
+        }
+        let columns = &opened.columns;
+        let parsed: Vec<Result<Pensioner, Reject>> = records[..n]
+            .par_iter()
+            .map(|r| parse_record(r, columns, enc, as_of, today))
+            .collect();
+        for (i, result) in parsed.into_iter().enumerate() {
+            let (record, line) = (&records[i], lines[i]);
+            read += 1;
+            last_was_short = false;
+            match result {
+                Ok(row) => {
+                    if row.id_upgraded {
+                        upgraded += 1;
+                    }
+                    match index.classify(&row.person_no, row.content_hash as u64) {
+                        Seen::New => batch.inserts.push(row),
+                        Seen::Changed => batch.changes.push(row),
+                        Seen::Unchanged { was_missing } => {
+                            unchanged += 1;
+                            if was_missing {
+                                batch.reappeared.push(row.person_no);
+                            }
+                        }
+                        Seen::AgainInFile => batch.quarantine.push(QuarantineEntry {
+                            source: SOURCE.to_string(),
+                            file: Some(file_name.clone()),
+                            line: Some(line),
+                            record_key: Some(row.person_no.clone()),
+                            reason: "person_no appears more than once in this file; the first row was kept"
+                                .to_string(),
+                            raw: raw_text(record, enc),
+                        }),
+                    }
+                }
+                Err(reject) => {
+                    last_was_short = reject.short_row;
+                    batch.quarantine.push(QuarantineEntry {
                         source: SOURCE.to_string(),
                         file: Some(file_name.clone()),
                         line: Some(line),
-                        record_key: Some(row.person_no.clone()),
-                        reason:
-                            "person_no appears more than once in this file; the first row was kept"
-                                .to_string(),
-                        raw: raw_text(&record, enc),
-                    }),
+                        record_key: reject.person_no,
+                        reason: reject.reason,
+                        raw: raw_text(record, enc),
+                    });
                 }
             }
-            Err(reject) => {
-                last_was_short = reject.short_row;
-                batch.quarantine.push(QuarantineEntry {
-                    source: SOURCE.to_string(),
-                    file: Some(file_name.clone()),
-                    line: Some(line),
-                    record_key: reject.person_no,
-                    reason: reject.reason,
-                    raw: raw_text(&record, enc),
-                });
-            }
+            in_batch += 1;
         }
-        in_batch += 1;
         if in_batch >= batch_rows {
             let sent = std::mem::take(&mut batch);
             in_batch = 0;
@@ -831,8 +878,12 @@ pub fn parse_date(column: &str, s: &str) -> Result<NaiveDate, String> {
             clip(s)
         ));
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| format!("{column} {s} is not a real calendar date"))
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter()
+            .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
+    };
+    NaiveDate::from_ymd_opt(num(0..4) as i32, num(5..7), num(8..10))
+        .ok_or_else(|| format!("{column} {s} is not a real calendar date"))
 }
 
 fn region<'a>(column: &str, s: &'a str) -> Result<&'a str, String> {
@@ -895,13 +946,13 @@ pub fn content_hash(p: &Pensioner) -> u64 {
     eat(p.id_number.as_bytes());
     eat(&[p.id_upgraded as u8]);
     eat(&p.sex.to_le_bytes());
-    eat(p.birth_date.to_string().as_bytes());
+    eat(&p.birth_date.num_days_from_ce().to_le_bytes());
     eat(p.insured_region.as_bytes());
     eat(p.residence_region.as_bytes());
     eat(p.benefit_type.as_bytes());
     eat(&p.monthly_amount_fen.to_le_bytes());
     eat(p.bank_account.as_bytes());
-    eat(p.benefit_start.to_string().as_bytes());
+    eat(&p.benefit_start.num_days_from_ce().to_le_bytes());
     eat(p.status.as_bytes());
     eat(p
         .last_certified

@@ -22,6 +22,7 @@ use crate::config::mask_url_password;
 pub mod pensioners;
 pub mod quarantine;
 pub mod runs;
+pub mod sqlite_bulk;
 
 /// Runs the same block on whichever pool the store holds. The block is
 /// compiled once per backend, so the same SQL text and binds serve both.
@@ -50,6 +51,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    Bulk(#[from] sqlite_bulk::BulkError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
 }
@@ -84,6 +87,7 @@ impl Store {
     pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
         let store = Self::connect(url, max_connections).await?;
         store.migrate().await?;
+        store.ensure_indexes().await?;
         Ok(store)
     }
 
@@ -151,10 +155,34 @@ impl Store {
         Ok(n as usize)
     }
 
+    /// Creates the secondary indexes if they are missing (a bulk load drops
+    /// them and rebuilds them at its end; a crash in between leaves them to
+    /// this, which every start runs).
+    pub async fn ensure_indexes(&self) -> Result<()> {
+        for sql in SECONDARY_INDEXES {
+            with_pool!(self, pool => sqlx::query(*sql).execute(pool).await.map(|_| ()))?;
+        }
+        Ok(())
+    }
+
+    /// Drops the secondary indexes before a bulk load into an empty table.
+    pub async fn drop_secondary_indexes(&self) -> Result<()> {
+        for sql in DROP_SECONDARY_INDEXES {
+            with_pool!(self, pool => sqlx::query(*sql).execute(pool).await.map(|_| ()))?;
+        }
+        Ok(())
+    }
+
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await)
     }
 }
+
+/// Indexes that only speed up lookups (no constraint depends on them), so a
+/// bulk load may drop and rebuild them. The same text serves both backends.
+const SECONDARY_INDEXES: &[&str] =
+    &["CREATE INDEX IF NOT EXISTS pensioners_id_number ON pensioners (id_number)"];
+const DROP_SECONDARY_INDEXES: &[&str] = &["DROP INDEX IF EXISTS pensioners_id_number"];
 
 /// The migrations of one backend, embedded so the binary is self-contained.
 fn migrator(backend: Backend) -> Migrator {

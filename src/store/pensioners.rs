@@ -4,8 +4,6 @@
 //! disappears from a later export is flagged (`missing_since`), never
 //! deleted, because a vanished record is itself something to look into.
 
-use std::sync::OnceLock;
-
 use chrono::NaiveDate;
 use serde::Serialize;
 
@@ -55,15 +53,9 @@ const PENSIONER_COLUMNS: &str = "person_no, name, name_norm, name_key, id_number
      birth_date, insured_region, residence_region, benefit_type, monthly_amount_fen, bank_account, \
      benefit_start, status, last_certified, phone, content_hash, first_seen, missing_since";
 
-/// Columns written on insert (`missing_since` starts NULL).
-const INSERT_COLUMNS: usize = 19;
 const INSERT_COLUMN_LIST: &str = "person_no, name, name_norm, name_key, id_number, id_upgraded, sex, \
      birth_date, insured_region, residence_region, benefit_type, monthly_amount_fen, bank_account, \
      benefit_start, status, last_certified, phone, content_hash, first_seen";
-
-/// Rows per multi-row INSERT on SQLite (19 binds each, well under its
-/// 32,766 bind limit); large enough to amortise the statement overhead.
-const SQLITE_ROWS_PER_INSERT: usize = 500;
 
 /// One change to one field of one pensioner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -159,57 +151,6 @@ pub fn diff_fields(
     );
     cmp("phone", old.phone.clone(), new.phone.clone());
     out
-}
-
-fn sqlite_insert_sql(rows: usize) -> String {
-    let mut sql = format!("INSERT INTO pensioners ({INSERT_COLUMN_LIST}) VALUES ");
-    let mut n = 1;
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..INSERT_COLUMNS {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push('$');
-            sql.push_str(&n.to_string());
-            n += 1;
-        }
-        sql.push(')');
-    }
-    sql
-}
-
-fn full_sqlite_insert_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| sqlite_insert_sql(SQLITE_ROWS_PER_INSERT))
-}
-
-/// Binds one pensioner's insert columns, in `INSERT_COLUMN_LIST` order.
-macro_rules! bind_insert {
-    ($q:expr, $p:expr) => {
-        $q.bind(&$p.person_no)
-            .bind(&$p.name)
-            .bind(&$p.name_norm)
-            .bind(&$p.name_key)
-            .bind(&$p.id_number)
-            .bind($p.id_upgraded)
-            .bind($p.sex)
-            .bind($p.birth_date)
-            .bind(&$p.insured_region)
-            .bind(&$p.residence_region)
-            .bind(&$p.benefit_type)
-            .bind($p.monthly_amount_fen)
-            .bind(&$p.bank_account)
-            .bind($p.benefit_start)
-            .bind(&$p.status)
-            .bind($p.last_certified)
-            .bind(&$p.phone)
-            .bind($p.content_hash)
-            .bind($p.first_seen)
-    };
 }
 
 /// Writes PostgreSQL `COPY … (FORMAT csv)` text for the insert columns.
@@ -397,19 +338,29 @@ impl Store {
         mut f: impl FnMut(&str, i64, bool) + Send,
     ) -> Result<u64> {
         use futures::TryStreamExt;
-        let mut n = 0u64;
-        with_pool!(self, pool => {
-            let mut rows = sqlx::query_as::<_, (String, i64, i64)>(
-                "SELECT person_no, content_hash, \
-                 CAST(CASE WHEN missing_since IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM pensioners",
-            )
-            .fetch(pool);
-            while let Some((person_no, hash, missing)) = rows.try_next().await? {
-                f(&person_no, hash, missing != 0);
-                n += 1;
+        match self {
+            Store::Sqlite(pool) => {
+                // Millions of rows: read them straight from SQLite's buffers.
+                let mut conn = pool.acquire().await?;
+                let mut handle = conn.lock_handle().await?;
+                Ok(super::sqlite_bulk::for_each_hash(
+                    handle.as_raw_handle(),
+                    f,
+                )?)
             }
-        });
-        Ok(n)
+            Store::Postgres(pool) => {
+                let mut n = 0u64;
+                let mut rows = sqlx::query_as::<_, (String, i64, bool)>(
+                    "SELECT person_no, content_hash, missing_since IS NOT NULL FROM pensioners",
+                )
+                .fetch(pool);
+                while let Some((person_no, hash, missing)) = rows.try_next().await? {
+                    f(&person_no, hash, missing);
+                    n += 1;
+                }
+                Ok(n)
+            }
+        }
     }
 
     /// Writes one classified batch of a roster import in one transaction:
@@ -425,17 +376,9 @@ impl Store {
         match self {
             Store::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                for chunk in batch.inserts.chunks(SQLITE_ROWS_PER_INSERT) {
-                    let sql = if chunk.len() == SQLITE_ROWS_PER_INSERT {
-                        sqlx::AssertSqlSafe(full_sqlite_insert_sql().to_string())
-                    } else {
-                        sqlx::AssertSqlSafe(sqlite_insert_sql(chunk.len()))
-                    };
-                    let mut q = sqlx::query(sql);
-                    for p in chunk {
-                        q = bind_insert!(q, p);
-                    }
-                    q.execute(&mut *tx).await?;
+                if !batch.inserts.is_empty() {
+                    let mut handle = tx.lock_handle().await?;
+                    super::sqlite_bulk::insert_pensioners(handle.as_raw_handle(), &batch.inserts)?;
                 }
                 apply_changes_and_presence!(tx, batch, run_id, as_of, outcome);
                 insert_quarantine!(tx, run_id, &batch.quarantine, &now)?;
