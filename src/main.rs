@@ -439,11 +439,35 @@ async fn demo(
     let first = import_with_progress(&store, &roster_file, Some(as_of), settings).await?;
     print_import_summary(&first);
 
-    println!("\n3. importing the same export again: an import is a snapshot, so nothing changes");
-    let second = import_with_progress(&store, &roster_file, Some(as_of), settings).await?;
+    let next_as_of = as_of
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap_or(as_of);
+    let next_file = data_dir.join("roster-next-month.csv");
+    let next = vigil::generate::next_export(&roster_file, &next_file, seed)?;
     println!(
-        "   read {}, inserted {}, changed {}, unchanged {}, missing {}",
-        second.read, second.inserted, second.changed, second.unchanged, second.missing
+        "\n3. importing next month's export ({}): {} bank accounts, {} amounts, {} residences and {} statuses \
+         changed, {} people gone, {} damaged rows at the end",
+        next_file.display(),
+        next.bank_account_changed,
+        next.amount_changed,
+        next.residence_changed,
+        next.status_changed,
+        next.dropped,
+        next.bad_rows
+    );
+    let second = import_with_progress(&store, &next_file, Some(next_as_of), settings).await?;
+    print_import_summary(&second);
+
+    println!("\n   importing the same export again: an import is a snapshot, so nothing changes");
+    let third = import_with_progress(&store, &next_file, Some(next_as_of), settings).await?;
+    println!(
+        "   read {}, inserted {}, changed {}, unchanged {}, quarantined {} (the same bad rows), newly missing {}",
+        third.read,
+        third.inserted,
+        third.changed,
+        third.unchanged,
+        third.quarantined,
+        third.missing
     );
 
     println!("\n4. verifying the audit log");

@@ -16,6 +16,7 @@ mod corrupt;
 mod deaths;
 mod fmt;
 mod names;
+mod next;
 mod regions;
 mod roster;
 mod sample;
@@ -32,6 +33,7 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 use serde::Serialize;
 
+pub use next::{NextExportSummary, next_export};
 use regions::Regions;
 use roster::{ChunkOut, Fate, Pensioner, Plan};
 use sample::FastSet;

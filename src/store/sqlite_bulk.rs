@@ -158,20 +158,6 @@ fn insert_with(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_written_as_iso_text() {
-        let mut b = [0u8; 10];
-        date_text(NaiveDate::from_ymd_opt(1942, 3, 5).unwrap(), &mut b);
-        assert_eq!(&b, b"1942-03-05");
-        date_text(NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(), &mut b);
-        assert_eq!(&b, b"2026-11-30");
-    }
-}
-
 const HASHES: &CStr = c"SELECT person_no, content_hash, missing_since IS NOT NULL FROM pensioners";
 
 /// Streams `(person_no, content_hash, is_missing)` of every pensioner into
@@ -216,4 +202,18 @@ pub fn for_each_hash(
     // SAFETY: `stmt` came from a successful prepare and is finalized once.
     unsafe { ffi::sqlite3_finalize(stmt) };
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_written_as_iso_text() {
+        let mut b = [0u8; 10];
+        date_text(NaiveDate::from_ymd_opt(1942, 3, 5).unwrap(), &mut b);
+        assert_eq!(&b, b"1942-03-05");
+        date_text(NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(), &mut b);
+        assert_eq!(&b, b"2026-11-30");
+    }
 }
