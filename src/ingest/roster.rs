@@ -551,11 +551,16 @@ fn parse_all(
             n += 1;
         }
         let columns = &opened.columns;
-        let parsed: Vec<Result<Pensioner, Reject>> = records[..n]
+        let stored = &index;
+        let parsed: Vec<(Result<Pensioner, Reject>, Option<usize>)> = records[..n]
             .par_iter()
-            .map(|r| parse_record(r, columns, enc, as_of, today))
+            .map(|r| {
+                let row = parse_record(r, columns, enc, as_of, today);
+                let at = row.as_ref().ok().and_then(|p| stored.locate(&p.person_no));
+                (row, at)
+            })
             .collect();
-        for (i, result) in parsed.into_iter().enumerate() {
+        for (i, (result, at)) in parsed.into_iter().enumerate() {
             let (record, line) = (&records[i], lines[i]);
             read += 1;
             last_was_short = false;
@@ -564,7 +569,7 @@ fn parse_all(
                     if row.id_upgraded {
                         upgraded += 1;
                     }
-                    match index.classify(&row.person_no, row.content_hash as u64) {
+                    match index.classify_located(&row.person_no, row.content_hash as u64, at) {
                         Seen::New => batch.inserts.push(row),
                         Seen::Changed => batch.changes.push(row),
                         Seen::Unchanged { was_missing } => {
@@ -1017,7 +1022,21 @@ impl RosterIndex {
         self.seen = vec![false; self.packed.len()];
     }
 
+    #[cfg(test)]
     fn classify(&mut self, person_no: &str, hash: u64) -> Seen {
+        let at = self.locate(person_no);
+        self.classify_located(person_no, hash, at)
+    }
+
+    /// Where a packed person number sits in the stored index. Read-only, so
+    /// the rows of a chunk look themselves up in parallel.
+    fn locate(&self, person_no: &str) -> Option<usize> {
+        let k = pack(person_no)?;
+        self.packed.binary_search_by_key(&k, |e| e.0).ok()
+    }
+
+    /// Classifies a row whose stored position `locate` found (or not).
+    fn classify_located(&mut self, person_no: &str, hash: u64, at: Option<usize>) -> Seen {
         let judge = |stored: u64| {
             if stored & !MISSING_BIT == hash {
                 Seen::Unchanged {
@@ -1028,15 +1047,15 @@ impl RosterIndex {
             }
         };
         match pack(person_no) {
-            Some(k) => match self.packed.binary_search_by_key(&k, |e| e.0) {
-                Ok(i) => {
+            Some(k) => match at {
+                Some(i) => {
                     if std::mem::replace(&mut self.seen[i], true) {
                         Seen::AgainInFile
                     } else {
                         judge(self.packed[i].1)
                     }
                 }
-                Err(_) => {
+                None => {
                     if self.new_packed.insert(k) {
                         Seen::New
                     } else {
