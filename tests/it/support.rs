@@ -111,6 +111,10 @@ macro_rules! both_backends {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(vigil_pg),
+                ignore = "skipped: VIGIL_TEST_DATABASE_URL is not set (PostgreSQL half)"
+            )]
             async fn postgres() {
                 let Some(db) = $crate::support::postgres().await else {
                     eprintln!(
