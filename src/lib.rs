@@ -7,7 +7,9 @@
 //! - [`identity`]: ID numbers, names and region codes; pure functions.
 //! - [`store`]: the database (SQLite or PostgreSQL), migrations, one file
 //!   per table group.
-//! - [`ingest`]: getting data in: the roster import, later the connectors.
+//! - [`ingest`]: getting data in: the roster import and the connectors
+//!   (public security, civil affairs, funeral homes), with a simulated
+//!   source server for tests and the demo.
 //! - [`audit`]: the append-only, hash-chained log of everything that changes.
 //! - [`generate`]: deterministic synthetic data in every source's real
 //!   format, for tests, benchmarks and the demo.

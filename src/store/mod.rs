@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 
 use crate::config::mask_url_password;
 
+pub mod deaths;
 pub mod pensioners;
 pub mod quarantine;
 pub mod runs;
@@ -190,16 +191,30 @@ const DROP_SECONDARY_INDEXES: &[&str] = &["DROP INDEX IF EXISTS pensioners_id_nu
 /// The migrations of one backend, embedded so the binary is self-contained.
 fn migrator(backend: Backend) -> Migrator {
     let files: &[(i64, &str, &'static str)] = match backend {
-        Backend::Sqlite => &[(
-            1,
-            "spine",
-            include_str!("../../migrations/sqlite/0001_spine.sql"),
-        )],
-        Backend::Postgres => &[(
-            1,
-            "spine",
-            include_str!("../../migrations/postgres/0001_spine.sql"),
-        )],
+        Backend::Sqlite => &[
+            (
+                1,
+                "spine",
+                include_str!("../../migrations/sqlite/0001_spine.sql"),
+            ),
+            (
+                2,
+                "deaths",
+                include_str!("../../migrations/sqlite/0002_deaths.sql"),
+            ),
+        ],
+        Backend::Postgres => &[
+            (
+                1,
+                "spine",
+                include_str!("../../migrations/postgres/0001_spine.sql"),
+            ),
+            (
+                2,
+                "deaths",
+                include_str!("../../migrations/postgres/0002_deaths.sql"),
+            ),
+        ],
     };
     Migrator::with_migrations(
         files

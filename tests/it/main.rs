@@ -7,4 +7,5 @@ mod support;
 
 mod audit;
 mod cli;
+mod connectors;
 mod roster;

@@ -1,0 +1,1046 @@
+//! Connectors: pulling death data from public security (cursor-paged JSON
+//! over HTTP), civil affairs (GBK CSV files in a directory) and funeral homes
+//! (an HTTP index of JSON Lines files), as `connectors/*.toml` describe them.
+//!
+//! This module owns the pull: fetching, normalising, classifying each
+//! record against what is stored, and committing records with the watermark
+//! that covers them in one transaction. It must never move a watermark past
+//! data that is not committed, never store half a page, never drop a record
+//! without a quarantine entry, and never log a token or a full ID number.
+//!
+//! Every pull of a source is one run. Its counts always satisfy
+//!
+//! ```text
+//! read = inserted + updated + duplicate + stale + non_death + quarantined
+//! ```
+//!
+//! where `read` counts source records (JSON objects, CSV rows, JSONL lines;
+//! a CSV file whose header lacks a mapped column counts as one record, and
+//! is quarantined whole), `duplicate` are re-deliveries with identical
+//! content (deaths and non-death events alike), `updated` are deaths whose
+//! content changed (the earlier version kept in the history), `stale` are
+//! versions older than the stored one (kept in the history, not applied),
+//! and `non_death` are new or changed non-death events. In the `runs` row,
+//! `inserted`, `changed` (= updated), `unchanged` (= duplicate) and
+//! `quarantined` hold their namesakes; `details` holds `non_death`, `stale`,
+//! `retries`, `errors`, `pages`, `files_taken`, `files_unchanged`.
+
+pub mod definition;
+mod http;
+pub mod normalise;
+pub mod sim;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+pub use definition::{
+    Definition, DefinitionError, Secret, TransportKind, check_definitions, check_url,
+    load_definition, load_definitions,
+};
+use definition::{Precedence, SourceEncoding};
+use http::{Fetched, Fetcher};
+use normalise::{CsvRow, Normalised, Origin, normalise, sha256_hex};
+
+use crate::identity::id::today_in_china;
+use crate::store::deaths::{RecordTable, SourceBatch, StaleVersion, Watermark};
+use crate::store::quarantine::QuarantineEntry;
+use crate::store::runs::{RunCounts, RunStatus};
+use crate::store::{Store, StoreError, now_utc_text};
+
+/// The `runs.kind` of a pull.
+pub const RUN_KIND: &str = "pull";
+/// Records per transaction for file sources.
+const FILE_BATCH: usize = 2_000;
+
+/// Why a source's pull stopped. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error(
+        "{source_name}: the server refused the token (HTTP {status}); check the token in the \
+         variable named by auth.bearer_token_env. No watermark was moved past what was kept."
+    )]
+    Unauthorized { source_name: String, status: u16 },
+    #[error(
+        "{source_name}: environment variable {var} is not set; set it to the source's bearer token"
+    )]
+    MissingToken { source_name: String, var: String },
+    #[error("{source_name}: {message}")]
+    Insecure {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: the definition has no {key}; add it to the TOML file")]
+    Incomplete {
+        source_name: String,
+        key: &'static str,
+    },
+    #[error(
+        "{source_name}: {what}: gave up after {attempts} attempts (last: {last}); what was \
+         committed before stays, and the next pull resumes from there"
+    )]
+    GaveUp {
+        source_name: String,
+        what: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error(
+        "{source_name}: {what} answered HTTP {status}; check base_url and the paths in the definition"
+    )]
+    Refused {
+        source_name: String,
+        what: String,
+        status: u16,
+    },
+    #[error("{source_name}: cannot build an HTTP client: {message}")]
+    Client {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: cannot read {path}: {error}")]
+    Io {
+        source_name: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a pull could not start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("no connector named {name}; the definitions name: {known}")]
+    UnknownSource { name: String, known: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one source's pull did. See the module documentation for the
+/// equation the counts satisfy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PullCounts {
+    pub read: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub duplicate: u64,
+    pub stale: u64,
+    pub non_death: u64,
+    pub quarantined: u64,
+    /// Requests repeated after a failure.
+    pub retries: u64,
+    /// Index entries that could not be taken (a name that escapes the
+    /// platform's directory); each also logged.
+    pub errors: u64,
+    pub pages: u64,
+    pub files_taken: u64,
+    pub files_unchanged: u64,
+}
+
+impl PullCounts {
+    /// `read = inserted + updated + duplicate + stale + non_death + quarantined`.
+    pub fn balanced(&self) -> bool {
+        self.read
+            == self.inserted
+                + self.updated
+                + self.duplicate
+                + self.stale
+                + self.non_death
+                + self.quarantined
+    }
+
+    fn add(&mut self, d: &PullCounts) {
+        self.read += d.read;
+        self.inserted += d.inserted;
+        self.updated += d.updated;
+        self.duplicate += d.duplicate;
+        self.stale += d.stale;
+        self.non_death += d.non_death;
+        self.quarantined += d.quarantined;
+    }
+
+    fn run_counts(&self) -> RunCounts {
+        RunCounts {
+            read: self.read,
+            inserted: self.inserted,
+            changed: self.updated,
+            unchanged: self.duplicate,
+            quarantined: self.quarantined,
+            missing: 0,
+            details: serde_json::json!({
+                "non_death": self.non_death,
+                "stale": self.stale,
+                "retries": self.retries,
+                "errors": self.errors,
+                "pages": self.pages,
+                "files_taken": self.files_taken,
+                "files_unchanged": self.files_unchanged,
+            }),
+        }
+    }
+}
+
+/// One source's pull, as the CLI reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullSummary {
+    pub source: String,
+    pub kind: &'static str,
+    pub run_id: i64,
+    /// What was committed (also when the pull failed part-way).
+    pub counts: PullCounts,
+    /// Why the pull stopped early; `None` when it completed.
+    pub error: Option<String>,
+    pub elapsed: Duration,
+}
+
+impl PullSummary {
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Progress as records are committed.
+#[derive(Debug, Clone)]
+pub struct PullProgress<'a> {
+    pub source: &'a str,
+    pub read: u64,
+    pub pages: u64,
+    pub files: u64,
+}
+
+/// Pulls every source in `defs` (or only those named in `only`), one run
+/// each, one after the other. A source that fails is reported in its
+/// summary (with what was kept) and the others still run; only an unknown
+/// name in `only` or a database that cannot record a run stops everything.
+pub async fn pull(
+    store: &Store,
+    defs: &[Definition],
+    only: &[String],
+    progress: &(dyn Fn(&PullProgress<'_>) + Sync),
+) -> Result<Vec<PullSummary>, PullError> {
+    for name in only {
+        if !defs.iter().any(|d| &d.name == name) {
+            return Err(PullError::UnknownSource {
+                name: name.clone(),
+                known: defs
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    let mut out = Vec::new();
+    for def in defs {
+        if !only.is_empty() && !only.contains(&def.name) {
+            continue;
+        }
+        out.push(pull_one(store, def, progress).await?);
+    }
+    Ok(out)
+}
+
+/// Pulls one source as one run.
+pub async fn pull_one(
+    store: &Store,
+    def: &Definition,
+    progress: &(dyn Fn(&PullProgress<'_>) + Sync),
+) -> Result<PullSummary, PullError> {
+    let started = Instant::now();
+    let run_id = store.start_run(RUN_KIND, &def.name, None, None).await?;
+    let mut ctx = Ctx {
+        store,
+        def,
+        run_id,
+        counts: PullCounts::default(),
+        today: today_in_china(),
+        progress,
+    };
+    let result = match def.kind {
+        TransportKind::HttpCursorJson => pull_cursor(&mut ctx).await,
+        TransportKind::CsvDir => pull_dir(&mut ctx).await,
+        TransportKind::HttpJsonlIndex => pull_index(&mut ctx).await,
+    };
+    let counts = ctx.counts;
+    let error = result.err().map(|e| {
+        let kept = format!(
+            "; kept: {} new, {} updated, {} duplicate, {} non-death, {} quarantined",
+            counts.inserted, counts.updated, counts.duplicate, counts.non_death, counts.quarantined
+        );
+        tracing::error!(source = %def.name, error = %e, "pull failed");
+        format!("{e}{kept}")
+    });
+    let status = if error.is_some() {
+        RunStatus::Failed
+    } else {
+        RunStatus::Ok
+    };
+    store
+        .finish_run(run_id, status, &counts.run_counts(), None, error.as_deref())
+        .await?;
+    Ok(PullSummary {
+        source: def.name.clone(),
+        kind: def.kind.as_str(),
+        run_id,
+        counts,
+        error,
+        elapsed: started.elapsed(),
+    })
+}
+
+struct Ctx<'a> {
+    store: &'a Store,
+    def: &'a Definition,
+    run_id: i64,
+    counts: PullCounts,
+    today: NaiveDate,
+    progress: &'a (dyn Fn(&PullProgress<'_>) + Sync),
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Inserted(usize),
+    Changed(usize),
+    InsertedNonDeath(usize),
+    NonDeathChanged(usize),
+}
+
+struct Known {
+    sha: String,
+    origin: String,
+    version: i32,
+    slot: Option<Slot>,
+}
+
+/// Orders the versions of a civil-affairs file: `X.csv` < `X_v2.csv` <
+/// `X_v10.csv`; different base names by name.
+fn file_rank(origin: &str) -> (String, u32) {
+    let stem = origin.rsplit_once('.').map_or(origin, |(s, _)| s);
+    if let Some((base, v)) = stem.rsplit_once("_v")
+        && let Ok(n) = v.parse::<u32>()
+    {
+        return (base.to_string(), n);
+    }
+    (stem.to_string(), 1)
+}
+
+impl Ctx<'_> {
+    /// Classifies `items` against what is stored and commits them with
+    /// `watermarks` in one transaction; counts move only once committed.
+    async fn commit(
+        &mut self,
+        items: Vec<Normalised>,
+        watermarks: Vec<Watermark>,
+    ) -> Result<(), ConnectorError> {
+        let source = self.def.name.as_str();
+        let mut d = PullCounts {
+            read: items.len() as u64,
+            ..PullCounts::default()
+        };
+        let death_keys: Vec<&str> = items
+            .iter()
+            .filter_map(|i| match i {
+                Normalised::Death(r) => Some(r.record_key.as_str()),
+                _ => None,
+            })
+            .collect();
+        let non_keys: Vec<&str> = items
+            .iter()
+            .filter_map(|i| match i {
+                Normalised::NonDeath(r) => Some(r.record_key.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut known: HashMap<(RecordTable, String), Known> = HashMap::new();
+        for (table, keys) in [
+            (RecordTable::Deaths, death_keys),
+            (RecordTable::NonDeaths, non_keys),
+        ] {
+            if keys.is_empty() {
+                continue;
+            }
+            for (k, v) in self.store.stored_versions(table, source, &keys).await? {
+                known.insert(
+                    (table, k),
+                    Known {
+                        sha: v.raw_sha256,
+                        origin: v.origin,
+                        version: v.version,
+                        slot: None,
+                    },
+                );
+            }
+        }
+        let by_file = self.def.record.precedence == Precedence::FileVersion;
+        let mut batch = SourceBatch {
+            watermarks,
+            ..SourceBatch::default()
+        };
+        for item in items {
+            let (table, key, sha, origin, received_at, raw) = match &item {
+                Normalised::Quarantined(_) => {
+                    let Normalised::Quarantined(q) = item else {
+                        unreachable!()
+                    };
+                    batch.quarantine.push(*q);
+                    d.quarantined += 1;
+                    continue;
+                }
+                Normalised::Death(r) => (
+                    RecordTable::Deaths,
+                    &r.record_key,
+                    &r.raw_sha256,
+                    &r.origin,
+                    &r.received_at,
+                    &r.raw,
+                ),
+                Normalised::NonDeath(r) => (
+                    RecordTable::NonDeaths,
+                    &r.record_key,
+                    &r.raw_sha256,
+                    &r.origin,
+                    &r.received_at,
+                    &r.raw,
+                ),
+            };
+            let map_key = (table, key.clone());
+            let (version, slot) = match known.get(&map_key) {
+                None => (1, None),
+                Some(k) if &k.sha == sha => {
+                    d.duplicate += 1;
+                    continue;
+                }
+                Some(k) if by_file && file_rank(origin) < file_rank(&k.origin) => {
+                    batch.stale.push(StaleVersion {
+                        table,
+                        version: 0,
+                        why: "stale",
+                        source: source.to_string(),
+                        record_key: key.clone(),
+                        origin: origin.clone(),
+                        received_at: received_at.clone(),
+                        raw_sha256: sha.clone(),
+                        raw: raw.clone(),
+                    });
+                    d.stale += 1;
+                    continue;
+                }
+                Some(k) => (k.version + 1, Some(k.slot)),
+            };
+            let (sha, origin) = (sha.clone(), origin.clone());
+            let new_known = |slot| Known {
+                sha: sha.clone(),
+                origin: origin.clone(),
+                version,
+                slot: Some(slot),
+            };
+            match (item, slot) {
+                (Normalised::Death(mut r), None) => {
+                    r.run_id = self.run_id;
+                    r.version = version;
+                    let k = new_known(Slot::Inserted(batch.new_deaths.len()));
+                    known.insert(map_key, k);
+                    batch.new_deaths.push(*r);
+                    d.inserted += 1;
+                }
+                (Normalised::Death(mut r), Some(None)) => {
+                    r.run_id = self.run_id;
+                    r.version = version;
+                    let k = new_known(Slot::Changed(batch.changed_deaths.len()));
+                    known.insert(map_key, k);
+                    batch.changed_deaths.push(*r);
+                    d.updated += 1;
+                }
+                (Normalised::Death(mut r), Some(Some(slot))) => {
+                    // Changed twice within one batch: the pending version
+                    // goes to the history, this one takes its place.
+                    r.run_id = self.run_id;
+                    r.version = version;
+                    let target = match slot {
+                        Slot::Inserted(i) => &mut batch.new_deaths[i],
+                        Slot::Changed(i) => &mut batch.changed_deaths[i],
+                        _ => unreachable!("a death key only points at deaths"),
+                    };
+                    let old = std::mem::replace(target, *r);
+                    batch.stale.push(StaleVersion {
+                        table,
+                        version: old.version,
+                        why: "updated",
+                        source: old.source,
+                        record_key: old.record_key,
+                        origin: old.origin,
+                        received_at: old.received_at,
+                        raw_sha256: old.raw_sha256,
+                        raw: old.raw,
+                    });
+                    known.insert(map_key, new_known(slot));
+                    d.updated += 1;
+                }
+                (Normalised::NonDeath(mut r), None) => {
+                    r.run_id = self.run_id;
+                    r.version = version;
+                    let k = new_known(Slot::InsertedNonDeath(batch.new_non_deaths.len()));
+                    known.insert(map_key, k);
+                    batch.new_non_deaths.push(*r);
+                    d.non_death += 1;
+                }
+                (Normalised::NonDeath(mut r), Some(None)) => {
+                    r.run_id = self.run_id;
+                    r.version = version;
+                    let k = new_known(Slot::NonDeathChanged(batch.changed_non_deaths.len()));
+                    known.insert(map_key, k);
+                    batch.changed_non_deaths.push(*r);
+                    d.non_death += 1;
+                }
+                (Normalised::NonDeath(mut r), Some(Some(slot))) => {
+                    r.run_id = self.run_id;
+                    r.version = version;
+                    let target = match slot {
+                        Slot::InsertedNonDeath(i) => &mut batch.new_non_deaths[i],
+                        Slot::NonDeathChanged(i) => &mut batch.changed_non_deaths[i],
+                        _ => unreachable!("a non-death key only points at non-deaths"),
+                    };
+                    let old = std::mem::replace(target, *r);
+                    batch.stale.push(StaleVersion {
+                        table,
+                        version: old.version,
+                        why: "updated",
+                        source: old.source,
+                        record_key: old.record_key,
+                        origin: old.origin,
+                        received_at: old.received_at,
+                        raw_sha256: old.raw_sha256,
+                        raw: old.raw,
+                    });
+                    known.insert(map_key, new_known(slot));
+                    d.non_death += 1;
+                }
+                (Normalised::Quarantined(_), _) => unreachable!("handled above"),
+            }
+        }
+        self.store
+            .apply_source_batch(source, self.run_id, &batch)
+            .await?;
+        self.counts.add(&d);
+        (self.progress)(&PullProgress {
+            source,
+            read: self.counts.read,
+            pages: self.counts.pages,
+            files: self.counts.files_taken,
+        });
+        Ok(())
+    }
+
+    fn quarantine_raw(
+        &self,
+        origin: &str,
+        line: Option<u64>,
+        reason: String,
+        raw: &str,
+    ) -> Normalised {
+        Normalised::Quarantined(Box::new(QuarantineEntry {
+            source: self.def.name.clone(),
+            file: Some(origin.to_string()),
+            line,
+            record_key: None,
+            reason,
+            raw: raw.to_string(),
+        }))
+    }
+
+    fn base_url(&self) -> Result<reqwest::Url, ConnectorError> {
+        let def = self.def;
+        let base = def.base_url.as_deref().ok_or(ConnectorError::Incomplete {
+            source_name: def.name.clone(),
+            key: "base_url",
+        })?;
+        check_url(base, def.allow_insecure).map_err(|message| ConnectorError::Insecure {
+            source_name: def.name.clone(),
+            message,
+        })?;
+        let mut url = reqwest::Url::parse(base).map_err(|e| ConnectorError::Insecure {
+            source_name: def.name.clone(),
+            message: format!("base_url is not a URL: {e}"),
+        })?;
+        if !url.path().ends_with('/') {
+            let p = format!("{}/", url.path());
+            url.set_path(&p);
+        }
+        Ok(url)
+    }
+
+    fn fetcher(&self) -> Result<Fetcher, ConnectorError> {
+        let def = self.def;
+        let token = match (&def.token_override, &def.auth) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(auth)) => match std::env::var(&auth.bearer_token_env) {
+                Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+                _ => {
+                    return Err(ConnectorError::MissingToken {
+                        source_name: def.name.clone(),
+                        var: auth.bearer_token_env.clone(),
+                    });
+                }
+            },
+            (None, None) => None,
+        };
+        Fetcher::new(def, token)
+    }
+}
+
+/// Joins a path (absolute or relative) onto the base URL's path.
+fn join(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let mut url = base.clone();
+    let joined = format!("{}{}", base.path(), path.trim_start_matches('/'));
+    url.set_path(&joined);
+    url
+}
+
+/// One public-security page (spec §2).
+#[derive(Deserialize)]
+struct Page {
+    records: Vec<Box<serde_json::value::RawValue>>,
+    next_cursor: Option<String>,
+    server_time: String,
+}
+
+/// The in-progress cursor, valid only with the `since` and `limit` it was
+/// issued for.
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct CursorState {
+    since: String,
+    limit: u32,
+    cursor: String,
+    /// `server_time` of the first page of this sequence: the next `since`
+    /// once the sequence is complete.
+    server_time: String,
+}
+
+const STATE_SINCE: &str = "since";
+const STATE_CURSOR: &str = "cursor";
+
+async fn pull_cursor(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
+    let def = ctx.def;
+    let paging = def.paging.as_ref().ok_or(ConnectorError::Incomplete {
+        source_name: def.name.clone(),
+        key: "paging",
+    })?;
+    let base = ctx.base_url()?;
+    let mut fetcher = ctx.fetcher()?;
+    let since = ctx
+        .store
+        .connector_state(&def.name, STATE_SINCE)
+        .await?
+        .unwrap_or_else(|| paging.initial_since.clone());
+    let resume = ctx
+        .store
+        .connector_state(&def.name, STATE_CURSOR)
+        .await?
+        .and_then(|s| serde_json::from_str::<CursorState>(&s).ok())
+        .filter(|c| c.since == since && c.limit == paging.limit);
+    let (mut cursor, mut first_time) = match resume {
+        Some(c) => (Some(c.cursor), Some(c.server_time)),
+        None => (None, None),
+    };
+    let endpoint = join(&base, &paging.path);
+    loop {
+        let mut url = endpoint.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("since", &since);
+            q.append_pair("limit", &paging.limit.to_string());
+            if let Some(c) = &cursor {
+                q.append_pair("cursor", c);
+            }
+        }
+        let fetched = fetcher
+            .get(&url, None, |b| {
+                let page: Page = serde_json::from_slice(b)
+                    .map_err(|e| format!("the page does not parse (cut off?): {e}"))?;
+                chrono::DateTime::parse_from_rfc3339(&page.server_time)
+                    .map_err(|_| "server_time is not an RFC 3339 instant".to_string())?;
+                Ok(())
+            })
+            .await;
+        ctx.counts.retries = fetcher.retries;
+        let Fetched::Body { bytes } = fetched? else {
+            continue;
+        };
+        let page: Page = serde_json::from_slice(&bytes).expect("accepted above");
+        drop(bytes);
+        let first_time = first_time
+            .get_or_insert_with(|| page.server_time.clone())
+            .clone();
+        ctx.counts.pages += 1;
+        let origin = match &cursor {
+            Some(c) => format!("since={since} cursor={c}"),
+            None => format!("since={since}"),
+        };
+        let received_at = now_utc_text();
+        let at = Origin {
+            origin: &origin,
+            line: None,
+            received_at: &received_at,
+        };
+        let items: Vec<Normalised> = page
+            .records
+            .iter()
+            .map(|raw| {
+                let text = raw.get();
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
+                    Ok(map) => normalise(def, &map, text, &at, ctx.today),
+                    Err(e) => ctx.quarantine_raw(
+                        &origin,
+                        None,
+                        format!("the record is not a JSON object: {e}"),
+                        text,
+                    ),
+                }
+            })
+            .collect();
+        let watermarks = match &page.next_cursor {
+            Some(next) => vec![Watermark::Set {
+                name: STATE_CURSOR.into(),
+                value: serde_json::to_string(&CursorState {
+                    since: since.clone(),
+                    limit: paging.limit,
+                    cursor: next.clone(),
+                    server_time: first_time.clone(),
+                })
+                .expect("plain strings serialise"),
+            }],
+            None => vec![
+                Watermark::Set {
+                    name: STATE_SINCE.into(),
+                    value: first_time.clone(),
+                },
+                Watermark::Clear {
+                    name: STATE_CURSOR.into(),
+                },
+            ],
+        };
+        ctx.commit(items, watermarks).await?;
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// A name from the funeral index must stay below the platform's prefix.
+fn safe_relative(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && !name.contains('\\')
+        && !name.contains("://")
+        && !name
+            .split('/')
+            .any(|p| p == ".." || p == "." || p.is_empty())
+}
+
+async fn pull_index(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
+    let def = ctx.def;
+    let index_path = def
+        .files
+        .index
+        .as_deref()
+        .ok_or(ConnectorError::Incomplete {
+            source_name: def.name.clone(),
+            key: "files.index",
+        })?;
+    let prefix = match &def.files.prefix {
+        Some(p) => p.clone(),
+        None => index_path
+            .rsplit_once('/')
+            .map(|(d, _)| format!("{d}/"))
+            .unwrap_or_default(),
+    };
+    let base = ctx.base_url()?;
+    let mut fetcher = ctx.fetcher()?;
+    let index_url = join(&base, index_path);
+    let fetched = fetcher
+        .get(&index_url, None, |b| {
+            serde_json::from_slice::<Vec<String>>(b)
+                .map(|_| ())
+                .map_err(|e| format!("the index is not a JSON list of names (cut off?): {e}"))
+        })
+        .await;
+    ctx.counts.retries = fetcher.retries;
+    let Fetched::Body { bytes } = fetched? else {
+        return Ok(());
+    };
+    let mut names: Vec<String> = serde_json::from_slice(&bytes).expect("accepted above");
+    names.sort();
+    names.dedup();
+    let taken = ctx.store.taken_files(&def.name).await?;
+    for name in names {
+        if !safe_relative(&name) {
+            ctx.counts.errors += 1;
+            tracing::warn!(source = %def.name, name = %name, "index entry refused: not a plain relative path");
+            continue;
+        }
+        let url = join(&base, &format!("{prefix}{name}"));
+        let old = taken.get(&name).map(String::as_str);
+        let fetched = fetcher
+            .get(&url, old, |b| {
+                if b.is_empty() || b.ends_with(b"\n") {
+                    Ok(())
+                } else {
+                    Err("the file is cut off: it does not end with a newline".into())
+                }
+            })
+            .await;
+        ctx.counts.retries = fetcher.retries;
+        let bytes = match fetched? {
+            Fetched::NotModified => {
+                ctx.counts.files_unchanged += 1;
+                continue;
+            }
+            Fetched::Body { bytes } => bytes,
+        };
+        let sha = sha256_hex(&bytes);
+        if old == Some(sha.as_str()) {
+            ctx.counts.files_unchanged += 1;
+            continue;
+        }
+        take_jsonl(ctx, &name, &bytes, sha).await?;
+    }
+    Ok(())
+}
+
+/// Stores one JSON Lines file; the last batch marks it taken.
+async fn take_jsonl(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    bytes: &[u8],
+    sha: String,
+) -> Result<(), ConnectorError> {
+    let def = ctx.def;
+    let text = String::from_utf8_lossy(bytes);
+    let received_at = now_utc_text();
+    let mut items = Vec::new();
+    let mut records = 0u64;
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    let total = lines.len();
+    for (n, (i, line)) in lines.into_iter().enumerate() {
+        let at = Origin {
+            origin: name,
+            line: Some(i as u64 + 1),
+            received_at: &received_at,
+        };
+        let item = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line) {
+            Ok(map) => normalise(def, &map, line, &at, ctx.today),
+            Err(e) => ctx.quarantine_raw(
+                name,
+                at.line,
+                format!("line {} is not a JSON object: {e}", i + 1),
+                line,
+            ),
+        };
+        items.push(item);
+        records += 1;
+        if items.len() >= FILE_BATCH && n + 1 < total {
+            ctx.commit(std::mem::take(&mut items), Vec::new()).await?;
+        }
+    }
+    ctx.commit(
+        items,
+        vec![Watermark::File {
+            name: name.to_string(),
+            sha256: sha,
+            records,
+        }],
+    )
+    .await?;
+    ctx.counts.files_taken += 1;
+    Ok(())
+}
+
+async fn pull_dir(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
+    let def = ctx.def;
+    let dir = def.dir.clone().ok_or(ConnectorError::Incomplete {
+        source_name: def.name.clone(),
+        key: "dir",
+    })?;
+    let io = |path: &Path, error| ConnectorError::Io {
+        source_name: def.name.clone(),
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut names = Vec::new();
+    let mut entries = tokio::fs::read_dir(&dir).await.map_err(|e| io(&dir, e))?;
+    while let Some(e) = entries.next_entry().await.map_err(|e| io(&dir, e))? {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(&def.files.suffix) && e.file_type().await.is_ok_and(|t| t.is_file()) {
+            names.push(name);
+        }
+    }
+    // Corrections after the files they correct, whatever the other names.
+    names.sort_by_key(|n| file_rank(n));
+    let taken = ctx.store.taken_files(&def.name).await?;
+    for name in names {
+        let path = dir.join(&name);
+        let bytes = tokio::fs::read(&path).await.map_err(|e| io(&path, e))?;
+        let sha = sha256_hex(&bytes);
+        if taken.get(&name) == Some(&sha) {
+            ctx.counts.files_unchanged += 1;
+            continue;
+        }
+        take_csv(ctx, &name, &bytes, sha).await?;
+    }
+    Ok(())
+}
+
+/// Stores one CSV file; the last batch marks it taken.
+async fn take_csv(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    bytes: &[u8],
+    sha: String,
+) -> Result<(), ConnectorError> {
+    let def = ctx.def;
+    let text = match def.encoding {
+        SourceEncoding::Gbk => encoding_rs::GBK.decode_without_bom_handling(bytes).0,
+        SourceEncoding::Utf8 => {
+            String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
+        }
+    };
+    let received_at = now_utc_text();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let columns: HashMap<String, usize> = match reader.headers() {
+        Ok(h) => h
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.trim().to_string(), i))
+            .collect(),
+        Err(_) => HashMap::new(),
+    };
+    let mut required: Vec<&str> = def.record.key.iter().map(String::as_str).collect();
+    required.push(&def.fields.name);
+    required.push(&def.fields.death_date);
+    let missing: Vec<&str> = required
+        .into_iter()
+        .filter(|c| !columns.contains_key(*c))
+        .collect();
+    let file_mark = |records| Watermark::File {
+        name: name.to_string(),
+        sha256: sha.clone(),
+        records,
+    };
+    if !missing.is_empty() {
+        let item = ctx.quarantine_raw(
+            name,
+            Some(1),
+            format!(
+                "the header lacks column(s) {}; the whole file is quarantined",
+                missing.join(", ")
+            ),
+            &text,
+        );
+        ctx.commit(vec![item], vec![file_mark(0)]).await?;
+        ctx.counts.files_taken += 1;
+        return Ok(());
+    }
+    // Positions first, so each row's raw text is the exact line it came from.
+    let mut rows: Vec<(u64, usize, Result<csv::StringRecord, String>)> = Vec::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let pos = reader.position().clone();
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => rows.push((pos.line(), pos.byte() as usize, Ok(record.clone()))),
+            Err(e) => rows.push((pos.line(), pos.byte() as usize, Err(e.to_string()))),
+        }
+    }
+    let ends: Vec<usize> = rows
+        .iter()
+        .skip(1)
+        .map(|r| r.1)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let mut items = Vec::with_capacity(FILE_BATCH.min(rows.len()));
+    let mut records = 0u64;
+    let total = rows.len();
+    for (n, ((line, start, rec), end)) in rows.into_iter().zip(ends).enumerate() {
+        let raw = text
+            .get(start..end)
+            .unwrap_or_default()
+            .trim_end_matches(['\r', '\n']);
+        let item = match rec {
+            Ok(r) if r.iter().all(|f| f.trim().is_empty()) => continue,
+            Ok(r) => {
+                let at = Origin {
+                    origin: name,
+                    line: Some(line),
+                    received_at: &received_at,
+                };
+                normalise(
+                    def,
+                    &CsvRow {
+                        columns: &columns,
+                        record: &r,
+                    },
+                    raw,
+                    &at,
+                    ctx.today,
+                )
+            }
+            Err(e) => ctx.quarantine_raw(
+                name,
+                Some(line),
+                format!("line {line} is not valid CSV: {e}"),
+                raw,
+            ),
+        };
+        items.push(item);
+        records += 1;
+        if items.len() >= FILE_BATCH && n + 1 < total {
+            ctx.commit(std::mem::take(&mut items), Vec::new()).await?;
+        }
+    }
+    ctx.commit(items, vec![file_mark(records)]).await?;
+    ctx.counts.files_taken += 1;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrections_sort_after_the_files_they_correct() {
+        let mut names = vec![
+            "440304001_20261101_v10.csv",
+            "440304001_20261101_v2.csv",
+            "440304001_20261101.csv",
+        ];
+        names.sort_by_key(|n| file_rank(n));
+        assert_eq!(
+            names,
+            [
+                "440304001_20261101.csv",
+                "440304001_20261101_v2.csv",
+                "440304001_20261101_v10.csv"
+            ]
+        );
+    }
+
+    #[test]
+    fn index_names_may_not_escape_the_platform_directory() {
+        assert!(safe_relative("FH440300-07/2026-11-25.jsonl"));
+        for bad in ["../etc/passwd", "/abs", "a//b", "http://x/y", "a/./b", ""] {
+            assert!(!safe_relative(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,658 @@
+//! Death records, non-death events, the versions they replaced, and the
+//! connectors' watermarks.
+//!
+//! The connectors decide what a record is (new, a duplicate, a correction,
+//! a stale version); this module only stores what they decided, and always
+//! writes a batch's records, its quarantine and the watermark that covers
+//! them in one transaction, so a watermark can never run ahead of the data.
+//! It never decides whether a record is a death, and never deletes one
+//! without first copying it into the history.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::quarantine::QuarantineEntry;
+use super::{Backend, Result, Store, now_utc_text};
+use crate::{insert_quarantine, with_pool};
+
+/// How the ID number of a source record fared against GB 11643.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdStatus {
+    /// A valid 18-character number.
+    Valid,
+    /// A valid 15-digit number, upgraded to 18.
+    Upgraded,
+    /// Present but not valid; `id_candidates` says how many valid numbers
+    /// are one typing error away.
+    Invalid,
+    /// The source gave no number (common for funeral homes).
+    Empty,
+}
+
+impl IdStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdStatus::Valid => "valid",
+            IdStatus::Upgraded => "upgraded",
+            IdStatus::Invalid => "invalid",
+            IdStatus::Empty => "empty",
+        }
+    }
+}
+
+/// A death as one source reported it, normalised, with its provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct DeathRecord {
+    /// The connector's name (`public_security`, `civil_affairs`, `funeral`).
+    pub source: String,
+    /// Unique within the source (spec §2-4); re-deliveries share it.
+    pub record_key: String,
+    /// The name as the source wrote it, for display.
+    pub name_raw: String,
+    /// After NFKC, separator folding, traditional→simplified.
+    pub name_norm: String,
+    /// Toneless pinyin, for blocking homophones together.
+    pub name_key: String,
+    /// The ID number as the source wrote it (may be empty or broken).
+    pub id_raw: String,
+    /// Normalised 18-character number, only when valid or upgraded.
+    pub id_number: Option<String>,
+    /// `valid`, `upgraded`, `invalid` or `empty` (see [`IdStatus`]).
+    pub id_status: String,
+    /// For an invalid number: how many valid numbers are one edit away.
+    pub id_candidates: i32,
+    /// GB/T 2261.1 code, when the source gave one.
+    pub sex: Option<i32>,
+    pub birth_date: Option<NaiveDate>,
+    /// When only an age at death is known (funeral homes): the person was
+    /// born in one of these two years.
+    pub birth_year_min: Option<i32>,
+    pub birth_year_max: Option<i32>,
+    pub death_date: NaiveDate,
+    /// The source gave no death date, so `death_date` is the latest it can
+    /// be (public security: the cancellation date).
+    pub death_date_latest: bool,
+    /// The date of the source's own event: cancellation, cremation.
+    pub event_date: Option<NaiveDate>,
+    pub region: Option<String>,
+    /// Free-text place of death (civil affairs).
+    pub place: Option<String>,
+    /// The file, or the page request, the record came in.
+    pub origin: String,
+    /// UTC, RFC 3339.
+    pub received_at: String,
+    /// sha256 of `raw`: identical re-deliveries are recognised by it.
+    pub raw_sha256: String,
+    /// The record exactly as received (a JSON object, or a CSV line).
+    pub raw: String,
+    pub run_id: i64,
+    /// 1 for the first version, +1 for every correction applied.
+    pub version: i32,
+}
+
+/// A public-security cancellation that is not a death (moved, emigrated,
+/// military service, other). Never matched as a death; the certification
+/// scheduler reads them as proof-of-life questions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct NonDeathEvent {
+    pub source: String,
+    pub record_key: String,
+    /// The source's reason, as written (`迁出`, `出国`, `服兵役`, `其他`).
+    pub reason: String,
+    pub event_date: Option<NaiveDate>,
+    pub name_raw: String,
+    pub name_norm: String,
+    pub name_key: String,
+    pub id_raw: String,
+    pub id_number: Option<String>,
+    pub id_status: String,
+    pub sex: Option<i32>,
+    pub birth_date: Option<NaiveDate>,
+    pub region: Option<String>,
+    pub origin: String,
+    pub received_at: String,
+    pub raw_sha256: String,
+    pub raw: String,
+    pub run_id: i64,
+    pub version: i32,
+}
+
+/// A version that was replaced by a correction, or that arrived after a
+/// newer one and was kept without being applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct HistoryVersion {
+    pub record_table: String,
+    pub source: String,
+    pub record_key: String,
+    pub version: i32,
+    pub origin: String,
+    pub received_at: String,
+    pub raw_sha256: String,
+    pub raw: String,
+    pub run_id: i64,
+    pub replaced_at: String,
+    pub replaced_by_run: i64,
+    /// `updated` or `stale`.
+    pub why: String,
+}
+
+/// What is stored under a key, enough to classify a re-delivery.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredVersion {
+    pub record_key: String,
+    pub raw_sha256: String,
+    pub origin: String,
+    pub version: i32,
+}
+
+/// A stale version to keep in the history only.
+#[derive(Debug, Clone)]
+pub struct StaleVersion {
+    pub table: RecordTable,
+    /// The version number it had (0 when it was never applied).
+    pub version: i32,
+    /// `stale`, or `updated` when it was replaced within the same batch.
+    pub why: &'static str,
+    pub source: String,
+    pub record_key: String,
+    pub origin: String,
+    pub received_at: String,
+    pub raw_sha256: String,
+    pub raw: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordTable {
+    Deaths,
+    NonDeaths,
+}
+
+impl RecordTable {
+    fn name(self) -> &'static str {
+        match self {
+            RecordTable::Deaths => "death_records",
+            RecordTable::NonDeaths => "non_death_events",
+        }
+    }
+}
+
+/// A watermark change, written in the same transaction as the records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watermark {
+    /// Sets a named value (`since`, `cursor`).
+    Set { name: String, value: String },
+    /// Removes a named value (the cursor, once its sequence is complete).
+    Clear { name: String },
+    /// Marks a file as taken with the hash of the content taken.
+    File {
+        name: String,
+        sha256: String,
+        records: u64,
+    },
+}
+
+/// One batch, already classified by the connector.
+#[derive(Debug, Default)]
+pub struct SourceBatch {
+    pub new_deaths: Vec<DeathRecord>,
+    /// Corrections: the stored version goes to the history first.
+    pub changed_deaths: Vec<DeathRecord>,
+    pub new_non_deaths: Vec<NonDeathEvent>,
+    pub changed_non_deaths: Vec<NonDeathEvent>,
+    pub stale: Vec<StaleVersion>,
+    pub quarantine: Vec<QuarantineEntry>,
+    pub watermarks: Vec<Watermark>,
+}
+
+const DEATH_COLUMNS: &[&str] = &[
+    "source",
+    "record_key",
+    "name_raw",
+    "name_norm",
+    "name_key",
+    "id_raw",
+    "id_number",
+    "id_status",
+    "id_candidates",
+    "sex",
+    "birth_date",
+    "birth_year_min",
+    "birth_year_max",
+    "death_date",
+    "death_date_latest",
+    "event_date",
+    "region",
+    "place",
+    "origin",
+    "received_at",
+    "raw_sha256",
+    "raw",
+    "run_id",
+    "version",
+];
+
+const NON_DEATH_COLUMNS: &[&str] = &[
+    "source",
+    "record_key",
+    "reason",
+    "event_date",
+    "name_raw",
+    "name_norm",
+    "name_key",
+    "id_raw",
+    "id_number",
+    "id_status",
+    "sex",
+    "birth_date",
+    "region",
+    "origin",
+    "received_at",
+    "raw_sha256",
+    "raw",
+    "run_id",
+    "version",
+];
+
+/// Rows per multi-row `INSERT`: well under both backends' bind limits
+/// (SQLite 32766, PostgreSQL 65535) at 24 columns.
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// `INSERT INTO t (cols) VALUES (...), (...)`. SQLite gets `?`: its lookup
+/// of `$N` names is a linear scan per parameter, quadratic in a statement of
+/// thousands of binds; PostgreSQL only knows `$N`.
+fn insert_sql(backend: Backend, table: &str, columns: &[&str], rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..columns.len() {
+            if c > 0 {
+                sql.push(',');
+            }
+            n += 1;
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `$1, $2, …` (or `?, ?, …`) for an `IN` list starting after `skip` binds.
+fn in_list(backend: Backend, skip: usize, n: usize) -> String {
+    (0..n)
+        .map(|i| match backend {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${}", skip + i + 1),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+macro_rules! bind_death {
+    ($q:expr, $r:expr) => {
+        $q.bind(&$r.source)
+            .bind(&$r.record_key)
+            .bind(&$r.name_raw)
+            .bind(&$r.name_norm)
+            .bind(&$r.name_key)
+            .bind(&$r.id_raw)
+            .bind(&$r.id_number)
+            .bind(&$r.id_status)
+            .bind($r.id_candidates)
+            .bind($r.sex)
+            .bind($r.birth_date)
+            .bind($r.birth_year_min)
+            .bind($r.birth_year_max)
+            .bind($r.death_date)
+            .bind($r.death_date_latest)
+            .bind($r.event_date)
+            .bind(&$r.region)
+            .bind(&$r.place)
+            .bind(&$r.origin)
+            .bind(&$r.received_at)
+            .bind(&$r.raw_sha256)
+            .bind(&$r.raw)
+            .bind($r.run_id)
+            .bind($r.version)
+    };
+}
+
+macro_rules! bind_non_death {
+    ($q:expr, $r:expr) => {
+        $q.bind(&$r.source)
+            .bind(&$r.record_key)
+            .bind(&$r.reason)
+            .bind($r.event_date)
+            .bind(&$r.name_raw)
+            .bind(&$r.name_norm)
+            .bind(&$r.name_key)
+            .bind(&$r.id_raw)
+            .bind(&$r.id_number)
+            .bind(&$r.id_status)
+            .bind($r.sex)
+            .bind($r.birth_date)
+            .bind(&$r.region)
+            .bind(&$r.origin)
+            .bind(&$r.received_at)
+            .bind(&$r.raw_sha256)
+            .bind(&$r.raw)
+            .bind($r.run_id)
+            .bind($r.version)
+    };
+}
+
+/// Copies the stored version of a key into the history, then deletes it so
+/// the new version can be inserted by the bulk path.
+macro_rules! retire_version {
+    ($tx:expr, $table:expr, $source:expr, $key:expr, $run_id:expr, $now:expr) => {{
+        let table: RecordTable = $table;
+        let copy = sqlx::AssertSqlSafe(format!(
+            "INSERT INTO source_record_history (record_table, source, record_key, version, origin, \
+             received_at, raw_sha256, raw, run_id, replaced_at, replaced_by_run, why) \
+             SELECT '{t}', source, record_key, version, origin, received_at, raw_sha256, raw, \
+             run_id, $1, $2, 'updated' FROM {t} WHERE source = $3 AND record_key = $4",
+            t = table.name()
+        ));
+        sqlx::query(copy)
+            .bind($now)
+            .bind($run_id)
+            .bind($source)
+            .bind($key)
+            .execute(&mut *$tx)
+            .await?;
+        let delete = sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE source = $1 AND record_key = $2",
+            table.name()
+        ));
+        sqlx::query(delete)
+            .bind($source)
+            .bind($key)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+
+impl Store {
+    /// What is stored under each of `keys` in one table of one source.
+    pub async fn stored_versions(
+        &self,
+        table: RecordTable,
+        source: &str,
+        keys: &[&str],
+    ) -> Result<HashMap<String, StoredVersion>> {
+        let mut out = HashMap::with_capacity(keys.len());
+        let backend = self.backend();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT * 4) {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT record_key, raw_sha256, origin, version FROM {} \
+                 WHERE source = {} AND record_key IN ({})",
+                table.name(),
+                match backend {
+                    Backend::Sqlite => "?",
+                    Backend::Postgres => "$1",
+                },
+                in_list(backend, 1, chunk.len())
+            ));
+            let rows: Vec<StoredVersion> = with_pool!(self, pool => {
+                let mut q = sqlx::query_as::<_, StoredVersion>(sql).bind(source);
+                for k in chunk {
+                    q = q.bind(*k);
+                }
+                q.fetch_all(pool).await
+            })?;
+            for r in rows {
+                out.insert(r.record_key.clone(), r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes one classified batch, its quarantine and its watermarks in one
+    /// transaction: either all of it is stored or none of it.
+    pub async fn apply_source_batch(
+        &self,
+        source: &str,
+        run_id: i64,
+        batch: &SourceBatch,
+    ) -> Result<()> {
+        let backend = self.backend();
+        let now = now_utc_text();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for r in &batch.changed_deaths {
+                retire_version!(tx, RecordTable::Deaths, &r.source, &r.record_key, run_id, &now);
+            }
+            for r in &batch.changed_non_deaths {
+                retire_version!(tx, RecordTable::NonDeaths, &r.source, &r.record_key, run_id, &now);
+            }
+            for rows in [&batch.new_deaths, &batch.changed_deaths] {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let sql = insert_sql(backend, "death_records", DEATH_COLUMNS, chunk.len());
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for r in chunk {
+                        q = bind_death!(q, r);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+            }
+            for rows in [&batch.new_non_deaths, &batch.changed_non_deaths] {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let sql =
+                        insert_sql(backend, "non_death_events", NON_DEATH_COLUMNS, chunk.len());
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for r in chunk {
+                        q = bind_non_death!(q, r);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+            }
+            for s in &batch.stale {
+                let table = s.table.name();
+                sqlx::query(
+                    "INSERT INTO source_record_history (record_table, source, record_key, version, \
+                     origin, received_at, raw_sha256, raw, run_id, replaced_at, replaced_by_run, why) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(table)
+                .bind(&s.source)
+                .bind(&s.record_key)
+                .bind(s.version)
+                .bind(&s.origin)
+                .bind(&s.received_at)
+                .bind(&s.raw_sha256)
+                .bind(&s.raw)
+                .bind(run_id)
+                .bind(&now)
+                .bind(run_id)
+                .bind(s.why)
+                .execute(&mut *tx)
+                .await?;
+            }
+            insert_quarantine!(tx, run_id, &batch.quarantine, &now)?;
+            for w in &batch.watermarks {
+                match w {
+                    Watermark::Set { name, value } => {
+                        sqlx::query(
+                            "INSERT INTO connector_state (source, name, value, run_id, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, name) DO UPDATE SET \
+                             value = excluded.value, run_id = excluded.run_id, \
+                             updated_at = excluded.updated_at",
+                        )
+                        .bind(source)
+                        .bind(name)
+                        .bind(value)
+                        .bind(run_id)
+                        .bind(&now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Watermark::Clear { name } => {
+                        sqlx::query("DELETE FROM connector_state WHERE source = $1 AND name = $2")
+                            .bind(source)
+                            .bind(name)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Watermark::File { name, sha256, records } => {
+                        sqlx::query(
+                            "INSERT INTO connector_files (source, name, sha256, records, run_id, taken_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (source, name) DO UPDATE SET \
+                             sha256 = excluded.sha256, records = excluded.records, \
+                             run_id = excluded.run_id, taken_at = excluded.taken_at",
+                        )
+                        .bind(source)
+                        .bind(name)
+                        .bind(sha256)
+                        .bind(*records as i64)
+                        .bind(run_id)
+                        .bind(&now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// A named watermark value of a source.
+    pub async fn connector_state(&self, source: &str, name: &str) -> Result<Option<String>> {
+        let v = with_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>(
+                "SELECT value FROM connector_state WHERE source = $1 AND name = $2",
+            )
+            .bind(source)
+            .bind(name)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(v)
+    }
+
+    /// Every watermark value of a source, by name.
+    pub async fn connector_states(&self, source: &str) -> Result<Vec<(String, String)>> {
+        let v = with_pool!(self, pool => {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT name, value FROM connector_state WHERE source = $1 ORDER BY name",
+            )
+            .bind(source)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(v)
+    }
+
+    /// Files already taken from a source: name → sha256 of the content taken.
+    pub async fn taken_files(&self, source: &str) -> Result<HashMap<String, String>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT name, sha256 FROM connector_files WHERE source = $1",
+            )
+            .bind(source)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows.into_iter().collect())
+    }
+
+    pub async fn get_death_record(
+        &self,
+        source: &str,
+        record_key: &str,
+    ) -> Result<Option<DeathRecord>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM death_records WHERE source = $1 AND record_key = $2",
+            DEATH_COLUMNS.join(", ")
+        ));
+        let r = with_pool!(self, pool => {
+            sqlx::query_as::<_, DeathRecord>(sql)
+                .bind(source)
+                .bind(record_key)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(r)
+    }
+
+    /// Every death record of a source, by key. For tests, checks and small
+    /// sources; matching reads through its own blocking queries.
+    pub async fn death_records(&self, source: &str) -> Result<Vec<DeathRecord>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM death_records WHERE source = $1 ORDER BY record_key",
+            DEATH_COLUMNS.join(", ")
+        ));
+        let r = with_pool!(self, pool => {
+            sqlx::query_as::<_, DeathRecord>(sql).bind(source).fetch_all(pool).await
+        })?;
+        Ok(r)
+    }
+
+    pub async fn non_death_events(&self, source: &str) -> Result<Vec<NonDeathEvent>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM non_death_events WHERE source = $1 ORDER BY record_key",
+            NON_DEATH_COLUMNS.join(", ")
+        ));
+        let r = with_pool!(self, pool => {
+            sqlx::query_as::<_, NonDeathEvent>(sql).bind(source).fetch_all(pool).await
+        })?;
+        Ok(r)
+    }
+
+    /// Earlier and stale versions of one record, oldest first.
+    pub async fn record_history(
+        &self,
+        source: &str,
+        record_key: &str,
+    ) -> Result<Vec<HistoryVersion>> {
+        let r = with_pool!(self, pool => {
+            sqlx::query_as::<_, HistoryVersion>(
+                "SELECT record_table, source, record_key, version, origin, received_at, raw_sha256, \
+                 raw, run_id, replaced_at, replaced_by_run, why FROM source_record_history \
+                 WHERE source = $1 AND record_key = $2 ORDER BY id",
+            )
+            .bind(source)
+            .bind(record_key)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(r)
+    }
+
+    /// How many death records a source has.
+    pub async fn count_death_records(&self, source: &str) -> Result<u64> {
+        let n: i64 = with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM death_records WHERE source = $1")
+                .bind(source)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_inserts_use_anonymous_placeholders() {
+        let sql = insert_sql(Backend::Sqlite, "t", &["a", "b"], 2);
+        assert_eq!(sql, "INSERT INTO t (a, b) VALUES (?,?),(?,?)");
+        let sql = insert_sql(Backend::Postgres, "t", &["a", "b"], 2);
+        assert_eq!(sql, "INSERT INTO t (a, b) VALUES ($1,$2),($3,$4)");
+        assert_eq!(in_list(Backend::Postgres, 1, 2), "$2,$3");
+    }
+}
