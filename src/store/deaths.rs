@@ -384,6 +384,101 @@ macro_rules! retire_version {
     }};
 }
 
+/// The body of [`Store::apply_source_batch`], shared by both backends; only
+/// the insertion of death records (the bulk of every batch) differs.
+macro_rules! apply_batch {
+    ($pool:expr, $backend:expr, $batch:expr, $run_id:expr, $now:expr, $source:expr, |$tx:ident| $insert_deaths:block) => {{
+        #[allow(unused_variables)]
+        let (backend, batch, run_id, now, source) = ($backend, $batch, $run_id, $now, $source);
+
+            let mut $tx = $pool.begin().await?;
+            for r in &batch.changed_deaths {
+                retire_version!($tx, RecordTable::Deaths, &r.source, &r.record_key, run_id, &now);
+            }
+            for r in &batch.changed_non_deaths {
+                retire_version!($tx, RecordTable::NonDeaths, &r.source, &r.record_key, run_id, &now);
+            }
+            $insert_deaths
+            for rows in [&batch.new_non_deaths, &batch.changed_non_deaths] {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let sql =
+                        insert_sql(backend, "non_death_events", NON_DEATH_COLUMNS, chunk.len());
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for r in chunk {
+                        q = bind_non_death!(q, r);
+                    }
+                    q.execute(&mut *$tx).await?;
+                }
+            }
+            for s in &batch.stale {
+                let table = s.table.name();
+                sqlx::query(
+                    "INSERT INTO source_record_history (record_table, source, record_key, version, \
+                     origin, received_at, raw_sha256, raw, run_id, replaced_at, replaced_by_run, why) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(table)
+                .bind(&s.source)
+                .bind(&s.record_key)
+                .bind(s.version)
+                .bind(&s.origin)
+                .bind(&s.received_at)
+                .bind(&s.raw_sha256)
+                .bind(&s.raw)
+                .bind(run_id)
+                .bind(&now)
+                .bind(run_id)
+                .bind(s.why)
+                .execute(&mut *$tx)
+                .await?;
+            }
+            insert_quarantine!($tx, run_id, &batch.quarantine, &now)?;
+            for w in &batch.watermarks {
+                match w {
+                    Watermark::Set { name, value } => {
+                        sqlx::query(
+                            "INSERT INTO connector_state (source, name, value, run_id, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, name) DO UPDATE SET \
+                             value = excluded.value, run_id = excluded.run_id, \
+                             updated_at = excluded.updated_at",
+                        )
+                        .bind(source)
+                        .bind(name)
+                        .bind(value)
+                        .bind(run_id)
+                        .bind(&now)
+                        .execute(&mut *$tx)
+                        .await?;
+                    }
+                    Watermark::Clear { name } => {
+                        sqlx::query("DELETE FROM connector_state WHERE source = $1 AND name = $2")
+                            .bind(source)
+                            .bind(name)
+                            .execute(&mut *$tx)
+                            .await?;
+                    }
+                    Watermark::File { name, sha256, records } => {
+                        sqlx::query(
+                            "INSERT INTO connector_files (source, name, sha256, records, run_id, taken_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (source, name) DO UPDATE SET \
+                             sha256 = excluded.sha256, records = excluded.records, \
+                             run_id = excluded.run_id, taken_at = excluded.taken_at",
+                        )
+                        .bind(source)
+                        .bind(name)
+                        .bind(sha256)
+                        .bind(*records as i64)
+                        .bind(run_id)
+                        .bind(&now)
+                        .execute(&mut *$tx)
+                        .await?;
+                    }
+                }
+            }
+            $tx.commit().await?;
+    }};
+}
+
 impl Store {
     /// What is stored under each of `keys` in one table of one source.
     pub async fn stored_versions(
@@ -429,102 +524,33 @@ impl Store {
     ) -> Result<()> {
         let backend = self.backend();
         let now = now_utc_text();
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            for r in &batch.changed_deaths {
-                retire_version!(tx, RecordTable::Deaths, &r.source, &r.record_key, run_id, &now);
-            }
-            for r in &batch.changed_non_deaths {
-                retire_version!(tx, RecordTable::NonDeaths, &r.source, &r.record_key, run_id, &now);
-            }
-            for rows in [&batch.new_deaths, &batch.changed_deaths] {
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    let sql = insert_sql(backend, "death_records", DEATH_COLUMNS, chunk.len());
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for r in chunk {
-                        q = bind_death!(q, r);
+        match self {
+            Store::Sqlite(pool) => {
+                apply_batch!(pool, backend, batch, run_id, &now, source, |tx| {
+                    let mut handle = tx.lock_handle().await?;
+                    for rows in [&batch.new_deaths, &batch.changed_deaths] {
+                        if !rows.is_empty() {
+                            super::deaths_bulk::insert_death_records(handle.as_raw_handle(), rows)?;
+                        }
                     }
-                    q.execute(&mut *tx).await?;
-                }
+                })
             }
-            for rows in [&batch.new_non_deaths, &batch.changed_non_deaths] {
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    let sql =
-                        insert_sql(backend, "non_death_events", NON_DEATH_COLUMNS, chunk.len());
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for r in chunk {
-                        q = bind_non_death!(q, r);
+            Store::Postgres(pool) => {
+                apply_batch!(pool, backend, batch, run_id, &now, source, |tx| {
+                    for rows in [&batch.new_deaths, &batch.changed_deaths] {
+                        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                            let sql =
+                                insert_sql(backend, "death_records", DEATH_COLUMNS, chunk.len());
+                            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                            for r in chunk {
+                                q = bind_death!(q, r);
+                            }
+                            q.execute(&mut *tx).await?;
+                        }
                     }
-                    q.execute(&mut *tx).await?;
-                }
+                })
             }
-            for s in &batch.stale {
-                let table = s.table.name();
-                sqlx::query(
-                    "INSERT INTO source_record_history (record_table, source, record_key, version, \
-                     origin, received_at, raw_sha256, raw, run_id, replaced_at, replaced_by_run, why) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(table)
-                .bind(&s.source)
-                .bind(&s.record_key)
-                .bind(s.version)
-                .bind(&s.origin)
-                .bind(&s.received_at)
-                .bind(&s.raw_sha256)
-                .bind(&s.raw)
-                .bind(run_id)
-                .bind(&now)
-                .bind(run_id)
-                .bind(s.why)
-                .execute(&mut *tx)
-                .await?;
-            }
-            insert_quarantine!(tx, run_id, &batch.quarantine, &now)?;
-            for w in &batch.watermarks {
-                match w {
-                    Watermark::Set { name, value } => {
-                        sqlx::query(
-                            "INSERT INTO connector_state (source, name, value, run_id, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, name) DO UPDATE SET \
-                             value = excluded.value, run_id = excluded.run_id, \
-                             updated_at = excluded.updated_at",
-                        )
-                        .bind(source)
-                        .bind(name)
-                        .bind(value)
-                        .bind(run_id)
-                        .bind(&now)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    Watermark::Clear { name } => {
-                        sqlx::query("DELETE FROM connector_state WHERE source = $1 AND name = $2")
-                            .bind(source)
-                            .bind(name)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    Watermark::File { name, sha256, records } => {
-                        sqlx::query(
-                            "INSERT INTO connector_files (source, name, sha256, records, run_id, taken_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (source, name) DO UPDATE SET \
-                             sha256 = excluded.sha256, records = excluded.records, \
-                             run_id = excluded.run_id, taken_at = excluded.taken_at",
-                        )
-                        .bind(source)
-                        .bind(name)
-                        .bind(sha256)
-                        .bind(*records as i64)
-                        .bind(run_id)
-                        .bind(&now)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-            }
-            tx.commit().await?;
-        });
+        }
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 use crate::config::mask_url_password;
 
 pub mod deaths;
+mod deaths_bulk;
 pub mod pensioners;
 pub mod quarantine;
 pub mod runs;

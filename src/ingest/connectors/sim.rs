@@ -493,3 +493,62 @@ impl RunningSim {
         (&mut self.task).await.unwrap_or(Ok(()))
     }
 }
+
+/// Why [`pull_through_sim`] could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimPullError {
+    #[error(transparent)]
+    Load(#[from] SimError),
+    #[error("cannot start the simulated source server on 127.0.0.1: {0}")]
+    Start(std::io::Error),
+    #[error(transparent)]
+    Pull(#[from] super::PullError),
+}
+
+/// `defs` pointed at a simulated server and at a `vigil generate` output
+/// directory: HTTP sources at `base_url` with `token`, directory sources at
+/// `data_dir/<the last component of their dir>` (`civil_affairs`).
+pub fn point_at(
+    defs: &[super::Definition],
+    base_url: &str,
+    data_dir: &Path,
+    token: &str,
+) -> Vec<super::Definition> {
+    defs.iter()
+        .map(|d| {
+            let d = d.clone().with_token(super::Secret::new(token));
+            match d.kind {
+                super::TransportKind::CsvDir => {
+                    let leaf = d
+                        .dir
+                        .as_ref()
+                        .and_then(|p| p.file_name())
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from("civil_affairs"));
+                    d.with_dir(data_dir.join(leaf))
+                }
+                _ => d.with_base_url(base_url),
+            }
+        })
+        .collect()
+}
+
+/// The demo's and the benchmark's pull: serves `data_dir` (laid out as
+/// `vigil generate` writes it) on a loopback port with a one-off token,
+/// pulls the sources of `defs` named in `only` (all when empty) through the
+/// real connectors, and stops the server.
+pub async fn pull_through_sim(
+    store: &crate::store::Store,
+    defs: &[super::Definition],
+    only: &[String],
+    data_dir: &Path,
+    progress: &(dyn Fn(&super::PullProgress<'_>) + Sync),
+) -> Result<Vec<super::PullSummary>, SimPullError> {
+    let token = format!("sim-{:016x}", rand::random::<u64>());
+    let sim = Sim::load(data_dir, Some(&token))?;
+    let running = RunningSim::start(sim).await.map_err(SimPullError::Start)?;
+    let defs = point_at(defs, &running.base_url, data_dir, &token);
+    let result = super::pull(store, &defs, only, progress).await;
+    let _ = running.stop().await;
+    Ok(result?)
+}
