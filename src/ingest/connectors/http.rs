@@ -30,8 +30,8 @@ pub(crate) struct Fetcher {
     pub retries: u64,
 }
 
-pub(crate) enum Fetched {
-    Body { bytes: Vec<u8> },
+pub(crate) enum Fetched<T> {
+    Body(T),
     NotModified,
 }
 
@@ -68,14 +68,15 @@ impl Fetcher {
         Duration::from_millis(exp / 2 + jitter)
     }
 
-    /// GETs `url`, retrying until `accept` takes the body. `etag` is sent as
+    /// GETs `url`, retrying until `accept` takes the body (and turns it
+    /// into what the caller keeps). `etag` is sent as
     /// `If-None-Match`; a 304 gives [`Fetched::NotModified`].
-    pub async fn get(
+    pub async fn get<T>(
         &mut self,
         url: &reqwest::Url,
         etag: Option<&str>,
-        accept: impl Fn(&[u8]) -> Result<(), String>,
-    ) -> Result<Fetched, ConnectorError> {
+        accept: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<Fetched<T>, ConnectorError> {
         let mut last = String::new();
         let what = url.path().to_string();
         for attempt in 1..=self.policy.max_attempts {
@@ -135,11 +136,7 @@ impl Fetcher {
                                 self.backoff(attempt)
                             }
                             Ok(bytes) => match accept(&bytes) {
-                                Ok(()) => {
-                                    return Ok(Fetched::Body {
-                                        bytes: bytes.to_vec(),
-                                    });
-                                }
+                                Ok(value) => return Ok(Fetched::Body(value)),
                                 Err(m) => {
                                     last = m;
                                     self.backoff(attempt)

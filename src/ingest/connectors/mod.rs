@@ -32,6 +32,7 @@ pub mod sim;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -106,6 +107,13 @@ pub enum ConnectorError {
         source_name: String,
         path: PathBuf,
         error: std::io::Error,
+    },
+    #[error(
+        "{source_name}: normalising a batch failed unexpectedly: {message}; this is a bug, please report it"
+    )]
+    Internal {
+        source_name: String,
+        message: String,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -255,6 +263,7 @@ pub async fn pull_one(
     let mut ctx = Ctx {
         store,
         def,
+        shared: Arc::new(def.clone()),
         run_id,
         counts: PullCounts::default(),
         today: today_in_china(),
@@ -295,6 +304,8 @@ pub async fn pull_one(
 struct Ctx<'a> {
     store: &'a Store,
     def: &'a Definition,
+    /// The same definition, for normalising on blocking threads.
+    shared: Arc<Definition>,
     run_id: i64,
     counts: PullCounts,
     today: NaiveDate,
@@ -592,6 +603,133 @@ impl Ctx<'_> {
     }
 }
 
+/// One source record before normalisation.
+enum Raw {
+    /// A JSON object's text, with its line in a JSON Lines file.
+    Json(String, Option<u64>),
+    /// A CSV row, its exact line text, and its line number.
+    Csv(csv::StringRecord, String, u64),
+}
+
+/// What normalising a batch needs, owned, so it can run on blocking threads.
+struct Work {
+    def: Arc<Definition>,
+    columns: Arc<HashMap<String, usize>>,
+    origin: Arc<str>,
+    received_at: Arc<str>,
+    today: NaiveDate,
+}
+
+impl Work {
+    fn one(&self, raw: Raw) -> Normalised {
+        let def = &*self.def;
+        let quarantine = |line: Option<u64>, reason: String, raw: &str| {
+            Normalised::Quarantined(Box::new(QuarantineEntry {
+                source: def.name.clone(),
+                file: Some(self.origin.to_string()),
+                line,
+                record_key: None,
+                reason,
+                raw: raw.to_string(),
+            }))
+        };
+        match raw {
+            Raw::Json(text, line) => {
+                let at = Origin {
+                    origin: &self.origin,
+                    line,
+                    received_at: &self.received_at,
+                };
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
+                    Ok(map) => normalise(def, &map, &text, &at, self.today),
+                    Err(e) => {
+                        let reason = match line {
+                            Some(n) => format!("line {n} is not a JSON object: {e}"),
+                            None => format!("the record is not a JSON object: {e}"),
+                        };
+                        quarantine(line, reason, &text)
+                    }
+                }
+            }
+            Raw::Csv(record, text, line) => {
+                let at = Origin {
+                    origin: &self.origin,
+                    line: Some(line),
+                    received_at: &self.received_at,
+                };
+                let row = CsvRow {
+                    columns: &self.columns,
+                    record: &record,
+                };
+                normalise(def, &row, &text, &at, self.today)
+            }
+        }
+    }
+
+    /// Normalises `raws` in parallel on a blocking thread (rayon), so the
+    /// async threads keep fetching and committing meanwhile.
+    fn spawn(self, raws: Vec<Raw>) -> tokio::task::JoinHandle<Vec<Normalised>> {
+        tokio::task::spawn_blocking(move || {
+            use rayon::prelude::*;
+            raws.into_par_iter().map(|r| self.one(r)).collect()
+        })
+    }
+}
+
+/// Commits batch k while batch k+1 is being normalised. Batches are
+/// committed in order, each with its own watermarks, so the overlap changes
+/// nothing about what a crash can leave behind.
+#[derive(Default)]
+struct Pipeline {
+    pending: Option<(tokio::task::JoinHandle<Vec<Normalised>>, Vec<Watermark>)>,
+}
+
+impl Pipeline {
+    async fn push(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        job: tokio::task::JoinHandle<Vec<Normalised>>,
+        watermarks: Vec<Watermark>,
+    ) -> Result<(), ConnectorError> {
+        let previous = self.pending.replace((job, watermarks));
+        if let Some((job, watermarks)) = previous {
+            ctx.commit_job(job, watermarks).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
+        if let Some((job, watermarks)) = self.pending.take() {
+            ctx.commit_job(job, watermarks).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Ctx<'_> {
+    async fn commit_job(
+        &mut self,
+        job: tokio::task::JoinHandle<Vec<Normalised>>,
+        watermarks: Vec<Watermark>,
+    ) -> Result<(), ConnectorError> {
+        let items = job.await.map_err(|e| ConnectorError::Internal {
+            source_name: self.def.name.clone(),
+            message: e.to_string(),
+        })?;
+        self.commit(items, watermarks).await
+    }
+
+    fn work(&self, origin: &str, columns: Arc<HashMap<String, usize>>) -> Work {
+        Work {
+            def: self.shared.clone(),
+            columns,
+            origin: Arc::from(origin),
+            received_at: Arc::from(now_utc_text().as_str()),
+            today: self.today,
+        }
+    }
+}
+
 /// Joins a path (absolute or relative) onto the base URL's path.
 fn join(base: &reqwest::Url, path: &str) -> reqwest::Url {
     let mut url = base.clone();
@@ -647,6 +785,7 @@ async fn pull_cursor(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
         None => (None, None),
     };
     let endpoint = join(&base, &paging.path);
+    let mut pipe = Pipeline::default();
     loop {
         let mut url = endpoint.clone();
         {
@@ -663,15 +802,21 @@ async fn pull_cursor(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
                     .map_err(|e| format!("the page does not parse (cut off?): {e}"))?;
                 chrono::DateTime::parse_from_rfc3339(&page.server_time)
                     .map_err(|_| "server_time is not an RFC 3339 instant".to_string())?;
-                Ok(())
+                Ok(page)
             })
             .await;
         ctx.counts.retries = fetcher.retries;
-        let Fetched::Body { bytes } = fetched? else {
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(e) => {
+                // Keep what was fetched whole before the failure.
+                pipe.finish(ctx).await?;
+                return Err(e);
+            }
+        };
+        let Fetched::Body(page) = fetched else {
             continue;
         };
-        let page: Page = serde_json::from_slice(&bytes).expect("accepted above");
-        drop(bytes);
         let first_time = first_time
             .get_or_insert_with(|| page.server_time.clone())
             .clone();
@@ -680,28 +825,12 @@ async fn pull_cursor(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
             Some(c) => format!("since={since} cursor={c}"),
             None => format!("since={since}"),
         };
-        let received_at = now_utc_text();
-        let at = Origin {
-            origin: &origin,
-            line: None,
-            received_at: &received_at,
-        };
-        let items: Vec<Normalised> = page
+        let raws: Vec<Raw> = page
             .records
-            .iter()
-            .map(|raw| {
-                let text = raw.get();
-                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
-                    Ok(map) => normalise(def, &map, text, &at, ctx.today),
-                    Err(e) => ctx.quarantine_raw(
-                        &origin,
-                        None,
-                        format!("the record is not a JSON object: {e}"),
-                        text,
-                    ),
-                }
-            })
+            .into_iter()
+            .map(|r| Raw::Json(String::from(Box::<str>::from(r)), None))
             .collect();
+        let job = ctx.work(&origin, Arc::default()).spawn(raws);
         let watermarks = match &page.next_cursor {
             Some(next) => vec![Watermark::Set {
                 name: STATE_CURSOR.into(),
@@ -723,10 +852,10 @@ async fn pull_cursor(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
                 },
             ],
         };
-        ctx.commit(items, watermarks).await?;
+        pipe.push(ctx, job, watermarks).await?;
         match page.next_cursor {
             Some(next) => cursor = Some(next),
-            None => return Ok(()),
+            None => return pipe.finish(ctx).await,
         }
     }
 }
@@ -765,15 +894,13 @@ async fn pull_index(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
     let fetched = fetcher
         .get(&index_url, None, |b| {
             serde_json::from_slice::<Vec<String>>(b)
-                .map(|_| ())
                 .map_err(|e| format!("the index is not a JSON list of names (cut off?): {e}"))
         })
         .await;
     ctx.counts.retries = fetcher.retries;
-    let Fetched::Body { bytes } = fetched? else {
+    let Fetched::Body(mut names) = fetched? else {
         return Ok(());
     };
-    let mut names: Vec<String> = serde_json::from_slice(&bytes).expect("accepted above");
     names.sort();
     names.dedup();
     let taken = ctx.store.taken_files(&def.name).await?;
@@ -788,7 +915,7 @@ async fn pull_index(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
         let fetched = fetcher
             .get(&url, old, |b| {
                 if b.is_empty() || b.ends_with(b"\n") {
-                    Ok(())
+                    Ok(b.to_vec())
                 } else {
                     Err("the file is cut off: it does not end with a newline".into())
                 }
@@ -800,7 +927,7 @@ async fn pull_index(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
                 ctx.counts.files_unchanged += 1;
                 continue;
             }
-            Fetched::Body { bytes } => bytes,
+            Fetched::Body(bytes) => bytes,
         };
         let sha = sha256_hex(&bytes);
         if old == Some(sha.as_str()) {
@@ -819,47 +946,48 @@ async fn take_jsonl(
     bytes: &[u8],
     sha: String,
 ) -> Result<(), ConnectorError> {
-    let def = ctx.def;
     let text = String::from_utf8_lossy(bytes);
-    let received_at = now_utc_text();
-    let mut items = Vec::new();
-    let mut records = 0u64;
-    let lines: Vec<(usize, &str)> = text
+    let raws: Vec<Raw> = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| Raw::Json(l.to_string(), Some(i as u64 + 1)))
         .collect();
-    let total = lines.len();
-    for (n, (i, line)) in lines.into_iter().enumerate() {
-        let at = Origin {
-            origin: name,
-            line: Some(i as u64 + 1),
-            received_at: &received_at,
+    let records = raws.len() as u64;
+    take_raws(ctx, name, raws, Arc::default(), sha, records).await
+}
+
+/// Normalises and commits the records of one file in batches; the last
+/// batch marks the file taken.
+async fn take_raws(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    raws: Vec<Raw>,
+    columns: Arc<HashMap<String, usize>>,
+    sha: String,
+    records: u64,
+) -> Result<(), ConnectorError> {
+    let mut pipe = Pipeline::default();
+    let mut raws = raws.into_iter().peekable();
+    loop {
+        let chunk: Vec<Raw> = raws.by_ref().take(FILE_BATCH).collect();
+        let last = raws.peek().is_none();
+        let watermarks = if last {
+            vec![Watermark::File {
+                name: name.to_string(),
+                sha256: sha.clone(),
+                records,
+            }]
+        } else {
+            Vec::new()
         };
-        let item = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line) {
-            Ok(map) => normalise(def, &map, line, &at, ctx.today),
-            Err(e) => ctx.quarantine_raw(
-                name,
-                at.line,
-                format!("line {} is not a JSON object: {e}", i + 1),
-                line,
-            ),
-        };
-        items.push(item);
-        records += 1;
-        if items.len() >= FILE_BATCH && n + 1 < total {
-            ctx.commit(std::mem::take(&mut items), Vec::new()).await?;
+        let job = ctx.work(name, columns.clone()).spawn(chunk);
+        pipe.push(ctx, job, watermarks).await?;
+        if last {
+            break;
         }
     }
-    ctx.commit(
-        items,
-        vec![Watermark::File {
-            name: name.to_string(),
-            sha256: sha,
-            records,
-        }],
-    )
-    .await?;
+    pipe.finish(ctx).await?;
     ctx.counts.files_taken += 1;
     Ok(())
 }
@@ -913,7 +1041,6 @@ async fn take_csv(
             String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
         }
     };
-    let received_at = now_utc_text();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -969,49 +1096,31 @@ async fn take_csv(
         .map(|r| r.1)
         .chain(std::iter::once(text.len()))
         .collect();
-    let mut items = Vec::with_capacity(FILE_BATCH.min(rows.len()));
-    let mut records = 0u64;
-    let total = rows.len();
-    for (n, ((line, start, rec), end)) in rows.into_iter().zip(ends).enumerate() {
+    let mut raws = Vec::with_capacity(rows.len());
+    let mut bad = Vec::new();
+    for ((line, start, rec), end) in rows.into_iter().zip(ends) {
         let raw = text
             .get(start..end)
             .unwrap_or_default()
-            .trim_end_matches(['\r', '\n']);
-        let item = match rec {
+            .trim_end_matches(['\r', '\n'])
+            .to_string();
+        match rec {
             Ok(r) if r.iter().all(|f| f.trim().is_empty()) => continue,
-            Ok(r) => {
-                let at = Origin {
-                    origin: name,
-                    line: Some(line),
-                    received_at: &received_at,
-                };
-                normalise(
-                    def,
-                    &CsvRow {
-                        columns: &columns,
-                        record: &r,
-                    },
-                    raw,
-                    &at,
-                    ctx.today,
-                )
-            }
-            Err(e) => ctx.quarantine_raw(
+            Ok(r) => raws.push(Raw::Csv(r, raw, line)),
+            Err(e) => bad.push(ctx.quarantine_raw(
                 name,
                 Some(line),
                 format!("line {line} is not valid CSV: {e}"),
-                raw,
-            ),
-        };
-        items.push(item);
-        records += 1;
-        if items.len() >= FILE_BATCH && n + 1 < total {
-            ctx.commit(std::mem::take(&mut items), Vec::new()).await?;
+                &raw,
+            )),
         }
     }
-    ctx.commit(items, vec![file_mark(records)]).await?;
-    ctx.counts.files_taken += 1;
-    Ok(())
+    // Rows the CSV reader could not split go in with the first batch.
+    if !bad.is_empty() {
+        ctx.commit(std::mem::take(&mut bad), Vec::new()).await?;
+    }
+    let records = raws.len() as u64;
+    take_raws(ctx, name, raws, Arc::new(columns), sha, records).await
 }
 
 #[cfg(test)]
