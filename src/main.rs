@@ -434,7 +434,7 @@ async fn pull_with_progress(
 
 fn print_pull_summaries(summaries: &[connectors::PullSummary]) {
     println!(
-        "   {:<16} {:>5} {:>8} {:>8} {:>8} {:>9} {:>9} {:>11} {:>7}  {}",
+        "   {:<16} {:>5} {:>8} {:>8} {:>8} {:>9} {:>9} {:>11} {:>7}  status",
         "source",
         "run",
         "read",
@@ -444,7 +444,6 @@ fn print_pull_summaries(summaries: &[connectors::PullSummary]) {
         "non-death",
         "quarantined",
         "retries",
-        "status"
     );
     for s in summaries {
         let c = &s.counts;
