@@ -615,6 +615,16 @@ fn parse_all(
             }
             in_batch += 1;
         }
+        // The last row of the file, short and with no newline after it:
+        // say so while its entry is still in hand.
+        if done
+            && last_was_short
+            && opened.reader.get_ref().get_ref().1.last_byte != Some(b'\n')
+            && let Some(q) = batch.quarantine.last_mut()
+        {
+            q.reason
+                .push_str("; the file ends in the middle of this row (truncated export?)");
+        }
         if in_batch >= batch_rows {
             let sent = std::mem::take(&mut batch);
             in_batch = 0;
@@ -632,13 +642,6 @@ fn parse_all(
     }
     let source = opened.reader.into_inner();
     let (_, hashing) = source.into_inner();
-    if last_was_short
-        && hashing.last_byte != Some(b'\n')
-        && let Some(q) = batch.quarantine.last_mut()
-    {
-        q.reason
-            .push_str("; the file ends in the middle of this row (truncated export?)");
-    }
     let total = opened.file_len.max(hashing.bytes.load(Ordering::Relaxed));
     if (in_batch > 0 || !batch.quarantine.is_empty()) && tx.blocking_send((batch, total)).is_err() {
         return Err(ImportError::Io {
