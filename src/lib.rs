@@ -10,6 +10,9 @@
 //! - [`ingest`]: getting data in: the roster import and the connectors
 //!   (public security, civil affairs, funeral homes), with a simulated
 //!   source server for tests and the demo.
+//! - [`matching`]: blocking indexes, field comparisons, Fellegi-Sunter
+//!   scoring with safeguards, one-to-one assignment, explanations, training
+//!   and fusion of one death seen by several sources; pure, no I/O.
 //! - [`audit`]: the append-only, hash-chained log of everything that changes.
 //! - [`generate`]: deterministic synthetic data in every source's real
 //!   format, for tests, benchmarks and the demo.
@@ -22,4 +25,5 @@ pub mod config;
 pub mod generate;
 pub mod identity;
 pub mod ingest;
+pub mod matching;
 pub mod store;

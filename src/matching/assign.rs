@@ -1,0 +1,421 @@
+//! Assignment: scores every candidate of a batch of death records and makes
+//! the one-to-one choice between deaths and pensioners, producing [`Match`]es
+//! with their band and explanation. This module owns the ambiguity rule (a
+//! runner-up within the margin means no `auto`) and the assignment order;
+//! it must never store anything, and the same records, roster and rules
+//! must always give the same matches in the same order.
+//!
+//! One pensioner, one death: a pensioner is given to at most one record of
+//! each source, and each record to at most one pensioner. Records of
+//! *different* sources about the same death are expected to land on the same
+//! pensioner and are fused later (`fuse`), so they do not compete. The
+//! choice is greedy: all (record, person) pairs at or above the review
+//! threshold, by score descending, ties broken by person_no, then source,
+//! then record_key (a total order, so the result does not depend on input
+//! order or thread scheduling). A record that lost its best person to a
+//! higher-scoring record keeps that person as its runner-up, so its margin
+//! is negative and it cannot be `auto`.
+
+use ahash::{AHashMap, AHashSet};
+use chrono::NaiveDate;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::blocking::{CappedBlock, RosterIndex};
+use super::compare::{PreparedRecord, compare_prepared};
+use super::explain::{Explanation, RunnerUp};
+use super::model::DeathRecord;
+use super::rules::MatchRules;
+use super::score::{Band, Context, PairScore, band, score_pair};
+
+/// Evidence of life (spec §5-6) by ID number: the latest date each person
+/// was seen alive. A date after a record's death date blocks `auto`.
+#[derive(Debug, Clone, Default)]
+pub struct LifeEvidence {
+    latest: AHashMap<String, NaiveDate>,
+}
+
+impl LifeEvidence {
+    pub fn new() -> LifeEvidence {
+        LifeEvidence::default()
+    }
+
+    /// Records that the person with this ID was alive on `date`.
+    pub fn insert(&mut self, id_number: &str, date: NaiveDate) {
+        let e = self.latest.entry(id_number.to_string()).or_insert(date);
+        if date > *e {
+            *e = date;
+        }
+    }
+
+    /// The latest proof of life strictly after `death`, if any.
+    pub fn alive_after(&self, id_number: &str, death: NaiveDate) -> Option<NaiveDate> {
+        self.latest.get(id_number).copied().filter(|&d| d > death)
+    }
+}
+
+/// A death record matched to a pensioner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Match {
+    /// Position of the record in the batch.
+    pub record_index: usize,
+    pub source: String,
+    pub record_key: String,
+    /// Position of the person in the roster slice.
+    pub person_index: u32,
+    pub person_no: String,
+    pub score: f64,
+    pub band: Band,
+    pub explanation: Explanation,
+}
+
+/// The result of matching a batch.
+#[derive(Debug, Clone, Default)]
+pub struct MatchBatch {
+    /// Review and auto matches, ordered by (source, record_key).
+    pub matches: Vec<Match>,
+    /// Oversized blocks met while finding candidates, by record index.
+    pub capped_blocks: Vec<(usize, CappedBlock)>,
+    /// Candidate pairs scored (for throughput reports).
+    pub pairs_scored: usize,
+}
+
+/// Pairs reviewers have rejected: (source, record_key, person_no). They are
+/// never proposed again.
+pub type RejectedPairs = AHashSet<(String, String, String)>;
+
+struct Scored {
+    person: u32,
+    score: PairScore,
+}
+
+/// Matches a batch of death records against the roster behind `index`.
+pub fn match_batch(
+    index: &RosterIndex<'_>,
+    records: &[DeathRecord],
+    rules: &MatchRules,
+    life: &LifeEvidence,
+    rejected: &RejectedPairs,
+) -> MatchBatch {
+    let persons = index.persons();
+    let freqs = index.name_frequencies();
+    // Score every record's candidates, best first (in parallel; each record
+    // is independent and results are collected in record order).
+    let per_record: Vec<(Vec<Scored>, Vec<CappedBlock>)> = records
+        .par_iter()
+        .map(|record| {
+            let prepared = PreparedRecord::new(record);
+            let cands = index.candidates_prepared(&prepared);
+            let mut scored: Vec<Scored> = cands
+                .person_indices
+                .iter()
+                .filter(|&&i| {
+                    rejected.is_empty()
+                        || !rejected.contains(&(
+                            record.source.clone(),
+                            record.record_key.clone(),
+                            persons[i as usize].person_no.clone(),
+                        ))
+                })
+                .map(|&i| {
+                    let p = &persons[i as usize];
+                    let c = compare_prepared(p, &prepared, rules);
+                    Scored {
+                        person: i,
+                        score: score_pair(c, &p.name_key, &record.name_key, freqs, rules),
+                    }
+                })
+                .collect();
+            scored.sort_by(|a, b| {
+                b.score.total.total_cmp(&a.score.total).then_with(|| {
+                    persons[a.person as usize]
+                        .person_no
+                        .cmp(&persons[b.person as usize].person_no)
+                })
+            });
+            (scored, cands.capped_blocks)
+        })
+        .collect();
+
+    let mut pairs: Vec<(usize, usize)> = Vec::new(); // (record, rank in its list)
+    let mut pairs_scored = 0;
+    for (r, (scored, _)) in per_record.iter().enumerate() {
+        pairs_scored += scored.len();
+        for (k, s) in scored.iter().enumerate() {
+            if s.score.total >= rules.thresholds.review {
+                pairs.push((r, k));
+            }
+        }
+    }
+    let key = |&(r, k): &(usize, usize)| {
+        let s = &per_record[r].0[k];
+        (
+            s.score.total,
+            &persons[s.person as usize].person_no,
+            &records[r].source,
+            &records[r].record_key,
+        )
+    };
+    pairs.sort_by(|a, b| {
+        let (sa, pa, ra, ka) = key(a);
+        let (sb, pb, rb, kb) = key(b);
+        sb.total_cmp(&sa)
+            .then_with(|| pa.cmp(pb))
+            .then_with(|| ra.cmp(rb))
+            .then_with(|| ka.cmp(kb))
+    });
+    let mut chosen: Vec<Option<usize>> = vec![None; records.len()];
+    let mut taken: AHashSet<(u32, &str)> = AHashSet::new();
+    for (r, k) in pairs {
+        if chosen[r].is_some() {
+            continue;
+        }
+        let person = per_record[r].0[k].person;
+        if taken.insert((person, records[r].source.as_str())) {
+            chosen[r] = Some(k);
+        }
+    }
+
+    let mut matches = Vec::new();
+    for (r, k) in chosen.iter().enumerate() {
+        let Some(k) = *k else { continue };
+        let record = &records[r];
+        let scored = &per_record[r].0;
+        let best = &scored[k];
+        let person = &persons[best.person as usize];
+        let runner = scored
+            .iter()
+            .enumerate()
+            .find(|(j, _)| *j != k)
+            .map(|(_, s)| s);
+        let ctx = Context {
+            runner_up: runner.map(|s| s.score.total),
+            alive_on: life.alive_after(&person.id_number, record.death_date),
+        };
+        let (band, fired) = band(&best.score, ctx, rules);
+        if band == Band::None {
+            continue;
+        }
+        let runner_up = runner.map(|s| RunnerUp {
+            person_no: persons[s.person as usize].person_no.clone(),
+            score: s.score.total,
+            margin: best.score.total - s.score.total,
+        });
+        matches.push(Match {
+            record_index: r,
+            source: record.source.clone(),
+            record_key: record.record_key.clone(),
+            person_index: best.person,
+            person_no: person.person_no.clone(),
+            score: best.score.total,
+            band,
+            explanation: Explanation::new(&best.score, band, runner_up, fired, rules),
+        });
+    }
+    matches.sort_by(|a, b| {
+        (a.source.as_str(), a.record_key.as_str()).cmp(&(b.source.as_str(), b.record_key.as_str()))
+    });
+    let capped_blocks = per_record
+        .into_iter()
+        .enumerate()
+        .flat_map(|(r, (_, caps))| caps.into_iter().map(move |c| (r, c)))
+        .collect();
+    MatchBatch {
+        matches,
+        capped_blocks,
+        pairs_scored,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::compare::tests::{d, person, record_of};
+    use crate::matching::model::Person;
+
+    fn rules() -> MatchRules {
+        MatchRules::default_rules()
+    }
+
+    fn roster() -> Vec<Person> {
+        let mut v = vec![
+            person("P0", "王秀英", "440304", d(1942, 3, 15), 122),
+            person("P1", "李建国", "440304", d(1950, 7, 2), 131),
+            person("P2", "欧阳澹", "510104", d(1938, 11, 30), 57),
+        ];
+        for i in 0..30u16 {
+            v.push(person(
+                &format!("Z{i:02}"),
+                &format!(
+                    "赵{}",
+                    ["一", "二", "三", "四", "五", "六"][usize::from(i % 6)]
+                ),
+                "320102",
+                d(1960, 1, 1 + u32::from(i)),
+                300 + 2 * i,
+            ));
+        }
+        v
+    }
+
+    fn run(ps: &[Person], records: &[DeathRecord]) -> MatchBatch {
+        let r = rules();
+        let idx = RosterIndex::build(ps, &r.blocking);
+        match_batch(
+            &idx,
+            records,
+            &r,
+            &LifeEvidence::new(),
+            &RejectedPairs::new(),
+        )
+    }
+
+    #[test]
+    fn a_clean_record_is_an_auto_match_with_its_explanation() {
+        let ps = roster();
+        let b = run(&ps, &[record_of(&ps[1], "PS-1")]);
+        assert_eq!(b.matches.len(), 1);
+        let m = &b.matches[0];
+        assert_eq!((m.person_no.as_str(), m.band), ("P1", Band::Auto));
+        assert_eq!(m.explanation.rules_version, rules().version);
+    }
+
+    #[test]
+    fn two_persons_fitting_one_death_almost_equally_are_neither_auto() {
+        // Two pensioners with one name and birth date; the record has no ID.
+        let mut ps = roster();
+        ps.push(person("P8", "欧阳澹", "510104", d(1938, 11, 30), 59));
+        let mut r = DeathRecord::new("civil_affairs", "CA-1", "欧阳澹", "", d(2026, 10, 1));
+        r.birth_date = Some(d(1938, 11, 30));
+        r.region = Some("510104".into());
+        let b = run(&ps, &[r]);
+        assert_eq!(b.matches.len(), 1);
+        let m = &b.matches[0];
+        assert_ne!(m.band, Band::Auto);
+        let ru = m.explanation.runner_up.as_ref().unwrap();
+        assert!(ru.margin.abs() < 1e-9);
+        // Deterministic tiebreak on person_no.
+        assert_eq!(m.person_no, "P2");
+    }
+
+    #[test]
+    fn an_exact_id_with_a_close_runner_up_is_not_auto() {
+        let mut r = rules();
+        r.thresholds.ambiguity_margin = 100.0;
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &r.blocking);
+        let b = match_batch(
+            &idx,
+            &[record_of(&ps[0], "k")],
+            &r,
+            &LifeEvidence::new(),
+            &RejectedPairs::new(),
+        );
+        // No other candidate: no runner-up, so the margin cannot block.
+        assert_eq!(b.matches[0].band, Band::Auto);
+        let mut ps2 = ps.clone();
+        ps2.push(person("P9", "王秀英", "440304", d(1942, 3, 15), 124));
+        let idx = RosterIndex::build(&ps2, &r.blocking);
+        let b = match_batch(
+            &idx,
+            &[record_of(&ps2[0], "k")],
+            &r,
+            &LifeEvidence::new(),
+            &RejectedPairs::new(),
+        );
+        assert_eq!(b.matches[0].band, Band::Review);
+    }
+
+    #[test]
+    fn one_pensioner_gets_at_most_one_record_of_a_source() {
+        let ps = roster();
+        let a = record_of(&ps[2], "PS-1");
+        let mut b = record_of(&ps[2], "PS-2");
+        b.name = "欧阳淡".into();
+        let (n, k) = crate::matching::model::names_of(&b.name);
+        b.name_norm = n;
+        b.name_key = k;
+        let out = run(&ps, &[b, a]);
+        let to_p2: Vec<_> = out.matches.iter().filter(|m| m.person_no == "P2").collect();
+        assert_eq!(to_p2.len(), 1);
+        assert_eq!(to_p2[0].record_key, "PS-1", "the higher score wins");
+    }
+
+    #[test]
+    fn records_of_different_sources_about_one_death_all_match() {
+        let ps = roster();
+        let a = record_of(&ps[2], "PS-1");
+        let mut b = record_of(&ps[2], "CA-1");
+        b.source = "civil_affairs".into();
+        let out = run(&ps, &[a, b]);
+        assert_eq!(out.matches.len(), 2);
+        assert!(
+            out.matches
+                .iter()
+                .all(|m| m.person_no == "P2" && m.band == Band::Auto)
+        );
+    }
+
+    #[test]
+    fn evidence_of_life_after_the_death_keeps_a_match_out_of_auto() {
+        let ps = roster();
+        let r = rules();
+        let idx = RosterIndex::build(&ps, &r.blocking);
+        let mut life = LifeEvidence::new();
+        life.insert(&ps[1].id_number, d(2026, 10, 20));
+        let b = match_batch(
+            &idx,
+            &[record_of(&ps[1], "k")],
+            &r,
+            &life,
+            &RejectedPairs::new(),
+        );
+        assert_eq!(b.matches[0].band, Band::Review);
+        life = LifeEvidence::new();
+        life.insert(&ps[1].id_number, d(2026, 9, 20));
+        let b = match_batch(
+            &idx,
+            &[record_of(&ps[1], "k")],
+            &r,
+            &life,
+            &RejectedPairs::new(),
+        );
+        assert_eq!(b.matches[0].band, Band::Auto);
+    }
+
+    #[test]
+    fn a_pair_rejected_by_reviewers_never_comes_back() {
+        let ps = roster();
+        let r = rules();
+        let idx = RosterIndex::build(&ps, &r.blocking);
+        let mut rejected = RejectedPairs::new();
+        rejected.insert(("public_security".into(), "k".into(), "P1".into()));
+        let b = match_batch(
+            &idx,
+            &[record_of(&ps[1], "k")],
+            &r,
+            &LifeEvidence::new(),
+            &rejected,
+        );
+        assert!(b.matches.iter().all(|m| m.person_no != "P1"));
+    }
+
+    #[test]
+    fn the_same_batch_in_another_order_gives_the_same_matches() {
+        let ps = roster();
+        let recs: Vec<DeathRecord> = (0..ps.len())
+            .map(|i| record_of(&ps[i], &format!("PS-{i:03}")))
+            .collect();
+        let mut rev = recs.clone();
+        rev.reverse();
+        let a = run(&ps, &recs);
+        let b = run(&ps, &rev);
+        let strip = |m: &MatchBatch| {
+            m.matches
+                .iter()
+                .map(|m| (m.record_key.clone(), m.person_no.clone(), m.band))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&a), strip(&b));
+    }
+}

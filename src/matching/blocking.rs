@@ -1,0 +1,661 @@
+//! Blocking: the in-memory indexes over the active roster that propose, for
+//! each death record, the few pensioners worth comparing. This module owns
+//! the indexes and the block caps; it must never score or judge a pair, and
+//! it must never let one block explode: a lookup that would return more than
+//! `blocking.max_block` persons is cut (keeping those who agree on sex and
+//! region, then roster order) and reported in [`Candidates::capped_blocks`].
+//!
+//! Memory: every index is a sorted vector of (64-bit key, u32 roster index)
+//! pairs, searched by binary search, so ten million pensioners cost about
+//! 12 bytes per entry and index, and no name or ID string is copied except
+//! the distinct name keys in the fst. Name keys in the composite keys are
+//! hashed (FNV-1a); a hash collision only adds a candidate, which scoring
+//! then rejects.
+
+use ahash::AHashMap;
+use chrono::{Datelike, NaiveDate};
+use fst::automaton::Levenshtein;
+use fst::{IntoStreamer, Streamer};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::compare::PreparedRecord;
+use super::model::{DeathRecord, IdStatus, Person};
+use super::rules::BlockingRules;
+use super::score::NameFrequencies;
+
+/// Which index a block came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    ExactId,
+    RepairedId,
+    IdWithoutRegion,
+    NameBirthDate,
+    NameBirthYear,
+    FuzzyNameBirthDate,
+    FuzzyNameBirthYear,
+}
+
+/// A block that was larger than the cap and was cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CappedBlock {
+    pub kind: BlockKind,
+    /// The name key searched, for name blocks (never an ID).
+    pub name_key: Option<String>,
+    /// Persons in the block before the cut.
+    pub size: usize,
+    /// Persons kept.
+    pub kept: usize,
+}
+
+/// The persons a record should be compared with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Candidates {
+    /// Indices into the roster slice, sorted and without duplicates.
+    pub person_indices: Vec<u32>,
+    pub capped_blocks: Vec<CappedBlock>,
+}
+
+/// A sorted multimap from 64-bit keys to roster indices.
+#[derive(Debug, Default)]
+struct KeyIndex {
+    keys: Vec<u64>,
+    values: Vec<u32>,
+}
+
+impl KeyIndex {
+    fn build(mut pairs: Vec<(u64, u32)>) -> KeyIndex {
+        pairs.par_sort_unstable();
+        let (keys, values) = pairs.into_iter().unzip();
+        KeyIndex { keys, values }
+    }
+
+    fn get(&self, key: u64) -> &[u32] {
+        let lo = self.keys.partition_point(|&k| k < key);
+        let hi = lo + self.keys[lo..].partition_point(|&k| k == key);
+        &self.values[lo..hi]
+    }
+
+    fn bytes(&self) -> usize {
+        self.keys.capacity() * 8 + self.values.capacity() * 4
+    }
+}
+
+/// The blocking indexes over one roster.
+pub struct RosterIndex<'a> {
+    persons: &'a [Person],
+    rules: BlockingRules,
+    exact_id: KeyIndex,
+    id_without_region: KeyIndex,
+    name_birth: KeyIndex,
+    name_year: KeyIndex,
+    /// Distinct name keys (value: count), searched with Levenshtein automata.
+    names: fst::Map<Vec<u8>>,
+    frequencies: NameFrequencies,
+}
+
+fn fnv(bytes: &[u8], mut h: u64) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn name_birth_key(name_key: &str, birth: NaiveDate) -> u64 {
+    fnv(
+        &birth.num_days_from_ce().to_le_bytes(),
+        fnv(name_key.as_bytes(), FNV_OFFSET),
+    )
+}
+
+fn name_year_key(name_key: &str, year: i32) -> u64 {
+    // A different tail byte keeps year keys apart from date keys.
+    fnv(
+        &year.to_le_bytes(),
+        fnv(name_key.as_bytes(), FNV_OFFSET ^ 0x55),
+    )
+}
+
+/// The first 17 digits as a number (the 18th is implied by them).
+fn id_key(id: &str) -> Option<u64> {
+    digits(id.get(..17)?)
+}
+
+/// Digits 7-17: birth date and sequence, without region or check digit.
+fn id_without_region_key(id: &str) -> Option<u64> {
+    digits(id.get(6..17)?)
+}
+
+fn digits(s: &str) -> Option<u64> {
+    s.bytes().try_fold(0u64, |acc, b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
+impl<'a> RosterIndex<'a> {
+    /// Builds every index over the roster, in parallel.
+    pub fn build(persons: &'a [Person], rules: &BlockingRules) -> RosterIndex<'a> {
+        assert!(
+            persons.len() < u32::MAX as usize,
+            "roster larger than u32 indices"
+        );
+        let collect = |f: &(dyn Fn(&Person) -> Option<u64> + Sync)| -> Vec<(u64, u32)> {
+            persons
+                .par_iter()
+                .enumerate()
+                .filter_map(|(i, p)| f(p).map(|k| (k, i as u32)))
+                .collect()
+        };
+        let ((exact_id, id_without_region), (name_birth, name_year)) = rayon::join(
+            || {
+                rayon::join(
+                    || KeyIndex::build(collect(&|p| id_key(&p.id_number))),
+                    || KeyIndex::build(collect(&|p| id_without_region_key(&p.id_number))),
+                )
+            },
+            || {
+                rayon::join(
+                    || {
+                        KeyIndex::build(collect(&|p| {
+                            (!p.name_key.is_empty())
+                                .then(|| name_birth_key(&p.name_key, p.birth_date))
+                        }))
+                    },
+                    || {
+                        KeyIndex::build(collect(&|p| {
+                            (!p.name_key.is_empty())
+                                .then(|| name_year_key(&p.name_key, p.birth_date.year()))
+                        }))
+                    },
+                )
+            },
+        );
+        let counts: AHashMap<&str, u32> = persons
+            .par_iter()
+            .filter(|p| !p.name_key.is_empty())
+            .fold(AHashMap::new, |mut m: AHashMap<&str, u32>, p| {
+                *m.entry(p.name_key.as_str()).or_insert(0) += 1;
+                m
+            })
+            .reduce(AHashMap::new, |mut a, b| {
+                if a.len() < b.len() {
+                    return merge(b, a);
+                }
+                for (k, v) in b {
+                    *a.entry(k).or_insert(0) += v;
+                }
+                a
+            });
+        let total: u64 = counts.values().map(|&c| u64::from(c)).sum();
+        let mut distinct: Vec<(&str, u32)> = counts.into_iter().collect();
+        distinct.par_sort_unstable();
+        let names = fst::Map::from_iter(distinct.iter().map(|&(k, c)| (k, u64::from(c))))
+            .unwrap_or_default();
+        let frequencies = NameFrequencies::from_counts(
+            distinct
+                .into_iter()
+                .map(|(k, c)| (k.to_string(), c))
+                .collect(),
+            total,
+        );
+        RosterIndex {
+            persons,
+            rules: rules.clone(),
+            exact_id,
+            id_without_region,
+            name_birth,
+            name_year,
+            names,
+            frequencies,
+        }
+    }
+
+    pub fn persons(&self) -> &'a [Person] {
+        self.persons
+    }
+
+    pub fn name_frequencies(&self) -> &NameFrequencies {
+        &self.frequencies
+    }
+
+    /// Approximate heap bytes of the indexes (not of the roster itself).
+    pub fn approx_bytes(&self) -> usize {
+        self.exact_id.bytes()
+            + self.id_without_region.bytes()
+            + self.name_birth.bytes()
+            + self.name_year.bytes()
+            + self.names.as_fst().as_bytes().len()
+    }
+
+    /// The persons whose valid ID is exactly this number.
+    pub fn by_id(&self, id: &str) -> &[u32] {
+        id_key(id).map_or(&[], |k| self.exact_id.get(k))
+    }
+
+    pub fn candidates(&self, record: &DeathRecord) -> Candidates {
+        self.candidates_prepared(&PreparedRecord::new(record))
+    }
+
+    pub fn candidates_prepared(&self, rec: &PreparedRecord<'_>) -> Candidates {
+        let record = rec.record;
+        let mut out = Candidates::default();
+        let mut found: Vec<u32> = Vec::new();
+        let id = record.id_number.as_deref();
+        if let Some(id) = id {
+            self.take(
+                BlockKind::ExactId,
+                None,
+                self.by_id(id),
+                record,
+                &mut found,
+                &mut out,
+            );
+            if let Some(k) = id_without_region_key(id) {
+                self.take(
+                    BlockKind::IdWithoutRegion,
+                    None,
+                    self.id_without_region.get(k),
+                    record,
+                    &mut found,
+                    &mut out,
+                );
+            }
+        }
+        if record.id_status == IdStatus::Invalid {
+            for c in &rec.repairs {
+                self.take(
+                    BlockKind::RepairedId,
+                    None,
+                    self.by_id(c.as_str()),
+                    record,
+                    &mut found,
+                    &mut out,
+                );
+            }
+        }
+        let id_found = !found.is_empty();
+        let key = record.name_key.as_str();
+        if !key.is_empty() {
+            let birth = record.effective_birth_date();
+            let years = birth_years(record);
+            self.name_blocks(key, birth, years, false, record, &mut found, &mut out);
+            // Near spellings only when no ID led anywhere: the automaton is
+            // the costliest lookup, and an agreeing ID already found the person.
+            if (birth.is_some() || years.is_some()) && !id_found {
+                for near in self.near_keys(key) {
+                    self.name_blocks(&near, birth, years, true, record, &mut found, &mut out);
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        out.person_indices = found;
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn name_blocks(
+        &self,
+        key: &str,
+        birth: Option<NaiveDate>,
+        years: Option<(i32, i32)>,
+        fuzzy: bool,
+        record: &DeathRecord,
+        found: &mut Vec<u32>,
+        out: &mut Candidates,
+    ) {
+        let (date_kind, year_kind) = if fuzzy {
+            (BlockKind::FuzzyNameBirthDate, BlockKind::FuzzyNameBirthYear)
+        } else {
+            (BlockKind::NameBirthDate, BlockKind::NameBirthYear)
+        };
+        if let Some(b) = birth {
+            let hits = self.name_birth.get(name_birth_key(key, b));
+            self.take(date_kind, Some(key), hits, record, found, out);
+            // A day and month swapped by a clerk still meets its person.
+            if let Some(s) =
+                NaiveDate::from_ymd_opt(b.year(), b.day(), b.month()).filter(|&s| s != b)
+            {
+                let hits = self.name_birth.get(name_birth_key(key, s));
+                self.take(date_kind, Some(key), hits, record, found, out);
+            }
+        }
+        if let Some((lo, hi)) = years {
+            let mut hits: Vec<u32> = Vec::new();
+            for y in lo..=hi {
+                hits.extend_from_slice(self.name_year.get(name_year_key(key, y)));
+            }
+            self.take(year_kind, Some(key), &hits, record, found, out);
+        }
+    }
+
+    /// Distinct roster name keys within the configured edit distance, the
+    /// key itself excluded, at most `max_fuzzy_keys` (most frequent first
+    /// would favour the wrong people; lexicographic order is deterministic).
+    fn near_keys(&self, key: &str) -> Vec<String> {
+        let dist = if key.chars().count() <= self.rules.short_key_len {
+            self.rules.fst_distance_short
+        } else {
+            self.rules.fst_distance_long
+        };
+        if dist == 0 {
+            return Vec::new();
+        }
+        let Ok(aut) = Levenshtein::new(key, dist) else {
+            return Vec::new();
+        };
+        let mut stream = self.names.search(aut).into_stream();
+        let mut out = Vec::new();
+        while let Some((k, _)) = stream.next() {
+            if k != key.as_bytes() {
+                out.push(String::from_utf8_lossy(k).into_owned());
+                if out.len() >= self.rules.max_fuzzy_keys {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds a block's persons, cutting it to the cap when oversized.
+    fn take(
+        &self,
+        kind: BlockKind,
+        name_key: Option<&str>,
+        hits: &[u32],
+        record: &DeathRecord,
+        found: &mut Vec<u32>,
+        out: &mut Candidates,
+    ) {
+        let cap = self.rules.max_block;
+        if hits.len() <= cap {
+            found.extend_from_slice(hits);
+            return;
+        }
+        // Keep those agreeing on sex and city first, then roster order.
+        let mut ranked: Vec<(u8, u32)> = hits
+            .iter()
+            .map(|&i| {
+                let p = &self.persons[i as usize];
+                let sex = record.sex.is_some_and(|s| s == p.sex);
+                let city = record
+                    .region
+                    .as_deref()
+                    .and_then(|r| r.get(..4))
+                    .is_some_and(|r| {
+                        p.insured_region.get(..4) == Some(r)
+                            || p.residence_region.get(..4) == Some(r)
+                    });
+                (2 - u8::from(sex) - u8::from(city), i)
+            })
+            .collect();
+        ranked.sort_unstable();
+        found.extend(ranked.iter().take(cap).map(|&(_, i)| i));
+        out.capped_blocks.push(CappedBlock {
+            kind,
+            name_key: name_key.map(str::to_string),
+            size: hits.len(),
+            kept: cap,
+        });
+    }
+}
+
+fn merge<'k>(mut a: AHashMap<&'k str, u32>, b: AHashMap<&'k str, u32>) -> AHashMap<&'k str, u32> {
+    for (k, v) in b {
+        *a.entry(k).or_insert(0) += v;
+    }
+    a
+}
+
+/// The birth years to search: a funeral record's age range; none when the
+/// record has a full birth date (its date blocks are narrower).
+fn birth_years(record: &DeathRecord) -> Option<(i32, i32)> {
+    if record.effective_birth_date().is_some() {
+        return None;
+    }
+    record
+        .birth_year_range
+        .filter(|(lo, hi)| lo <= hi && hi - lo <= 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::compare::tests::{d, id_for, person, record_of};
+    use crate::matching::model::birth_year_range_from_age;
+    use crate::matching::rules::MatchRules;
+
+    fn roster() -> Vec<Person> {
+        let mut v = vec![
+            person("P0", "王秀英", "440304", d(1942, 3, 15), 122),
+            person("P1", "李建国", "440304", d(1950, 7, 2), 131),
+            person("P2", "欧阳澹", "510104", d(1938, 11, 30), 57),
+            person("P3", "张伟", "110101", d(1955, 1, 9), 13),
+        ];
+        for i in 0..40u16 {
+            v.push(person(
+                &format!("Q{i}"),
+                "刘芳",
+                "320102",
+                d(1948, 1 + u32::from(i % 12), 1 + u32::from(i % 28)),
+                200 + 2 * i,
+            ));
+        }
+        v
+    }
+
+    fn rules() -> BlockingRules {
+        MatchRules::default_rules().blocking
+    }
+
+    fn finds(idx: &RosterIndex<'_>, r: &DeathRecord, want: u32) -> bool {
+        idx.candidates(r).person_indices.contains(&want)
+    }
+
+    #[test]
+    fn an_exact_id_finds_its_person() {
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &rules());
+        assert!(finds(&idx, &record_of(&ps[1], "k"), 1));
+    }
+
+    #[test]
+    fn a_swapped_digit_id_finds_the_true_person() {
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &rules());
+        let mut b = ps[2].id_number.clone().into_bytes();
+        let i = (8..16).find(|&i| b[i] != b[i + 1]).unwrap();
+        b.swap(i, i + 1);
+        let r = DeathRecord::new(
+            "civil_affairs",
+            "k",
+            "某某",
+            &String::from_utf8(b).unwrap(),
+            d(2026, 10, 1),
+        );
+        assert_eq!(r.id_status, IdStatus::Invalid);
+        assert!(finds(&idx, &r, 2));
+    }
+
+    #[test]
+    fn a_wrong_digit_id_finds_the_true_person() {
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &rules());
+        let mut b = ps[0].id_number.clone().into_bytes();
+        b[15] = if b[15] == b'3' { b'4' } else { b'3' };
+        let r = DeathRecord::new(
+            "funeral",
+            "k",
+            "某某",
+            &String::from_utf8(b).unwrap(),
+            d(2026, 10, 1),
+        );
+        assert!(finds(&idx, &r, 0));
+    }
+
+    #[test]
+    fn a_fifteen_digit_id_finds_the_true_person() {
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &rules());
+        let id = &ps[1].id_number;
+        let id15 = format!("{}{}", &id[..6], &id[8..17]);
+        let r = DeathRecord::new("funeral", "k", "", &id15, d(2026, 10, 1));
+        assert!(finds(&idx, &r, 1));
+    }
+
+    #[test]
+    fn a_recoded_region_finds_the_true_person() {
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &rules());
+        let recoded = id_for("440399", ps[0].birth_date, 122);
+        let r = DeathRecord::new("public_security", "k", "", &recoded, d(2026, 10, 1));
+        assert!(finds(&idx, &r, 0));
+    }
+
+    #[test]
+    fn a_homophone_name_with_birth_date_finds_the_true_person() {
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &rules());
+        let mut r = DeathRecord::new("civil_affairs", "k", "王秀瑛", "", d(2026, 10, 1));
+        r.birth_date = Some(d(1942, 3, 15));
+        assert!(finds(&idx, &r, 0));
+    }
+
+    #[test]
+    fn a_near_spelled_name_is_found_through_the_fst() {
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &rules());
+        // liu -> niu: one edit on the pinyin key.
+        let mut r = DeathRecord::new("civil_affairs", "k", "牛建国", "", d(2026, 10, 1));
+        r.birth_date = Some(d(1950, 7, 2));
+        let mut r2 = r.clone();
+        r2.name_key = "lijianguo".into();
+        r.name_key = "lijiangu".into();
+        assert!(finds(&idx, &r, 1));
+        assert!(finds(&idx, &r2, 1));
+    }
+
+    #[test]
+    fn an_empty_id_funeral_record_with_age_only_finds_the_true_person() {
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &rules());
+        let death = d(2026, 10, 1);
+        let mut r = DeathRecord::new("funeral", "k", "欧阳澹", "", death);
+        r.birth_year_range = Some(birth_year_range_from_age(87, death, 1));
+        assert!(finds(&idx, &r, 2));
+    }
+
+    #[test]
+    fn oversized_blocks_are_capped_and_reported() {
+        let ps = roster();
+        let mut rules = rules();
+        rules.max_block = 5;
+        let idx = RosterIndex::build(&ps, &rules);
+        let death = d(2026, 10, 1);
+        let mut r = DeathRecord::new("funeral", "k", "刘芳", "", death);
+        r.birth_year_range = Some((1947, 1949));
+        let c = idx.candidates(&r);
+        assert!(c.person_indices.len() <= 5 + 5 * rules.max_fuzzy_keys);
+        let cap = c
+            .capped_blocks
+            .iter()
+            .find(|b| b.kind == BlockKind::NameBirthYear)
+            .unwrap();
+        assert_eq!((cap.size, cap.kept), (40, 5));
+        assert_eq!(cap.name_key.as_deref(), Some("liufang"));
+    }
+
+    #[test]
+    fn candidates_are_sorted_and_deduplicated() {
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &rules());
+        let c = idx.candidates(&record_of(&ps[0], "k"));
+        let mut s = c.person_indices.clone();
+        s.sort_unstable();
+        s.dedup();
+        assert_eq!(s, c.person_indices);
+        assert_eq!(c.person_indices.iter().filter(|&&i| i == 0).count(), 1);
+    }
+
+    #[test]
+    fn name_frequencies_come_from_the_roster() {
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &rules());
+        let f = idx.name_frequencies();
+        assert!(f.frequency("liufang") > f.frequency("wangxiuying"));
+        assert_eq!(f.total(), ps.len() as u64);
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use crate::matching::compare::tests::{d, id_for, record_of};
+    use crate::matching::rules::MatchRules;
+    use std::time::Instant;
+
+    /// `VIGIL_BENCH_PERSONS=2000000 cargo test --release --lib index_build_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn index_build_speed() {
+        let n: usize = std::env::var("VIGIL_BENCH_PERSONS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1_000_000);
+        const S: [&str; 8] = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄"];
+        const G: [&str; 16] = [
+            "秀英", "建国", "桂兰", "志强", "玉兰", "国华", "淑珍", "德明", "丽华", "文斌", "海燕",
+            "春生", "伟", "芳", "敏", "静",
+        ];
+        let keys: Vec<(String, String, String)> = S
+            .iter()
+            .flat_map(|s| G.iter().map(move |g| format!("{s}{g}")))
+            .map(|name| {
+                let (norm, key) = crate::matching::model::names_of(&name);
+                (name, norm, key)
+            })
+            .collect();
+        let persons: Vec<Person> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let (name, norm, key) = &keys[i % keys.len()];
+                let birth = d(1930, 1, 1) + chrono::Days::new((i as u64 * 7919) % 13000);
+                let region = ["440304", "510104", "110101", "320102"][i % 4];
+                let id = id_for(region, birth, ((i / 4) % 1000) as u16);
+                Person {
+                    person_no: format!("{i:016}"),
+                    name: name.clone(),
+                    name_norm: norm.clone(),
+                    name_key: key.clone(),
+                    id_number: id,
+                    sex: 1,
+                    birth_date: birth,
+                    insured_region: region.into(),
+                    residence_region: region.into(),
+                    benefit_start: d(2000, 1, 1),
+                }
+            })
+            .collect();
+        let rules = MatchRules::default_rules();
+        let t = Instant::now();
+        let idx = RosterIndex::build(&persons, &rules.blocking);
+        let built = t.elapsed();
+        let records: Vec<DeathRecord> = (0..100_000)
+            .map(|i| record_of(&persons[(i * 97) % n], "k"))
+            .collect();
+        let t = Instant::now();
+        let total: usize = records
+            .par_iter()
+            .map(|r| idx.candidates(r).person_indices.len())
+            .sum();
+        let looked = t.elapsed();
+        eprintln!(
+            "{n} persons: index built in {built:?} ({} MiB of indexes); 100000 candidate lookups in {looked:?} ({total} candidates)",
+            idx.approx_bytes() >> 20
+        );
+    }
+}

@@ -1,0 +1,773 @@
+//! Field-by-field comparison of a pensioner with a death record into
+//! comparison levels (ID, name, birth date, sex, region), and the weight the
+//! rules give each level. This module owns what each level means; it must
+//! never add weights up, decide a band or look at anyone but the two records
+//! in hand (term frequencies and safeguards live in `score`).
+//!
+//! Birth date and sex are read off the ID number: when the ID agrees (exact,
+//! repaired, or same but region), the record's birth date and sex are mostly
+//! the ID's own digits again, and counting them would add the same evidence
+//! twice, pushing a pair past `auto` on one fact. They are then level
+//! `implied_by_id` with weight 0. The one exception is a record whose own
+//! birth date or sex plainly contradicts the ID it carries (level
+//! `different` / `disagree`): that is the mark of an informant's ID typed
+//! into a relative's death record, real counter-evidence that is kept.
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use super::model::{DeathRecord, IdStatus, Person, id_birth_date, id_sex};
+use super::rules::MatchRules;
+use crate::identity::{self, IdNumber};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdLevel {
+    Exact,
+    /// The record's ID is invalid and the person's is one of the valid
+    /// numbers one substitution or adjacent swap away.
+    Repaired,
+    /// Digits 7-17 (birth date and sequence) equal, region part differs.
+    /// The check digit (18) is left out: it changes with the region.
+    SameButRegion,
+    Different,
+    Missing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameLevel {
+    /// Character for character as written.
+    Exact,
+    /// Equal after normalisation (NFKC, traditional folded, separators),
+    /// with a dropped middle dot forgiven.
+    Normalised,
+    /// Same pinyin with tones: a homophone typed for a character.
+    TonedPinyin,
+    /// Same pinyin without tones (or a character typed as its pinyin).
+    TonelessPinyin,
+    /// Same syllables once commonly confused sounds are folded
+    /// (n-l, zh-z, ch-c, sh-s, f-h, an-ang, en-eng, in-ing).
+    Confusable,
+    /// Jaro-Winkler of the pinyin keys at or above the rules' threshold.
+    Similar,
+    Different,
+    Missing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BirthLevel {
+    Exact,
+    DayMonthSwapped,
+    /// Exactly one of year, month, day differs.
+    OnePartOff,
+    /// Same year only, or the person's birth year inside a funeral
+    /// record's age range.
+    YearOnly,
+    Different,
+    Missing,
+    /// Read off an ID that agrees: not counted twice.
+    ImpliedById,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SexLevel {
+    Agree,
+    Disagree,
+    Missing,
+    ImpliedById,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionLevel {
+    /// Same city (first 4 digits) as the insured or residence region.
+    City,
+    Province,
+    Different,
+    Missing,
+}
+
+/// The levels of one pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Comparison {
+    pub id: IdLevel,
+    pub name: NameLevel,
+    pub birth: BirthLevel,
+    pub sex: SexLevel,
+    pub region: RegionLevel,
+}
+
+impl IdLevel {
+    pub const ALL: [IdLevel; 5] = [
+        IdLevel::Exact,
+        IdLevel::Repaired,
+        IdLevel::SameButRegion,
+        IdLevel::Different,
+        IdLevel::Missing,
+    ];
+    pub fn weight(self, r: &MatchRules) -> f64 {
+        let w = &r.id;
+        match self {
+            IdLevel::Exact => w.exact,
+            IdLevel::Repaired => w.repaired,
+            IdLevel::SameButRegion => w.same_but_region,
+            IdLevel::Different => w.different,
+            IdLevel::Missing => w.missing,
+        }
+    }
+    pub fn weight_mut(self, r: &mut MatchRules) -> &mut f64 {
+        let w = &mut r.id;
+        match self {
+            IdLevel::Exact => &mut w.exact,
+            IdLevel::Repaired => &mut w.repaired,
+            IdLevel::SameButRegion => &mut w.same_but_region,
+            IdLevel::Different => &mut w.different,
+            IdLevel::Missing => &mut w.missing,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdLevel::Exact => "exact",
+            IdLevel::Repaired => "repaired",
+            IdLevel::SameButRegion => "same_but_region",
+            IdLevel::Different => "different",
+            IdLevel::Missing => "missing",
+        }
+    }
+    /// The ID says it is this person (the levels that imply birth and sex).
+    pub fn agrees(self) -> bool {
+        matches!(
+            self,
+            IdLevel::Exact | IdLevel::Repaired | IdLevel::SameButRegion
+        )
+    }
+}
+
+impl NameLevel {
+    pub const ALL: [NameLevel; 8] = [
+        NameLevel::Exact,
+        NameLevel::Normalised,
+        NameLevel::TonedPinyin,
+        NameLevel::TonelessPinyin,
+        NameLevel::Confusable,
+        NameLevel::Similar,
+        NameLevel::Different,
+        NameLevel::Missing,
+    ];
+    pub fn weight(self, r: &MatchRules) -> f64 {
+        let w = &r.name;
+        match self {
+            NameLevel::Exact => w.exact,
+            NameLevel::Normalised => w.normalised,
+            NameLevel::TonedPinyin => w.toned_pinyin,
+            NameLevel::TonelessPinyin => w.toneless_pinyin,
+            NameLevel::Confusable => w.confusable,
+            NameLevel::Similar => w.similar,
+            NameLevel::Different => w.different,
+            NameLevel::Missing => w.missing,
+        }
+    }
+    pub fn weight_mut(self, r: &mut MatchRules) -> &mut f64 {
+        let w = &mut r.name;
+        match self {
+            NameLevel::Exact => &mut w.exact,
+            NameLevel::Normalised => &mut w.normalised,
+            NameLevel::TonedPinyin => &mut w.toned_pinyin,
+            NameLevel::TonelessPinyin => &mut w.toneless_pinyin,
+            NameLevel::Confusable => &mut w.confusable,
+            NameLevel::Similar => &mut w.similar,
+            NameLevel::Different => &mut w.different,
+            NameLevel::Missing => &mut w.missing,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameLevel::Exact => "exact",
+            NameLevel::Normalised => "normalised",
+            NameLevel::TonedPinyin => "toned_pinyin",
+            NameLevel::TonelessPinyin => "toneless_pinyin",
+            NameLevel::Confusable => "confusable",
+            NameLevel::Similar => "similar",
+            NameLevel::Different => "different",
+            NameLevel::Missing => "missing",
+        }
+    }
+    /// Any level above `different`: what the `auto` safeguard calls agreeing.
+    pub fn agrees(self) -> bool {
+        !matches!(self, NameLevel::Different | NameLevel::Missing)
+    }
+    /// The fuzzy levels, where term frequency is applied at a reduced share.
+    pub fn is_fuzzy(self) -> bool {
+        matches!(self, NameLevel::Confusable | NameLevel::Similar)
+    }
+}
+
+impl BirthLevel {
+    pub const ALL: [BirthLevel; 7] = [
+        BirthLevel::Exact,
+        BirthLevel::DayMonthSwapped,
+        BirthLevel::OnePartOff,
+        BirthLevel::YearOnly,
+        BirthLevel::Different,
+        BirthLevel::Missing,
+        BirthLevel::ImpliedById,
+    ];
+    pub fn weight(self, r: &MatchRules) -> f64 {
+        let w = &r.birth;
+        match self {
+            BirthLevel::Exact => w.exact,
+            BirthLevel::DayMonthSwapped => w.day_month_swapped,
+            BirthLevel::OnePartOff => w.one_part_off,
+            BirthLevel::YearOnly => w.year_only,
+            BirthLevel::Different => w.different,
+            BirthLevel::Missing => w.missing,
+            BirthLevel::ImpliedById => 0.0,
+        }
+    }
+    /// `None` for `implied_by_id`, whose weight is 0 by construction.
+    pub fn weight_mut(self, r: &mut MatchRules) -> Option<&mut f64> {
+        let w = &mut r.birth;
+        match self {
+            BirthLevel::Exact => Some(&mut w.exact),
+            BirthLevel::DayMonthSwapped => Some(&mut w.day_month_swapped),
+            BirthLevel::OnePartOff => Some(&mut w.one_part_off),
+            BirthLevel::YearOnly => Some(&mut w.year_only),
+            BirthLevel::Different => Some(&mut w.different),
+            BirthLevel::Missing => Some(&mut w.missing),
+            BirthLevel::ImpliedById => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BirthLevel::Exact => "exact",
+            BirthLevel::DayMonthSwapped => "day_month_swapped",
+            BirthLevel::OnePartOff => "one_part_off",
+            BirthLevel::YearOnly => "year_only",
+            BirthLevel::Different => "different",
+            BirthLevel::Missing => "missing",
+            BirthLevel::ImpliedById => "implied_by_id",
+        }
+    }
+}
+
+impl SexLevel {
+    pub const ALL: [SexLevel; 4] = [
+        SexLevel::Agree,
+        SexLevel::Disagree,
+        SexLevel::Missing,
+        SexLevel::ImpliedById,
+    ];
+    pub fn weight(self, r: &MatchRules) -> f64 {
+        match self {
+            SexLevel::Agree => r.sex.agree,
+            SexLevel::Disagree => r.sex.disagree,
+            SexLevel::Missing => r.sex.missing,
+            SexLevel::ImpliedById => 0.0,
+        }
+    }
+    pub fn weight_mut(self, r: &mut MatchRules) -> Option<&mut f64> {
+        match self {
+            SexLevel::Agree => Some(&mut r.sex.agree),
+            SexLevel::Disagree => Some(&mut r.sex.disagree),
+            SexLevel::Missing => Some(&mut r.sex.missing),
+            SexLevel::ImpliedById => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SexLevel::Agree => "agree",
+            SexLevel::Disagree => "disagree",
+            SexLevel::Missing => "missing",
+            SexLevel::ImpliedById => "implied_by_id",
+        }
+    }
+}
+
+impl RegionLevel {
+    pub const ALL: [RegionLevel; 4] = [
+        RegionLevel::City,
+        RegionLevel::Province,
+        RegionLevel::Different,
+        RegionLevel::Missing,
+    ];
+    pub fn weight(self, r: &MatchRules) -> f64 {
+        match self {
+            RegionLevel::City => r.region.city,
+            RegionLevel::Province => r.region.province,
+            RegionLevel::Different => r.region.different,
+            RegionLevel::Missing => r.region.missing,
+        }
+    }
+    pub fn weight_mut(self, r: &mut MatchRules) -> &mut f64 {
+        match self {
+            RegionLevel::City => &mut r.region.city,
+            RegionLevel::Province => &mut r.region.province,
+            RegionLevel::Different => &mut r.region.different,
+            RegionLevel::Missing => &mut r.region.missing,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionLevel::City => "city",
+            RegionLevel::Province => "province",
+            RegionLevel::Different => "different",
+            RegionLevel::Missing => "missing",
+        }
+    }
+}
+
+/// A death record with what every comparison against it needs computed
+/// once: repair candidates of a broken ID and the pinyin forms of its name.
+#[derive(Debug, Clone)]
+pub struct PreparedRecord<'r> {
+    pub record: &'r DeathRecord,
+    /// Valid numbers one edit from a broken ID (empty unless `Invalid`).
+    pub repairs: Vec<IdNumber>,
+    name_plain: String,
+    toned: String,
+    folded: Vec<String>,
+}
+
+impl<'r> PreparedRecord<'r> {
+    pub fn new(record: &'r DeathRecord) -> PreparedRecord<'r> {
+        let repairs = if record.id_status == IdStatus::Invalid {
+            identity::repair_candidates_on(&record.id_raw, record.death_date)
+        } else {
+            Vec::new()
+        };
+        let (toned, folded) = if record.name_norm.is_empty() {
+            (String::new(), Vec::new())
+        } else {
+            (
+                identity::pinyin_toned(&record.name_norm),
+                fold_syllables(&identity::pinyin_syllables(&record.name_norm)),
+            )
+        };
+        PreparedRecord {
+            record,
+            repairs,
+            name_plain: without_dots(&record.name_norm),
+            toned,
+            folded,
+        }
+    }
+}
+
+/// Compares one pair; prepares the record on the way (use
+/// [`compare_prepared`] in loops).
+pub fn compare(person: &Person, record: &DeathRecord, rules: &MatchRules) -> Comparison {
+    compare_prepared(person, &PreparedRecord::new(record), rules)
+}
+
+pub fn compare_prepared(
+    person: &Person,
+    rec: &PreparedRecord<'_>,
+    rules: &MatchRules,
+) -> Comparison {
+    let record = rec.record;
+    let id = compare_id(person, rec);
+    let name = compare_name(person, rec, rules.name.similar_threshold);
+    let mut birth = compare_birth(person.birth_date, record);
+    let mut sex = match record.sex {
+        Some(s) if s == person.sex => SexLevel::Agree,
+        Some(_) => SexLevel::Disagree,
+        None => SexLevel::Missing,
+    };
+    if id.agrees() {
+        // See the module comment: agreement read off the ID is not counted
+        // again; a plain contradiction of the record's own ID is.
+        if birth != BirthLevel::Different {
+            birth = BirthLevel::ImpliedById;
+        }
+        let own = record.id_number.as_deref();
+        let contradicts_own_id = matches!(
+            (record.sex, own.and_then(id_sex)),
+            (Some(s), Some(i)) if s != i
+        );
+        if sex != SexLevel::Disagree || !contradicts_own_id {
+            sex = SexLevel::ImpliedById;
+        }
+        if birth == BirthLevel::Different
+            && record
+                .birth_date
+                .zip(own.and_then(id_birth_date))
+                .is_some_and(|(b, i)| compare_dates(b, i) != BirthLevel::Different)
+        {
+            // The record agrees with its own ID; the difference is between
+            // the ID and the roster, which the ID level has judged already.
+            birth = BirthLevel::ImpliedById;
+        }
+    }
+    Comparison {
+        id,
+        name,
+        birth,
+        sex,
+        region: compare_region(person, record),
+    }
+}
+
+fn compare_id(person: &Person, rec: &PreparedRecord<'_>) -> IdLevel {
+    let record = rec.record;
+    match record.id_status {
+        IdStatus::Empty => IdLevel::Missing,
+        IdStatus::Valid | IdStatus::Upgraded15 => {
+            let Some(theirs) = record.id_number.as_deref() else {
+                return IdLevel::Missing;
+            };
+            let ours = person.id_number.as_str();
+            if theirs == ours {
+                IdLevel::Exact
+            } else if theirs.len() == 18 && ours.len() == 18 && theirs.get(6..17) == ours.get(6..17)
+            {
+                IdLevel::SameButRegion
+            } else {
+                IdLevel::Different
+            }
+        }
+        IdStatus::Invalid => {
+            if rec
+                .repairs
+                .iter()
+                .any(|c| c.as_str() == person.id_number.as_str())
+            {
+                IdLevel::Repaired
+            } else {
+                IdLevel::Different
+            }
+        }
+    }
+}
+
+fn without_dots(s: &str) -> String {
+    s.chars().filter(|&c| c != '·').collect()
+}
+
+fn compare_name(person: &Person, rec: &PreparedRecord<'_>, similar_threshold: f64) -> NameLevel {
+    let record = rec.record;
+    if person.name_norm.is_empty() || record.name_norm.is_empty() {
+        return NameLevel::Missing;
+    }
+    if person.name == record.name {
+        return NameLevel::Exact;
+    }
+    if person.name_norm == record.name_norm || without_dots(&person.name_norm) == rec.name_plain {
+        return NameLevel::Normalised;
+    }
+    if person.name_key == record.name_key {
+        if identity::pinyin_toned(&person.name_norm) == rec.toned {
+            return NameLevel::TonedPinyin;
+        }
+        return NameLevel::TonelessPinyin;
+    }
+    if fold_syllables(&identity::pinyin_syllables(&person.name_norm)) == rec.folded {
+        return NameLevel::Confusable;
+    }
+    if strsim::jaro_winkler(&person.name_key, &record.name_key) >= similar_threshold {
+        return NameLevel::Similar;
+    }
+    NameLevel::Different
+}
+
+/// Folds the sounds speakers of many dialects merge, so that `liu`/`niu`,
+/// `zhang`/`zang`, `fu`/`hu`, `lin`/`ling` compare equal.
+pub fn fold_syllables(syllables: &[String]) -> Vec<String> {
+    syllables.iter().map(|s| fold_syllable(s)).collect()
+}
+
+fn fold_syllable(s: &str) -> String {
+    let (initial, rest) = if let Some(r) = s.strip_prefix("zh") {
+        ("z", r)
+    } else if let Some(r) = s.strip_prefix("ch") {
+        ("c", r)
+    } else if let Some(r) = s.strip_prefix("sh") {
+        ("s", r)
+    } else if let Some(r) = s.strip_prefix('n').filter(|r| !r.is_empty() && *r != "g") {
+        ("l", r)
+    } else if let Some(r) = s.strip_prefix('h').filter(|r| !r.is_empty()) {
+        ("f", r)
+    } else {
+        ("", s)
+    };
+    let rest = rest
+        .strip_suffix("ng")
+        .filter(|r| r.ends_with('a') || r.ends_with('e') || r.ends_with('i'))
+        .map(|r| format!("{r}n"))
+        .unwrap_or_else(|| rest.to_string());
+    format!("{initial}{rest}")
+}
+
+fn compare_dates(theirs: NaiveDate, ours: NaiveDate) -> BirthLevel {
+    if theirs == ours {
+        return BirthLevel::Exact;
+    }
+    let (ty, tm, td) = (theirs.year(), theirs.month(), theirs.day());
+    let (oy, om, od) = (ours.year(), ours.month(), ours.day());
+    if ty == oy && tm == od && td == om {
+        return BirthLevel::DayMonthSwapped;
+    }
+    let same = usize::from(ty == oy) + usize::from(tm == om) + usize::from(td == od);
+    if same == 2 {
+        return BirthLevel::OnePartOff;
+    }
+    if ty == oy {
+        return BirthLevel::YearOnly;
+    }
+    BirthLevel::Different
+}
+
+fn compare_birth(ours: NaiveDate, record: &DeathRecord) -> BirthLevel {
+    if let Some(theirs) = record.birth_date {
+        return compare_dates(theirs, ours);
+    }
+    if let Some((lo, hi)) = record.birth_year_range {
+        return if (lo..=hi).contains(&ours.year()) {
+            BirthLevel::YearOnly
+        } else {
+            BirthLevel::Different
+        };
+    }
+    BirthLevel::Missing
+}
+
+fn compare_region(person: &Person, record: &DeathRecord) -> RegionLevel {
+    let Some(theirs) = record.region.as_deref().filter(|r| r.len() >= 4) else {
+        return RegionLevel::Missing;
+    };
+    let ours = [
+        person.insured_region.as_str(),
+        person.residence_region.as_str(),
+    ];
+    if ours.iter().any(|o| o.get(..4) == theirs.get(..4)) {
+        RegionLevel::City
+    } else if ours.iter().any(|o| o.get(..2) == theirs.get(..2)) {
+        RegionLevel::Province
+    } else {
+        RegionLevel::Different
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::identity::check_char;
+
+    pub(crate) fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    /// A valid ID for a region, birth date and sequence.
+    pub(crate) fn id_for(region: &str, birth: NaiveDate, seq: u16) -> String {
+        let mut s = format!("{region}{}{seq:03}", birth.format("%Y%m%d"));
+        let c = check_char(s.as_bytes());
+        s.push(char::from(c));
+        s
+    }
+
+    pub(crate) fn person(no: &str, name: &str, region: &str, birth: NaiveDate, seq: u16) -> Person {
+        let id = id_for(region, birth, seq);
+        let sex = if seq % 2 == 1 { 1 } else { 2 };
+        Person::new(no, name, &id, sex, birth, region, region, d(2000, 1, 1))
+    }
+
+    /// A public-security style record copying the person's fields.
+    pub(crate) fn record_of(p: &Person, key: &str) -> DeathRecord {
+        let mut r = DeathRecord::new(
+            "public_security",
+            key,
+            &p.name,
+            &p.id_number,
+            d(2026, 10, 1),
+        );
+        r.sex = Some(p.sex);
+        r.birth_date = Some(p.birth_date);
+        r.region = Some(p.insured_region.clone());
+        r
+    }
+
+    fn rules() -> MatchRules {
+        MatchRules::default_rules()
+    }
+
+    fn wang() -> Person {
+        person("P1", "王秀英", "440304", d(1942, 3, 15), 122)
+    }
+
+    #[test]
+    fn the_same_id_is_exact() {
+        let p = wang();
+        assert_eq!(
+            compare(&p, &record_of(&p, "k"), &rules()).id,
+            IdLevel::Exact
+        );
+    }
+
+    #[test]
+    fn a_broken_id_one_digit_from_the_persons_is_repaired() {
+        let p = wang();
+        let mut r = record_of(&p, "k");
+        let mut wrong = p.id_number.clone().into_bytes();
+        wrong[9] = if wrong[9] == b'7' { b'8' } else { b'7' };
+        let wrong = String::from_utf8(wrong).unwrap();
+        r = DeathRecord {
+            ..DeathRecord::new("civil_affairs", "k", &r.name, &wrong, r.death_date)
+        };
+        assert_eq!(r.id_status, IdStatus::Invalid);
+        assert_eq!(compare(&p, &r, &rules()).id, IdLevel::Repaired);
+    }
+
+    #[test]
+    fn swapped_adjacent_digits_are_repaired() {
+        let p = wang();
+        let mut b = p.id_number.clone().into_bytes();
+        let i = (0..16).find(|&i| b[i] != b[i + 1]).unwrap();
+        b.swap(i, i + 1);
+        let r = DeathRecord::new(
+            "funeral",
+            "k",
+            "王秀英",
+            &String::from_utf8(b).unwrap(),
+            d(2026, 10, 1),
+        );
+        assert_eq!(compare(&p, &r, &rules()).id, IdLevel::Repaired);
+    }
+
+    #[test]
+    fn a_recoded_region_with_the_same_birth_and_sequence_is_same_but_region() {
+        let p = wang();
+        let other = id_for("440305", p.birth_date, 122);
+        let r = DeathRecord::new("public_security", "k", "王秀英", &other, d(2026, 10, 1));
+        assert_eq!(compare(&p, &r, &rules()).id, IdLevel::SameButRegion);
+    }
+
+    #[test]
+    fn another_valid_id_is_different_and_an_empty_one_missing() {
+        let p = wang();
+        let other = id_for("440304", p.birth_date, 124);
+        let r = DeathRecord::new("public_security", "k", "王秀英", &other, d(2026, 10, 1));
+        assert_eq!(compare(&p, &r, &rules()).id, IdLevel::Different);
+        let r = DeathRecord::new("funeral", "k", "王秀英", "", d(2026, 10, 1));
+        assert_eq!(compare(&p, &r, &rules()).id, IdLevel::Missing);
+    }
+
+    #[test]
+    fn a_fifteen_digit_id_is_upgraded_and_exact() {
+        let p = wang();
+        let id15 = format!("{}{}", &p.id_number[..6], &p.id_number[8..17]);
+        let r = DeathRecord::new("funeral", "k", "王秀英", &id15, d(2026, 10, 1));
+        assert_eq!(r.id_status, IdStatus::Upgraded15);
+        assert_eq!(compare(&p, &r, &rules()).id, IdLevel::Exact);
+    }
+
+    fn name_level(ours: &str, theirs: &str) -> NameLevel {
+        let p = person("P", ours, "440304", d(1942, 3, 15), 122);
+        let r = DeathRecord::new("funeral", "k", theirs, "", d(2026, 10, 1));
+        compare(&p, &r, &rules()).name
+    }
+
+    #[test]
+    fn name_levels_from_exact_to_different() {
+        assert_eq!(name_level("王秀英", "王秀英"), NameLevel::Exact);
+        assert_eq!(name_level("王秀英", "王 秀英"), NameLevel::Normalised);
+        assert_eq!(name_level("陳秀英", "陈秀英"), NameLevel::Normalised);
+        assert_eq!(
+            name_level("阿依古丽·买买提", "阿依古丽买买提"),
+            NameLevel::Normalised
+        );
+        assert_eq!(name_level("王秀英", "王秀瑛"), NameLevel::TonedPinyin);
+        assert_eq!(name_level("王秀英", "王xiu英"), NameLevel::TonelessPinyin);
+        assert_eq!(name_level("王秀英", "王秀影"), NameLevel::TonelessPinyin);
+        assert_eq!(name_level("刘秀英", "牛秀英"), NameLevel::Confusable);
+        assert_eq!(name_level("张建林", "章建凌"), NameLevel::Confusable);
+        assert_eq!(name_level("胡建国", "符建国"), NameLevel::Confusable);
+        assert_eq!(name_level("王秀英", "王秀英华"), NameLevel::Similar);
+        assert_eq!(name_level("王秀英", "李建国"), NameLevel::Different);
+        assert_eq!(name_level("王秀英", ""), NameLevel::Missing);
+    }
+
+    #[test]
+    fn a_sibling_with_the_same_surname_is_not_similar() {
+        assert_eq!(name_level("王秀英", "王建国"), NameLevel::Different);
+    }
+
+    fn birth_level(theirs: Option<NaiveDate>, range: Option<(i32, i32)>) -> BirthLevel {
+        let p = wang();
+        let mut r = DeathRecord::new("civil_affairs", "k", "王秀英", "", d(2026, 10, 1));
+        r.birth_date = theirs;
+        r.birth_year_range = range;
+        compare(&p, &r, &rules()).birth
+    }
+
+    #[test]
+    fn birth_levels() {
+        assert_eq!(birth_level(Some(d(1942, 3, 15)), None), BirthLevel::Exact);
+        let p = person("P", "王秀英", "440304", d(1942, 3, 5), 122);
+        let mut r = DeathRecord::new("civil_affairs", "k", "王秀英", "", d(2026, 10, 1));
+        r.birth_date = Some(d(1942, 5, 3));
+        assert_eq!(compare(&p, &r, &rules()).birth, BirthLevel::DayMonthSwapped);
+        assert_eq!(
+            birth_level(Some(d(1943, 3, 15)), None),
+            BirthLevel::OnePartOff
+        );
+        assert_eq!(
+            birth_level(Some(d(1942, 3, 16)), None),
+            BirthLevel::OnePartOff
+        );
+        assert_eq!(birth_level(Some(d(1942, 8, 1)), None), BirthLevel::YearOnly);
+        assert_eq!(birth_level(None, Some((1941, 1943))), BirthLevel::YearOnly);
+        assert_eq!(birth_level(None, Some((1950, 1952))), BirthLevel::Different);
+        assert_eq!(
+            birth_level(Some(d(1950, 1, 1)), None),
+            BirthLevel::Different
+        );
+        assert_eq!(birth_level(None, None), BirthLevel::Missing);
+    }
+
+    #[test]
+    fn birth_and_sex_read_off_an_agreeing_id_are_implied_not_counted_twice() {
+        let p = wang();
+        let c = compare(&p, &record_of(&p, "k"), &rules());
+        assert_eq!(c.birth, BirthLevel::ImpliedById);
+        assert_eq!(c.sex, SexLevel::ImpliedById);
+        assert_eq!(c.birth.weight(&rules()), 0.0);
+        assert_eq!(c.sex.weight(&rules()), 0.0);
+    }
+
+    #[test]
+    fn a_record_whose_birth_date_contradicts_its_own_id_keeps_the_difference() {
+        let p = wang();
+        let mut r = record_of(&p, "k");
+        r.birth_date = Some(d(1918, 6, 2));
+        assert_eq!(compare(&p, &r, &rules()).birth, BirthLevel::Different);
+    }
+
+    #[test]
+    fn sex_levels() {
+        let p = wang();
+        let mut r = DeathRecord::new("funeral", "k", "王秀英", "", d(2026, 10, 1));
+        r.sex = Some(p.sex);
+        assert_eq!(compare(&p, &r, &rules()).sex, SexLevel::Agree);
+        r.sex = Some(3 - p.sex);
+        assert_eq!(compare(&p, &r, &rules()).sex, SexLevel::Disagree);
+        r.sex = None;
+        assert_eq!(compare(&p, &r, &rules()).sex, SexLevel::Missing);
+    }
+
+    #[test]
+    fn region_levels() {
+        let p = wang();
+        let mut r = DeathRecord::new("funeral", "k", "王秀英", "", d(2026, 10, 1));
+        for (code, level) in [
+            (Some("440306"), RegionLevel::City),
+            (Some("441402"), RegionLevel::Province),
+            (Some("510104"), RegionLevel::Different),
+            (None, RegionLevel::Missing),
+        ] {
+            r.region = code.map(str::to_string);
+            assert_eq!(compare(&p, &r, &rules()).region, level, "{code:?}");
+        }
+    }
+}

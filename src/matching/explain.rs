@@ -1,0 +1,217 @@
+//! Explanations: why a match scored what it did, level by level, kept with
+//! every match so that the caseworker who must decide sees the same reasons
+//! the engine used, and a waterfall rendering of them. This module owns the
+//! explanation's shape and its text; it must never recompute a score (it
+//! renders what scoring recorded) and never show a full ID number.
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use super::compare::Comparison;
+use super::rules::MatchRules;
+use super::score::{Band, PairScore, Safeguard, TfAdjustment};
+
+/// One field's contribution to a score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldWeight {
+    /// `id`, `name`, `birth`, `sex` or `region`.
+    pub field: String,
+    /// The comparison level, in the rules file's words.
+    pub level: String,
+    pub weight: f64,
+}
+
+/// The best other candidate for the same death record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunnerUp {
+    pub person_no: String,
+    pub score: f64,
+    /// Best score minus the runner-up's.
+    pub margin: f64,
+}
+
+/// Everything needed to show why a match has its score and band.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub rules_version: String,
+    pub prior: f64,
+    pub fields: Vec<FieldWeight>,
+    pub tf: Option<TfAdjustment>,
+    pub score: f64,
+    pub band: Band,
+    pub auto_threshold: f64,
+    pub review_threshold: f64,
+    pub runner_up: Option<RunnerUp>,
+    pub safeguards: Vec<Safeguard>,
+}
+
+impl Explanation {
+    pub fn new(
+        score: &PairScore,
+        band: Band,
+        runner_up: Option<RunnerUp>,
+        safeguards: Vec<Safeguard>,
+        rules: &MatchRules,
+    ) -> Explanation {
+        Explanation {
+            rules_version: rules.version.clone(),
+            prior: rules.prior,
+            fields: field_weights(&score.comparison, rules),
+            tf: score.tf.clone(),
+            score: score.total,
+            band,
+            auto_threshold: rules.thresholds.auto,
+            review_threshold: rules.thresholds.review,
+            runner_up,
+            safeguards,
+        }
+    }
+}
+
+/// The five fields' levels and weights, in waterfall order.
+pub fn field_weights(c: &Comparison, rules: &MatchRules) -> Vec<FieldWeight> {
+    let fw = |field: &str, level: &str, weight: f64| FieldWeight {
+        field: field.to_string(),
+        level: level.to_string(),
+        weight,
+    };
+    vec![
+        fw("id", c.id.as_str(), c.id.weight(rules)),
+        fw("name", c.name.as_str(), c.name.weight(rules)),
+        fw("birth", c.birth.as_str(), c.birth.weight(rules)),
+        fw("sex", c.sex.as_str(), c.sex.weight(rules)),
+        fw("region", c.region.as_str(), c.region.weight(rules)),
+    ]
+}
+
+/// A caseworker-readable waterfall: each step's weight and the running total.
+pub fn render_waterfall(e: &Explanation) -> String {
+    let mut out = String::new();
+    let mut total = e.prior;
+    let _ = writeln!(out, "Match explanation (rules {})", e.rules_version);
+    let _ = writeln!(out, "  {:<28} {:>8} {:>10}", "step", "weight", "total");
+    let _ = writeln!(
+        out,
+        "  {:<28} {:>+8.2} {:>10.2}",
+        "start (prior)", e.prior, total
+    );
+    for f in &e.fields {
+        total += f.weight;
+        let label = format!("{} = {}", f.field, f.level);
+        let _ = writeln!(out, "  {label:<28} {:>+8.2} {total:>10.2}", f.weight);
+        if f.field == "name"
+            && let Some(tf) = &e.tf
+        {
+            total += tf.adjustment;
+            let label = format!(
+                "name frequency ({:.4}% of roster, average {:.4}%)",
+                tf.frequency * 100.0,
+                tf.u_average * 100.0
+            );
+            let _ = writeln!(out, "  {label:<28} {:>+8.2} {total:>10.2}", tf.adjustment);
+        }
+    }
+    if e.tf.is_none() {
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>+8.2} {total:>10.2}",
+            "name frequency (not applied)", 0.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  final score {:.2}: band {} (auto at {:.2}, review at {:.2})",
+        e.score,
+        e.band.as_str(),
+        e.auto_threshold,
+        e.review_threshold
+    );
+    match &e.runner_up {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "  runner-up: person {} scored {:.2}, margin {:.2}",
+                r.person_no, r.score, r.margin
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  runner-up: none");
+        }
+    }
+    if e.safeguards.is_empty() {
+        let _ = writeln!(out, "  safeguards: none fired");
+    } else {
+        for s in &e.safeguards {
+            let _ = writeln!(out, "  safeguard: {}", s.describe());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::compare::compare;
+    use crate::matching::compare::tests::{d, person, record_of};
+    use crate::matching::score::{Context, NameFrequencies, band, score_pair};
+
+    fn explanation() -> Explanation {
+        let rules = MatchRules::default_rules();
+        let p = person("P1", "王秀英", "440304", d(1942, 3, 15), 122);
+        let mut r = record_of(&p, "k");
+        r.name = "王秀瑛".into();
+        let c = compare(&p, &r, &rules);
+        let freqs = NameFrequencies::from_keys(["wangxiuying", "wangxiuying", "lijianguo"]);
+        let s = score_pair(c, &p.name_key, &p.name_key, &freqs, &rules);
+        let ctx = Context {
+            runner_up: Some(s.total - 2.0),
+            alive_on: Some(d(2026, 11, 3)),
+        };
+        let (b, fired) = band(&s, ctx, &rules);
+        let ru = RunnerUp {
+            person_no: "P9".into(),
+            score: s.total - 2.0,
+            margin: 2.0,
+        };
+        Explanation::new(&s, b, Some(ru), fired, &rules)
+    }
+
+    #[test]
+    fn the_waterfall_shows_every_field_with_a_running_total() {
+        let text = render_waterfall(&explanation());
+        for needle in [
+            "start (prior)",
+            "id = exact",
+            "name = ",
+            "name frequency",
+            "birth = implied_by_id",
+            "sex = implied_by_id",
+            "region = city",
+            "final score",
+            "band review",
+            "runner-up: person P9",
+            "margin 2.00",
+            "evidence of life on 2026-11-03",
+            "fits almost as well",
+            "rules 2026.1-default",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_waterfall_never_shows_an_id_number() {
+        let p = person("P1", "王秀英", "440304", d(1942, 3, 15), 122);
+        let text = render_waterfall(&explanation());
+        assert!(!text.contains(&p.id_number));
+    }
+
+    #[test]
+    fn explanations_serialise_and_come_back() {
+        let e = explanation();
+        let json = serde_json::to_string(&e).unwrap();
+        let back: Explanation = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+    }
+}

@@ -1,0 +1,288 @@
+//! Fusion: records from different sources describing the same death (the
+//! same matched pensioner, or the same valid ID when unmatched) become one
+//! death event whose evidence grows with each independent source. This
+//! module owns the choice of the death date (the rules' source precedence),
+//! the flagging of conflicting dates, and the timeline checks (death before
+//! birth, before the pension started, age over the rules' maximum). It must
+//! never drop a record's date: conflicting dates are all kept on the event.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use super::assign::Match;
+use super::model::{DeathRecord, Person};
+use super::rules::MatchRules;
+use super::score::Band;
+
+/// Something about a death event a caseworker must look at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "flag")]
+pub enum TimelineFlag {
+    /// The sources give different death dates (all kept in `records`).
+    ConflictingDeathDates,
+    DeathBeforeBirth,
+    DeathBeforeBenefitStart,
+    AgeOverMaximum {
+        age: i32,
+    },
+}
+
+/// One source record's part in a death event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub record_index: usize,
+    pub source: String,
+    pub record_key: String,
+    pub death_date: NaiveDate,
+}
+
+/// One death, as all sources together describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeathEvent {
+    /// The matched pensioner, if the records matched one.
+    pub person_index: Option<u32>,
+    pub person_no: Option<String>,
+    /// Ordered by source precedence, then record key.
+    pub records: Vec<EventRecord>,
+    /// Distinct sources, in precedence order.
+    pub sources: Vec<String>,
+    /// Sum of the rules' strengths of the distinct sources: a second
+    /// independent source adds, a second record of the same source does not.
+    pub evidence_strength: f64,
+    /// The date of the most trusted source present.
+    pub death_date: NaiveDate,
+    pub flags: Vec<TimelineFlag>,
+    /// The strongest band among the event's matches: one `auto` record
+    /// (ID and name agreeing) makes the death `auto`; the other sources'
+    /// records corroborate it. `None` for unmatched events.
+    pub band: Band,
+}
+
+/// Groups matched records by person and unmatched ones by valid ID; other
+/// unmatched records stand alone. Events are ordered by person_no, then by
+/// the first record's (source, key).
+pub fn fuse(
+    matches: &[Match],
+    records: &[DeathRecord],
+    persons: &[Person],
+    rules: &MatchRules,
+) -> Vec<DeathEvent> {
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    enum Group<'a> {
+        Person(&'a str, u32),
+        Id(&'a str),
+        Alone(&'a str, &'a str),
+    }
+    let mut groups: BTreeMap<Group<'_>, Vec<usize>> = BTreeMap::new();
+    let mut matched = vec![None; records.len()];
+    let mut bands = vec![Band::None; records.len()];
+    for m in matches {
+        if m.record_index < records.len() {
+            matched[m.record_index] = Some(m.person_index);
+            bands[m.record_index] = m.band;
+        }
+    }
+    for (i, r) in records.iter().enumerate() {
+        let g = match (matched[i], r.id_number.as_deref()) {
+            (Some(p), _) => Group::Person(persons[p as usize].person_no.as_str(), p),
+            (None, Some(id)) => Group::Id(id),
+            (None, None) => Group::Alone(&r.source, &r.record_key),
+        };
+        groups.entry(g).or_default().push(i);
+    }
+    let rank = |s: &str| {
+        rules
+            .fusion
+            .death_date_precedence
+            .iter()
+            .position(|p| p == s)
+            .unwrap_or(usize::MAX)
+    };
+    let mut events: Vec<DeathEvent> = groups
+        .into_iter()
+        .map(|(g, idx)| {
+            let mut recs: Vec<EventRecord> = idx
+                .iter()
+                .map(|&i| EventRecord {
+                    record_index: i,
+                    source: records[i].source.clone(),
+                    record_key: records[i].record_key.clone(),
+                    death_date: records[i].death_date,
+                })
+                .collect();
+            recs.sort_by(|a, b| {
+                (rank(&a.source), &a.record_key).cmp(&(rank(&b.source), &b.record_key))
+            });
+            let mut sources: Vec<String> = Vec::new();
+            for r in &recs {
+                if !sources.contains(&r.source) {
+                    sources.push(r.source.clone());
+                }
+            }
+            let evidence_strength = sources.iter().map(|s| rules.source_strength(s)).sum();
+            let death_date = recs[0].death_date;
+            let mut flags = Vec::new();
+            if recs.iter().any(|r| r.death_date != death_date) {
+                flags.push(TimelineFlag::ConflictingDeathDates);
+            }
+            let person_index = match g {
+                Group::Person(_, p) => Some(p),
+                _ => None,
+            };
+            if let Some(p) = person_index.map(|p| &persons[p as usize]) {
+                flags.extend(timeline(p, death_date, rules));
+            }
+            let band = idx.iter().map(|&i| bands[i]).max().unwrap_or(Band::None);
+            DeathEvent {
+                band,
+                person_index,
+                person_no: person_index.map(|p| persons[p as usize].person_no.clone()),
+                records: recs,
+                sources,
+                evidence_strength,
+                death_date,
+                flags,
+            }
+        })
+        .collect();
+    events.sort_by(|a, b| {
+        (
+            a.person_no.is_none(),
+            &a.person_no,
+            &a.records[0].source,
+            &a.records[0].record_key,
+        )
+            .cmp(&(
+                b.person_no.is_none(),
+                &b.person_no,
+                &b.records[0].source,
+                &b.records[0].record_key,
+            ))
+    });
+    events
+}
+
+/// Timeline checks of a death date against a pensioner.
+pub fn timeline(p: &Person, death: NaiveDate, rules: &MatchRules) -> Vec<TimelineFlag> {
+    let mut flags = Vec::new();
+    if death < p.birth_date {
+        flags.push(TimelineFlag::DeathBeforeBirth);
+    }
+    if death < p.benefit_start {
+        flags.push(TimelineFlag::DeathBeforeBenefitStart);
+    }
+    let mut age = death.year() - p.birth_date.year();
+    if (death.month(), death.day()) < (p.birth_date.month(), p.birth_date.day()) {
+        age -= 1;
+    }
+    if age > rules.fusion.max_age {
+        flags.push(TimelineFlag::AgeOverMaximum { age });
+    }
+    flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::assign::{LifeEvidence, RejectedPairs, match_batch};
+    use crate::matching::blocking::RosterIndex;
+    use crate::matching::compare::tests::{d, person, record_of};
+
+    fn setup() -> (Vec<Person>, MatchRules) {
+        let ps = vec![
+            person("P0", "王秀英", "440304", d(1942, 3, 15), 122),
+            person("P1", "李建国", "440304", d(1950, 7, 2), 131),
+        ];
+        (ps, MatchRules::default_rules())
+    }
+
+    fn of(p: &Person, source: &str, key: &str, death: NaiveDate) -> DeathRecord {
+        let mut r = record_of(p, key);
+        r.source = source.into();
+        r.death_date = death;
+        r
+    }
+
+    fn fused(ps: &[Person], recs: &[DeathRecord], rules: &MatchRules) -> Vec<DeathEvent> {
+        let idx = RosterIndex::build(ps, &rules.blocking);
+        let b = match_batch(
+            &idx,
+            recs,
+            rules,
+            &LifeEvidence::new(),
+            &RejectedPairs::new(),
+        );
+        fuse(&b.matches, recs, ps, rules)
+    }
+
+    #[test]
+    fn records_of_one_death_from_three_sources_are_one_event_with_stronger_evidence() {
+        let (ps, rules) = setup();
+        let dd = d(2026, 10, 1);
+        let one = fused(&ps, &[of(&ps[0], "funeral", "F1", dd)], &rules);
+        let recs = [
+            of(&ps[0], "funeral", "F1", dd),
+            of(&ps[0], "public_security", "PS1", dd),
+            of(&ps[0], "civil_affairs", "CA1", dd),
+        ];
+        let three = fused(&ps, &recs, &rules);
+        assert_eq!(three.len(), 1);
+        assert_eq!(three[0].records.len(), 3);
+        assert!(three[0].evidence_strength > one[0].evidence_strength);
+        assert!(three[0].flags.is_empty());
+        assert_eq!(three[0].band, Band::Auto);
+    }
+
+    #[test]
+    fn conflicting_death_dates_are_kept_flagged_and_chosen_by_precedence() {
+        let (ps, rules) = setup();
+        let recs = [
+            of(&ps[0], "funeral", "F1", d(2026, 10, 3)),
+            of(&ps[0], "public_security", "PS1", d(2026, 10, 1)),
+        ];
+        let ev = &fused(&ps, &recs, &rules)[0];
+        assert_eq!(ev.death_date, d(2026, 10, 1));
+        assert!(ev.flags.contains(&TimelineFlag::ConflictingDeathDates));
+        let dates: Vec<_> = ev.records.iter().map(|r| r.death_date).collect();
+        assert_eq!(dates, vec![d(2026, 10, 1), d(2026, 10, 3)]);
+        let mut r2 = rules.clone();
+        r2.fusion.death_date_precedence = vec![
+            "funeral".into(),
+            "civil_affairs".into(),
+            "public_security".into(),
+        ];
+        assert_eq!(fused(&ps, &recs, &r2)[0].death_date, d(2026, 10, 3));
+    }
+
+    #[test]
+    fn unmatched_records_with_the_same_valid_id_are_one_event() {
+        let (ps, rules) = setup();
+        let stranger = person("X", "赵六", "110101", d(1940, 1, 1), 11);
+        let recs = [
+            of(&stranger, "funeral", "F1", d(2026, 10, 1)),
+            of(&stranger, "civil_affairs", "C1", d(2026, 10, 1)),
+        ];
+        let ev = fused(&ps, &recs, &rules);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].person_no, None);
+        assert_eq!(ev[0].sources, vec!["civil_affairs", "funeral"]);
+    }
+
+    #[test]
+    fn timeline_checks_flag_death_before_birth_before_benefit_and_over_110() {
+        let (ps, rules) = setup();
+        let p = &ps[0];
+        assert!(timeline(p, d(1930, 1, 1), &rules).contains(&TimelineFlag::DeathBeforeBirth));
+        assert!(
+            timeline(p, d(1990, 1, 1), &rules).contains(&TimelineFlag::DeathBeforeBenefitStart)
+        );
+        let old = person("O", "钱七", "440304", d(1910, 1, 1), 11);
+        assert_eq!(
+            timeline(&old, d(2026, 1, 1), &rules),
+            vec![TimelineFlag::AgeOverMaximum { age: 116 }]
+        );
+        assert!(timeline(p, d(2026, 1, 1), &rules).is_empty());
+    }
+}

@@ -1,0 +1,35 @@
+//! Matching: finds, for each death record, the pensioner it is about, if
+//! any, and how sure the engine is. Blocking ([`blocking`]) proposes a few
+//! candidates from in-memory indexes of the roster; each pair is compared
+//! field by field ([`compare`]) into levels whose Fellegi-Sunter weights come
+//! from [`rules`]; [`score`] adds them up, adjusts name agreement for how
+//! common the name is, and applies the safeguards that keep a living person
+//! from being suspended on weak evidence; [`assign`] makes the one-to-one
+//! choice across a batch; [`explain`] keeps and renders the reasons;
+//! [`fuse`] merges the records of one death from several sources; [`train`]
+//! proposes new weights from the data.
+//!
+//! Everything here is a pure function over plain data ([`model`]): no
+//! database, no files, no clock, no printing. The store loads the roster and
+//! the records, and keeps the results.
+
+pub mod assign;
+pub mod blocking;
+pub mod compare;
+pub mod explain;
+pub mod fuse;
+pub mod model;
+pub mod rules;
+pub mod score;
+pub mod train;
+
+#[cfg(test)]
+mod end_to_end;
+
+pub use assign::{LifeEvidence, Match, MatchBatch, match_batch};
+pub use blocking::{BlockKind, Candidates, CappedBlock, RosterIndex};
+pub use compare::{BirthLevel, Comparison, IdLevel, NameLevel, RegionLevel, SexLevel};
+pub use explain::{Explanation, render_waterfall};
+pub use model::{DeathRecord, IdStatus, Person};
+pub use rules::{MatchRules, RulesError};
+pub use score::{Band, NameFrequencies, Safeguard};
