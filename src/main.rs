@@ -83,6 +83,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Match stored death records against the active roster.
+    Match {
+        #[command(subcommand)]
+        action: Option<MatchAction>,
+        /// Re-match everything (every run does today; see the README).
+        #[arg(long)]
+        full: bool,
+        /// Rules file (default: rules/matching.toml if present, else the built-in rules).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+    },
+    /// Export matches.
+    Matches {
+        #[command(subcommand)]
+        action: MatchesAction,
+    },
+    /// Precision and recall of the stored matches against a truth file (the generator's truth.csv).
+    Eval {
+        #[arg(long, value_name = "FILE")]
+        truth: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check connector definitions.
     Connectors {
         #[command(subcommand)]
@@ -136,6 +159,36 @@ enum RosterAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum MatchAction {
+    /// Show why a death record matched: field by field, as a waterfall.
+    Explain {
+        /// The record key (public security record_id; civil affairs OFFICE:NUMBER; funeral HOME:SERIAL).
+        key: String,
+        /// The source, when the key alone is ambiguous.
+        #[arg(long)]
+        source: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MatchesAction {
+    /// Write every match: CSV header `source,record_key,person_no,score,band`, or JSON.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Output file (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -311,6 +364,98 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                 println!("  … and {} more (--limit)", rows.len() - limit);
             }
         }
+        Command::Match {
+            action: None,
+            full: _,
+            rules,
+        } => {
+            let rules = load_rules(rules.as_deref())?;
+            let store = open_store(&settings).await?;
+            let s = match_with_spinner(&store, &rules).await?;
+            print_match_summary(&s);
+        }
+        Command::Match {
+            action: Some(MatchAction::Explain { key, source }),
+            ..
+        } => {
+            let store = open_store(&settings).await?;
+            let found: Vec<_> = store
+                .list_matches()
+                .await?
+                .into_iter()
+                .filter(|m| m.record_key == key && source.as_ref().is_none_or(|s| &m.source == s))
+                .collect();
+            if found.is_empty() {
+                bail!(
+                    "no match for record {key}; `vigil matches export` lists the matched records"
+                );
+            }
+            for m in found {
+                let e: vigil::matching::explain::Explanation = serde_json::from_str(&m.explanation)
+                    .with_context(|| {
+                        format!(
+                            "the stored explanation of {} {} is unreadable",
+                            m.source, m.record_key
+                        )
+                    })?;
+                println!("{} {} -> pensioner {}", m.source, m.record_key, m.person_no);
+                println!("{}", vigil::matching::explain::render_waterfall(&e));
+            }
+        }
+        Command::Matches {
+            action: MatchesAction::Export { format, out },
+        } => {
+            let store = open_store(&settings).await?;
+            let matches = store.list_matches().await?;
+            let mut text = String::new();
+            match format {
+                ExportFormat::Csv => {
+                    text.push_str("source,record_key,person_no,score,band\n");
+                    for m in &matches {
+                        text.push_str(&format!(
+                            "{},{},{},{:.2},{}\n",
+                            csv_field(&m.source),
+                            csv_field(&m.record_key),
+                            csv_field(&m.person_no),
+                            m.score,
+                            m.band
+                        ));
+                    }
+                }
+                ExportFormat::Json => {
+                    let rows: Vec<_> = matches
+                        .iter()
+                        .map(|m| {
+                            serde_json::json!({
+                                "source": m.source, "record_key": m.record_key,
+                                "person_no": m.person_no, "score": m.score, "band": m.band,
+                                "runner_up": m.runner_up, "margin": m.margin,
+                                "rules_version": m.rules_version,
+                            })
+                        })
+                        .collect();
+                    text = serde_json::to_string_pretty(&rows)?;
+                    text.push('\n');
+                }
+            }
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("wrote {} matches to {}", matches.len(), path.display());
+                }
+                None => print!("{text}"),
+            }
+        }
+        Command::Eval { truth, json } => {
+            let store = open_store(&settings).await?;
+            let report = evaluate_against(&store, &truth).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_eval(&report);
+            }
+        }
         Command::Connectors {
             action: ConnectorsAction::Check { connectors },
         } => {
@@ -463,6 +608,133 @@ fn print_pull_summaries(summaries: &[connectors::PullSummary]) {
                 Some(e) => format!("FAILED (what is counted was kept): {e}"),
             }
         );
+    }
+}
+
+fn load_rules(path: Option<&Path>) -> Result<vigil::matching::rules::MatchRules> {
+    let default_path = Path::new("rules/matching.toml");
+    let path = match path {
+        Some(p) => Some(p),
+        None if default_path.exists() => Some(default_path),
+        None => None,
+    };
+    match path {
+        None => Ok(vigil::matching::rules::MatchRules::default_rules()),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            vigil::matching::rules::MatchRules::from_toml(&text)
+                .with_context(|| format!("the rules in {} are invalid", p.display()))
+        }
+    }
+}
+
+async fn match_with_spinner(
+    store: &Store,
+    rules: &vigil::matching::rules::MatchRules,
+) -> Result<vigil::matching::run::MatchSummary> {
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} matching… {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let result = vigil::matching::run::run_match(store, rules, &audit::cli_actor()).await;
+    bar.finish_and_clear();
+    Ok(result?)
+}
+
+fn print_match_summary(s: &vigil::matching::run::MatchSummary) {
+    println!(
+        "   matched {} death records against {} active pensioners (rules {}) as run {}",
+        s.records, s.persons, s.rules_version, s.run_id
+    );
+    println!(
+        "   auto {} (payment may be suspended after checks), review {} (a caseworker looks), \
+         {} pairs scored, {} oversized blocks capped",
+        s.auto, s.review, s.pairs_scored, s.capped_blocks
+    );
+    println!(
+        "   index built in {:.2} s, matched in {:.2} s",
+        s.index_seconds, s.match_seconds
+    );
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+async fn evaluate_against(
+    store: &Store,
+    truth: &Path,
+) -> Result<vigil::matching::eval::EvalReport> {
+    use vigil::matching::eval::{Judged, TruthRow, evaluate};
+    let mut reader =
+        csv::Reader::from_path(truth).with_context(|| format!("reading {}", truth.display()))?;
+    let mut rows = Vec::new();
+    for (i, rec) in reader.records().enumerate() {
+        let rec =
+            rec.with_context(|| format!("{}: line {} is not valid CSV", truth.display(), i + 2))?;
+        if rec.len() < 4 {
+            bail!(
+                "{}: line {} has {} fields; expected source,record_key,person_no,kind,corruptions",
+                truth.display(),
+                i + 2,
+                rec.len()
+            );
+        }
+        rows.push(TruthRow {
+            source: rec[0].to_string(),
+            record_key: rec[1].to_string(),
+            person_no: Some(rec[2].to_string()).filter(|p| !p.is_empty()),
+            kind: rec[3].to_string(),
+        });
+    }
+    let matches: Vec<Judged> = store
+        .list_matches()
+        .await?
+        .into_iter()
+        .map(|m| Judged {
+            source: m.source,
+            record_key: m.record_key,
+            person_no: m.person_no,
+            band: m.band,
+        })
+        .collect();
+    Ok(evaluate(&matches, &rows))
+}
+
+fn print_eval(r: &vigil::matching::eval::EvalReport) {
+    println!(
+        "   true deaths of pensioners in the truth: {}",
+        r.true_links
+    );
+    println!(
+        "   auto:          {:>7} matches, precision {:.3}%, recall {:.2}%",
+        r.auto,
+        r.auto_precision * 100.0,
+        r.auto_recall * 100.0
+    );
+    println!(
+        "   auto + review: {:>7} matches, precision {:.3}%, recall {:.2}%",
+        r.auto_or_review,
+        r.auto_or_review_precision * 100.0,
+        r.auto_or_review_recall * 100.0
+    );
+    if !r.false_auto_by_kind.is_empty() {
+        println!("   wrong auto matches by kind: {:?}", r.false_auto_by_kind);
+    }
+    if !r.false_review_by_kind.is_empty() {
+        println!(
+            "   wrong review matches by kind: {:?}",
+            r.false_review_by_kind
+        );
+    }
+    if !r.missed_by_source.is_empty() {
+        println!("   true deaths missed, by source: {:?}", r.missed_by_source);
     }
 }
 
@@ -634,7 +906,33 @@ async fn demo(
     let again = pull_with_progress(&store, &defs, &[], Some(data_dir)).await?;
     print_pull_summaries(&again);
 
-    println!("\n5. verifying the audit log");
+    println!("\n5. matching the death records against the active roster");
+    let rules = load_rules(None)?;
+    let matched = match_with_spinner(&store, &rules).await?;
+    print_match_summary(&matched);
+    let report = evaluate_against(&store, &data_dir.join("truth.csv")).await?;
+    println!("   checked against the generator's truth file:");
+    print_eval(&report);
+    if let Some(first) = store
+        .list_matches()
+        .await?
+        .into_iter()
+        .find(|m| m.band == "review")
+    {
+        println!(
+            "   why {} {} is in review (`vigil match explain {}`):",
+            first.source, first.record_key, first.record_key
+        );
+        if let Ok(e) =
+            serde_json::from_str::<vigil::matching::explain::Explanation>(&first.explanation)
+        {
+            for line in vigil::matching::explain::render_waterfall(&e).lines() {
+                println!("     {line}");
+            }
+        }
+    }
+
+    println!("\n6. verifying the audit log");
     let report = audit::verify(&store).await?;
     match report.first_broken {
         None => println!("   intact: {} entries", report.entries),

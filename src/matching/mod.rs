@@ -10,16 +10,19 @@
 //! proposes new weights from the data.
 //!
 //! Everything here is a pure function over plain data ([`model`]): no
-//! database, no files, no clock, no printing. The store loads the roster and
-//! the records, and keeps the results.
+//! database, no files, no clock, no printing, except [`run`], the one I/O
+//! edge: it loads the roster and the records from the store, runs the rest,
+//! and keeps the results. [`eval`] scores stored matches against a truth file.
 
 pub mod assign;
 pub mod blocking;
 pub mod compare;
+pub mod eval;
 pub mod explain;
 pub mod fuse;
 pub mod model;
 pub mod rules;
+pub mod run;
 pub mod score;
 pub mod train;
 

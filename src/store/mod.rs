@@ -21,6 +21,7 @@ use crate::config::mask_url_password;
 
 pub mod deaths;
 mod deaths_bulk;
+pub mod matches;
 pub mod pensioners;
 pub mod quarantine;
 pub mod runs;
@@ -208,6 +209,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "deaths",
                 include_str!("../../migrations/sqlite/0002_deaths.sql"),
             ),
+            (
+                3,
+                "matches",
+                include_str!("../../migrations/sqlite/0003_matches.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -219,6 +225,11 @@ fn migrator(backend: Backend) -> Migrator {
                 2,
                 "deaths",
                 include_str!("../../migrations/postgres/0002_deaths.sql"),
+            ),
+            (
+                3,
+                "matches",
+                include_str!("../../migrations/postgres/0003_matches.sql"),
             ),
         ],
     };

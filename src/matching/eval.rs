@@ -1,0 +1,151 @@
+//! Evaluation against a truth file (the generator's `truth.csv`): how many
+//! `auto` matches point at the right pensioner, how many true deaths the
+//! bands find, and what kinds of records the wrong `auto` matches came from.
+//! Pure: the caller reads the files and the stored matches.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+/// One row of `truth.csv`: `source,record_key,person_no,kind,corruptions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruthRow {
+    pub source: String,
+    pub record_key: String,
+    /// The pensioner the record is really about; `None` for outsiders.
+    pub person_no: Option<String>,
+    /// `pensioner`, `outsider`, `doppelganger`, `spouse`, `informant`,
+    /// `non_death`, `false_death`.
+    pub kind: String,
+}
+
+/// A stored match, reduced to what evaluation needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    pub source: String,
+    pub record_key: String,
+    pub person_no: String,
+    /// `auto` or `review`.
+    pub band: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EvalReport {
+    /// Truth rows that are deaths of a pensioner (kind `pensioner`).
+    pub true_links: u64,
+    pub auto: u64,
+    pub auto_correct: u64,
+    pub auto_precision: f64,
+    pub auto_recall: f64,
+    pub auto_or_review: u64,
+    pub auto_or_review_correct: u64,
+    pub auto_or_review_precision: f64,
+    pub auto_or_review_recall: f64,
+    /// Wrong `auto` matches by the truth kind of their record.
+    pub false_auto_by_kind: BTreeMap<String, u64>,
+    /// Wrong `review` matches by truth kind (a caseworker's wasted time).
+    pub false_review_by_kind: BTreeMap<String, u64>,
+    /// True links found by neither band, by source.
+    pub missed_by_source: BTreeMap<String, u64>,
+    /// Matches whose record is not in the truth file.
+    pub unknown_records: u64,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 1.0 } else { a as f64 / b as f64 }
+}
+
+/// Scores `matches` against `truth`.
+pub fn evaluate(matches: &[Judged], truth: &[TruthRow]) -> EvalReport {
+    let by_key: HashMap<(&str, &str), &TruthRow> = truth
+        .iter()
+        .map(|t| ((t.source.as_str(), t.record_key.as_str()), t))
+        .collect();
+    let mut r = EvalReport {
+        true_links: truth
+            .iter()
+            .filter(|t| t.kind == "pensioner" && t.person_no.is_some())
+            .count() as u64,
+        ..Default::default()
+    };
+    let mut found: HashMap<(&str, &str), bool> = HashMap::new();
+    for m in matches {
+        let Some(t) = by_key.get(&(m.source.as_str(), m.record_key.as_str())) else {
+            r.unknown_records += 1;
+            continue;
+        };
+        let correct = t.kind == "pensioner" && t.person_no.as_deref() == Some(m.person_no.as_str());
+        r.auto_or_review += 1;
+        if correct {
+            r.auto_or_review_correct += 1;
+            found.insert((t.source.as_str(), t.record_key.as_str()), true);
+        }
+        if m.band == "auto" {
+            r.auto += 1;
+            if correct {
+                r.auto_correct += 1;
+            } else {
+                *r.false_auto_by_kind.entry(t.kind.clone()).or_default() += 1;
+            }
+        } else if !correct {
+            *r.false_review_by_kind.entry(t.kind.clone()).or_default() += 1;
+        }
+    }
+    for t in truth {
+        if t.kind == "pensioner"
+            && t.person_no.is_some()
+            && !found.contains_key(&(t.source.as_str(), t.record_key.as_str()))
+        {
+            *r.missed_by_source.entry(t.source.clone()).or_default() += 1;
+        }
+    }
+    r.auto_precision = ratio(r.auto_correct, r.auto);
+    r.auto_recall = ratio(r.auto_correct, r.true_links);
+    r.auto_or_review_precision = ratio(r.auto_or_review_correct, r.auto_or_review);
+    r.auto_or_review_recall = ratio(r.auto_or_review_correct, r.true_links);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn truth(source: &str, key: &str, person: Option<&str>, kind: &str) -> TruthRow {
+        TruthRow {
+            source: source.into(),
+            record_key: key.into(),
+            person_no: person.map(Into::into),
+            kind: kind.into(),
+        }
+    }
+
+    fn judged(key: &str, person: &str, band: &str) -> Judged {
+        Judged {
+            source: "ps".into(),
+            record_key: key.into(),
+            person_no: person.into(),
+            band: band.into(),
+        }
+    }
+
+    #[test]
+    fn precision_recall_and_false_kinds_are_counted() {
+        let t = vec![
+            truth("ps", "1", Some("A"), "pensioner"),
+            truth("ps", "2", Some("B"), "pensioner"),
+            truth("ps", "3", None, "doppelganger"),
+            truth("ps", "4", Some("D"), "pensioner"),
+        ];
+        let m = vec![
+            judged("1", "A", "auto"),
+            judged("2", "B", "review"),
+            judged("3", "C", "auto"),
+        ];
+        let r = evaluate(&m, &t);
+        assert_eq!((r.true_links, r.auto, r.auto_correct), (3, 2, 1));
+        assert_eq!(r.auto_precision, 0.5);
+        assert!((r.auto_or_review_recall - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(r.false_auto_by_kind.get("doppelganger"), Some(&1));
+        assert_eq!(r.missed_by_source.get("ps"), Some(&1));
+    }
+}

@@ -1,0 +1,220 @@
+//! Matches and what the matcher reads: the active roster and the stored
+//! death records, shaped as the matcher's plain inputs, and the matches it
+//! writes back with their explanations.
+//!
+//! This module only moves data; every decision is in `crate::matching`.
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::{Result, Store, now_utc_text};
+use crate::matching::model::{DeathRecord, IdStatus, Person};
+use crate::with_pool;
+
+/// One stored match: a death record, the pensioner it points at, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct StoredMatch {
+    pub source: String,
+    pub record_key: String,
+    pub person_no: String,
+    pub score: f64,
+    /// `auto` or `review`.
+    pub band: String,
+    pub runner_up: Option<String>,
+    pub margin: Option<f64>,
+    /// The explanation as JSON (`matching::explain::Explanation`).
+    pub explanation: String,
+    pub rules_version: String,
+    pub run_id: i64,
+    pub matched_at: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct PersonRow {
+    person_no: String,
+    name: String,
+    name_norm: String,
+    name_key: String,
+    id_number: String,
+    sex: i32,
+    birth_date: NaiveDate,
+    insured_region: String,
+    residence_region: String,
+    benefit_start: NaiveDate,
+}
+
+#[derive(sqlx::FromRow)]
+struct RecordRow {
+    source: String,
+    record_key: String,
+    name_raw: String,
+    name_norm: String,
+    name_key: String,
+    id_raw: String,
+    id_number: Option<String>,
+    id_status: String,
+    sex: Option<i32>,
+    birth_date: Option<NaiveDate>,
+    birth_year_min: Option<i32>,
+    birth_year_max: Option<i32>,
+    death_date: NaiveDate,
+    region: Option<String>,
+}
+
+/// A funeral home's code carries the city it serves (`FH440300-07`): the
+/// best region a record without a home address has.
+fn funeral_home_city(record_key: &str) -> Option<String> {
+    let code = record_key.strip_prefix("FH")?;
+    let city = code.get(..6)?;
+    city.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| city.to_string())
+}
+
+impl Store {
+    /// Pensioners being paid, in person-number order (the matcher's roster).
+    pub async fn load_match_persons(&self) -> Result<Vec<Person>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, PersonRow>(
+                "SELECT person_no, name, name_norm, name_key, id_number, sex, birth_date, \
+                 insured_region, residence_region, benefit_start FROM pensioners \
+                 WHERE status = 'active' ORDER BY person_no",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Person {
+                person_no: r.person_no,
+                name: r.name,
+                name_norm: r.name_norm,
+                name_key: r.name_key,
+                id_number: r.id_number,
+                sex: u8::try_from(r.sex).unwrap_or(0),
+                birth_date: r.birth_date,
+                insured_region: r.insured_region,
+                residence_region: r.residence_region,
+                benefit_start: r.benefit_start,
+            })
+            .collect())
+    }
+
+    /// Every stored death record, ordered by (source, record_key).
+    pub async fn load_match_records(&self) -> Result<Vec<DeathRecord>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, RecordRow>(
+                "SELECT source, record_key, name_raw, name_norm, name_key, id_raw, id_number, \
+                 id_status, sex, birth_date, birth_year_min, birth_year_max, death_date, region \
+                 FROM death_records ORDER BY source, record_key",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let id_status = match r.id_status.as_str() {
+                    "valid" => IdStatus::Valid,
+                    "upgraded" => IdStatus::Upgraded15,
+                    "invalid" => IdStatus::Invalid,
+                    _ => IdStatus::Empty,
+                };
+                let region = r.region.filter(|s| !s.is_empty()).or_else(|| {
+                    (r.source == "funeral")
+                        .then(|| funeral_home_city(&r.record_key))
+                        .flatten()
+                });
+                DeathRecord {
+                    source: r.source,
+                    record_key: r.record_key,
+                    name: r.name_raw,
+                    name_norm: r.name_norm,
+                    name_key: r.name_key,
+                    id_raw: r.id_raw,
+                    id_number: r.id_number,
+                    id_status,
+                    sex: r
+                        .sex
+                        .and_then(|s| u8::try_from(s).ok())
+                        .filter(|s| *s == 1 || *s == 2),
+                    birth_date: r.birth_date,
+                    birth_year_range: r.birth_year_min.zip(r.birth_year_max),
+                    death_date: r.death_date,
+                    region,
+                }
+            })
+            .collect())
+    }
+
+    /// Pairs reviewers rejected: (source, record_key, person_no).
+    pub async fn rejected_pairs(&self) -> Result<Vec<(String, String, String)>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, (String, String, String)>(
+                "SELECT source, record_key, person_no FROM rejected_pairs",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows)
+    }
+
+    /// Replaces every stored match with `matches` in one transaction: a
+    /// full re-match under the current rules.
+    pub async fn replace_matches(&self, run_id: i64, matches: &[StoredMatch]) -> Result<()> {
+        let now = now_utc_text();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM matches").execute(&mut *tx).await?;
+            for m in matches {
+                sqlx::query(
+                    "INSERT INTO matches (source, record_key, person_no, score, band, runner_up, margin, \
+                     explanation, rules_version, run_id, matched_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&m.source)
+                .bind(&m.record_key)
+                .bind(&m.person_no)
+                .bind(m.score)
+                .bind(&m.band)
+                .bind(&m.runner_up)
+                .bind(m.margin)
+                .bind(&m.explanation)
+                .bind(&m.rules_version)
+                .bind(run_id)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Stored matches in (source, record_key) order.
+    pub async fn list_matches(&self) -> Result<Vec<StoredMatch>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, StoredMatch>(
+                "SELECT source, record_key, person_no, score, band, runner_up, margin, explanation, \
+                 rules_version, run_id, matched_at FROM matches ORDER BY source, record_key",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_funeral_home_code_gives_its_city() {
+        assert_eq!(
+            funeral_home_city("FH440300-07:20261125-0031").as_deref(),
+            Some("440300")
+        );
+        assert_eq!(funeral_home_city("PS-2026-1"), None);
+    }
+}
