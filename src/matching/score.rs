@@ -107,7 +107,15 @@ impl NameFrequencies {
 
     pub fn from_counts(counts: AHashMap<String, u32>, total: u64) -> NameFrequencies {
         let t = total.max(1) as f64;
-        let u_average = counts.values().map(|&c| (c as f64 / t).powi(2)).sum();
+        // Summed in a fixed order: floating-point addition is not
+        // associative, and the map's iteration order changes from run to
+        // run, which made identical runs differ in the last digit.
+        let mut squares: Vec<u64> = counts
+            .values()
+            .map(|&c| u64::from(c) * u64::from(c))
+            .collect();
+        squares.sort_unstable();
+        let u_average = squares.iter().map(|&sq| sq as f64 / (t * t)).sum();
         NameFrequencies {
             counts,
             total,

@@ -112,3 +112,72 @@ fn a_refused_file_exits_non_zero_and_says_why() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_demo_runs_the_whole_pipeline_and_matches_export_with_the_exact_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vigil(dir.path())
+        .args([
+            "demo",
+            "--pensioners",
+            "3000",
+            "--db",
+            "demo.db",
+            "--data-dir",
+            "demo-data",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "importing the roster",
+        "next month's export",
+        "pulling",
+        "matching",
+        "intact",
+    ] {
+        assert!(stdout.contains(step), "demo output lacks {step}: {stdout}");
+    }
+    let out = vigil(dir.path())
+        .args([
+            "--database-url",
+            "sqlite://demo.db",
+            "matches",
+            "export",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("source,record_key,person_no,score,band"));
+    let first = lines.next().expect("at least one match");
+    assert_eq!(first.split(',').count(), 5, "{first}");
+    assert!(
+        first.ends_with(",auto") || first.ends_with(",review"),
+        "{first}"
+    );
+    let key = first.split(',').nth(1).unwrap();
+    let out = vigil(dir.path())
+        .args([
+            "--database-url",
+            "sqlite://demo.db",
+            "match",
+            "explain",
+            key,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("final score"),
+        "{text}"
+    );
+}

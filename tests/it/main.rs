@@ -8,4 +8,5 @@ mod support;
 mod audit;
 mod cli;
 mod connectors;
+mod matching;
 mod roster;
