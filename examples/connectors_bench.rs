@@ -5,6 +5,9 @@
 //! connectors, and prints records per second and peak memory.
 //!
 //!     cargo run --release --example connectors_bench -- 1000000
+//!
+//! A second argument (`public_security` or `civil_affairs`) pulls only that
+//! source, to profile one path at a time.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -98,7 +101,11 @@ async fn main() {
     println!("wrote {n} records per source in {:.1?}", t.elapsed());
     let defs = load_definitions(&Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors"))
         .expect("definitions");
+    let only = std::env::args().nth(2);
     for source in ["public_security", "civil_affairs"] {
+        if only.as_deref().is_some_and(|o| o != source) {
+            continue;
+        }
         let url = std::env::var("VIGIL_BENCH_DATABASE_URL").unwrap_or_else(|_| {
             format!(
                 "sqlite://{}",

@@ -479,10 +479,69 @@ macro_rules! apply_batch {
     }};
 }
 
+/// One pooled connection held for a whole pull, through which it reads
+/// what is stored and writes its batches.
+///
+/// Why one connection: in WAL mode SQLite throws away a connection's whole
+/// page cache when it begins a transaction after *another* connection has
+/// written. With lookups and writes on whichever connection the pool
+/// handed out, nearly every batch started from a cold cache and re-read its
+/// index pages (perf: `pread64` under `sqlite3BtreeIndexMoveto`), so a pull
+/// slowed as the table grew.
+pub enum DeathWriter {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
 impl Store {
+    /// Takes a connection from the pool for one pull; dropping the writer
+    /// gives it back.
+    pub async fn death_writer(&self) -> Result<DeathWriter> {
+        Ok(match self {
+            Store::Sqlite(pool) => DeathWriter::Sqlite(pool.acquire().await?),
+            Store::Postgres(pool) => DeathWriter::Postgres(pool.acquire().await?),
+        })
+    }
+
     /// What is stored under each of `keys` in one table of one source.
     pub async fn stored_versions(
         &self,
+        table: RecordTable,
+        source: &str,
+        keys: &[&str],
+    ) -> Result<HashMap<String, StoredVersion>> {
+        self.death_writer()
+            .await?
+            .stored_versions(table, source, keys)
+            .await
+    }
+
+    /// Writes one classified batch, its quarantine and its watermarks in one
+    /// transaction: either all of it is stored or none of it.
+    pub async fn apply_source_batch(
+        &self,
+        source: &str,
+        run_id: i64,
+        batch: &SourceBatch,
+    ) -> Result<()> {
+        self.death_writer()
+            .await?
+            .apply_source_batch(source, run_id, batch)
+            .await
+    }
+}
+
+impl DeathWriter {
+    fn backend(&self) -> Backend {
+        match self {
+            DeathWriter::Sqlite(_) => Backend::Sqlite,
+            DeathWriter::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// What is stored under each of `keys` in one table of one source.
+    pub async fn stored_versions(
+        &mut self,
         table: RecordTable,
         source: &str,
         keys: &[&str],
@@ -500,13 +559,22 @@ impl Store {
                 },
                 in_list(backend, 1, chunk.len())
             ));
-            let rows: Vec<StoredVersion> = with_pool!(self, pool => {
-                let mut q = sqlx::query_as::<_, StoredVersion>(sql).bind(source);
-                for k in chunk {
-                    q = q.bind(*k);
+            let rows: Vec<StoredVersion> = match self {
+                DeathWriter::Sqlite(conn) => {
+                    let mut q = sqlx::query_as::<_, StoredVersion>(sql).bind(source);
+                    for k in chunk {
+                        q = q.bind(*k);
+                    }
+                    q.fetch_all(&mut **conn).await
                 }
-                q.fetch_all(pool).await
-            })?;
+                DeathWriter::Postgres(conn) => {
+                    let mut q = sqlx::query_as::<_, StoredVersion>(sql).bind(source);
+                    for k in chunk {
+                        q = q.bind(*k);
+                    }
+                    q.fetch_all(&mut **conn).await
+                }
+            }?;
             for r in rows {
                 out.insert(r.record_key.clone(), r);
             }
@@ -517,16 +585,18 @@ impl Store {
     /// Writes one classified batch, its quarantine and its watermarks in one
     /// transaction: either all of it is stored or none of it.
     pub async fn apply_source_batch(
-        &self,
+        &mut self,
         source: &str,
         run_id: i64,
         batch: &SourceBatch,
     ) -> Result<()> {
+        use sqlx::Connection as _;
         let backend = self.backend();
         let now = now_utc_text();
         match self {
-            Store::Sqlite(pool) => {
-                apply_batch!(pool, backend, batch, run_id, &now, source, |tx| {
+            DeathWriter::Sqlite(conn) => {
+                let conn = &mut **conn;
+                apply_batch!(conn, backend, batch, run_id, &now, source, |tx| {
                     let mut handle = tx.lock_handle().await?;
                     for rows in [&batch.new_deaths, &batch.changed_deaths] {
                         if !rows.is_empty() {
@@ -535,8 +605,9 @@ impl Store {
                     }
                 })
             }
-            Store::Postgres(pool) => {
-                apply_batch!(pool, backend, batch, run_id, &now, source, |tx| {
+            DeathWriter::Postgres(conn) => {
+                let conn = &mut **conn;
+                apply_batch!(conn, backend, batch, run_id, &now, source, |tx| {
                     for rows in [&batch.new_deaths, &batch.changed_deaths] {
                         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                             let sql =
@@ -553,7 +624,9 @@ impl Store {
         }
         Ok(())
     }
+}
 
+impl Store {
     /// A named watermark value of a source.
     pub async fn connector_state(&self, source: &str, name: &str) -> Result<Option<String>> {
         let v = with_pool!(self, pool => {

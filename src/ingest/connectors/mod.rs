@@ -47,7 +47,7 @@ use http::{Fetched, Fetcher};
 use normalise::{CsvRow, Normalised, Origin, normalise, sha256_hex};
 
 use crate::identity::id::today_in_china;
-use crate::store::deaths::{RecordTable, SourceBatch, StaleVersion, Watermark};
+use crate::store::deaths::{DeathWriter, RecordTable, SourceBatch, StaleVersion, Watermark};
 use crate::store::quarantine::QuarantineEntry;
 use crate::store::runs::{RunCounts, RunStatus};
 use crate::store::{Store, StoreError, now_utc_text};
@@ -268,12 +268,15 @@ pub async fn pull_one(
         counts: PullCounts::default(),
         today: today_in_china(),
         progress,
+        writer: None,
     };
     let result = match def.kind {
         TransportKind::HttpCursorJson => pull_cursor(&mut ctx).await,
         TransportKind::CsvDir => pull_dir(&mut ctx).await,
         TransportKind::HttpJsonlIndex => pull_index(&mut ctx).await,
     };
+    // Back to the pool before finishing the run (the pool may be small).
+    drop(ctx.writer.take());
     let counts = ctx.counts;
     let error = result.err().map(|e| {
         let kept = format!(
@@ -310,6 +313,9 @@ struct Ctx<'a> {
     counts: PullCounts,
     today: NaiveDate,
     progress: &'a (dyn Fn(&PullProgress<'_>) + Sync),
+    /// The connection every batch is classified and committed through,
+    /// taken at the first batch (see [`DeathWriter`] for why one).
+    writer: Option<DeathWriter>,
 }
 
 #[derive(Clone, Copy)]
@@ -367,6 +373,10 @@ impl Ctx<'_> {
             })
             .collect();
         let mut known: HashMap<(RecordTable, String), Known> = HashMap::new();
+        if self.writer.is_none() {
+            self.writer = Some(self.store.death_writer().await?);
+        }
+        let writer = self.writer.as_mut().expect("taken above");
         for (table, keys) in [
             (RecordTable::Deaths, death_keys),
             (RecordTable::NonDeaths, non_keys),
@@ -374,7 +384,7 @@ impl Ctx<'_> {
             if keys.is_empty() {
                 continue;
             }
-            for (k, v) in self.store.stored_versions(table, source, &keys).await? {
+            for (k, v) in writer.stored_versions(table, source, &keys).await? {
                 known.insert(
                     (table, k),
                     Known {
@@ -533,7 +543,7 @@ impl Ctx<'_> {
                 (Normalised::Quarantined(_), _) => unreachable!("handled above"),
             }
         }
-        self.store
+        writer
             .apply_source_batch(source, self.run_id, &batch)
             .await?;
         self.counts.add(&d);
