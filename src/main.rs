@@ -12,6 +12,7 @@ use vigil::config::Settings;
 use vigil::ingest::connectors;
 use vigil::ingest::roster::{self, ImportOptions, ImportSummary};
 use vigil::store::Store;
+use vigil::store::match_state::{MatchScope, StoredEvent};
 use vigil::{audit, identity};
 
 #[derive(Parser)]
@@ -87,7 +88,9 @@ enum Command {
     Match {
         #[command(subcommand)]
         action: Option<MatchAction>,
-        /// Re-match everything (every run does today; see the README).
+        /// Re-match every death record. Without it, only the records not yet
+        /// matched under the current rules (new, changed, or matched under
+        /// other rules) are matched; the other matches are kept.
         #[arg(long)]
         full: bool,
         /// Rules file (default: rules/matching.toml if present, else the built-in rules).
@@ -366,12 +369,17 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
         }
         Command::Match {
             action: None,
-            full: _,
+            full,
             rules,
         } => {
             let rules = load_rules(rules.as_deref())?;
             let store = open_store(&settings).await?;
-            let s = match_with_spinner(&store, &rules).await?;
+            let scope = if full {
+                MatchScope::All
+            } else {
+                MatchScope::Pending
+            };
+            let s = match_with_spinner(&store, &rules, scope).await?;
             print_match_summary(&s);
         }
         Command::Match {
@@ -400,6 +408,9 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                     })?;
                 println!("{} {} -> pensioner {}", m.source, m.record_key, m.person_no);
                 println!("{}", vigil::matching::explain::render_waterfall(&e));
+                if let Some(ev) = store.death_event(&m.person_no).await? {
+                    print_death_event(&ev);
+                }
             }
         }
         Command::Matches {
@@ -632,31 +643,105 @@ fn load_rules(path: Option<&Path>) -> Result<vigil::matching::rules::MatchRules>
 async fn match_with_spinner(
     store: &Store,
     rules: &vigil::matching::rules::MatchRules,
+    scope: MatchScope,
 ) -> Result<vigil::matching::run::MatchSummary> {
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} matching… {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let result = vigil::matching::run::run_match(store, rules, &audit::cli_actor()).await;
+    let result =
+        vigil::matching::run::run_match_scoped(store, rules, &audit::cli_actor(), scope).await;
     bar.finish_and_clear();
     Ok(result?)
 }
 
 fn print_match_summary(s: &vigil::matching::run::MatchSummary) {
-    println!(
-        "   matched {} death records against {} active pensioners (rules {}) as run {}",
-        s.records, s.persons, s.rules_version, s.run_id
-    );
+    if s.scope == "pending" {
+        println!(
+            "   matched {} new or changed death records against {} active pensioners \
+             (rules {}) as run {}; {} earlier matches kept",
+            s.records, s.persons, s.rules_version, s.run_id, s.kept
+        );
+    } else {
+        println!(
+            "   matched all {} death records against {} active pensioners (rules {}) as run {}",
+            s.records, s.persons, s.rules_version, s.run_id
+        );
+    }
     println!(
         "   auto {} (payment may be suspended after checks), review {} (a caseworker looks), \
-         {} pairs scored, {} oversized blocks capped",
-        s.auto, s.review, s.pairs_scored, s.capped_blocks
+         {} pairs scored",
+        s.auto, s.review, s.pairs_scored
     );
+    if s.already_matched > 0 {
+        println!(
+            "   {} sent to review because an earlier record of the same source holds the pensioner",
+            s.already_matched
+        );
+    }
     println!(
-        "   index built in {:.2} s, matched in {:.2} s",
-        s.index_seconds, s.match_seconds
+        "   {} death events fused from all sources, {} with a timeline flag \
+         (conflicting dates, death before birth or pension, age over the maximum)",
+        s.events, s.flagged_events
     );
+    if s.capped_blocks > 0 {
+        println!(
+            "   {} searches hit an oversized block and were cut to the cap; largest:",
+            s.capped_blocks
+        );
+        for c in s.largest_capped.iter().take(5) {
+            println!(
+                "     {} {}: {} pensioners, {} compared, {} records",
+                c.kind,
+                c.name_key.as_deref().unwrap_or("-"),
+                c.size,
+                c.kept,
+                c.records
+            );
+        }
+    }
+    println!(
+        "   index built in {:.2} s, matched in {:.2} s, {:.2} s in all",
+        s.index_seconds, s.match_seconds, s.total_seconds
+    );
+}
+
+fn print_death_event(ev: &StoredEvent) {
+    println!(
+        "death event of pensioner {}: died {} (by source precedence), band {}, \
+         evidence strength {:.1} from {}",
+        ev.person_no,
+        ev.death_date,
+        ev.band,
+        ev.evidence_strength,
+        ev.sources.join(" + ")
+    );
+    for r in &ev.records {
+        println!(
+            "   {} {} says {}",
+            r["source"].as_str().unwrap_or("?"),
+            r["record_key"].as_str().unwrap_or("?"),
+            r["death_date"].as_str().unwrap_or("?")
+        );
+    }
+    for f in &ev.flags {
+        let text = match f["flag"].as_str() {
+            Some("conflicting_death_dates") => {
+                "FLAG the sources give different death dates (all kept above)".to_string()
+            }
+            Some("death_before_birth") => "FLAG the death date is before the birth date".into(),
+            Some("death_before_benefit_start") => {
+                "FLAG the death date is before the pension started".into()
+            }
+            Some("age_over_maximum") => format!(
+                "FLAG age at death {} is over the rules' maximum",
+                f["age"].as_i64().unwrap_or(0)
+            ),
+            _ => format!("FLAG {f}"),
+        };
+        println!("   {text}");
+    }
 }
 
 fn csv_field(s: &str) -> String {
@@ -908,7 +993,7 @@ async fn demo(
 
     println!("\n5. matching the death records against the active roster");
     let rules = load_rules(None)?;
-    let matched = match_with_spinner(&store, &rules).await?;
+    let matched = match_with_spinner(&store, &rules, MatchScope::Pending).await?;
     print_match_summary(&matched);
     let report = evaluate_against(&store, &data_dir.join("truth.csv")).await?;
     println!("   checked against the generator's truth file:");
@@ -931,6 +1016,13 @@ async fn demo(
             }
         }
     }
+
+    println!("   matching again: only new or changed records are matched, the rest are kept");
+    let again = match_with_spinner(&store, &rules, MatchScope::Pending).await?;
+    println!(
+        "   {} records to match, {} earlier matches kept",
+        again.records, again.kept
+    );
 
     println!("\n6. verifying the audit log");
     let report = audit::verify(&store).await?;

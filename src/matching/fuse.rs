@@ -69,6 +69,21 @@ pub fn fuse(
     persons: &[Person],
     rules: &MatchRules,
 ) -> Vec<DeathEvent> {
+    let assigned: Vec<(usize, u32, Band)> = matches
+        .iter()
+        .map(|m| (m.record_index, m.person_index, m.band))
+        .collect();
+    fuse_assigned(&assigned, records, persons, rules)
+}
+
+/// [`fuse`] from bare assignments: (record index, person index, band), for
+/// callers whose matches come partly from storage.
+pub fn fuse_assigned(
+    assigned: &[(usize, u32, Band)],
+    records: &[DeathRecord],
+    persons: &[Person],
+    rules: &MatchRules,
+) -> Vec<DeathEvent> {
     #[derive(PartialEq, Eq, PartialOrd, Ord)]
     enum Group<'a> {
         Person(&'a str, u32),
@@ -78,10 +93,10 @@ pub fn fuse(
     let mut groups: BTreeMap<Group<'_>, Vec<usize>> = BTreeMap::new();
     let mut matched = vec![None; records.len()];
     let mut bands = vec![Band::None; records.len()];
-    for m in matches {
-        if m.record_index < records.len() {
-            matched[m.record_index] = Some(m.person_index);
-            bands[m.record_index] = m.band;
+    for &(r, p, band) in assigned {
+        if r < records.len() {
+            matched[r] = Some(p);
+            bands[r] = band;
         }
     }
     for (i, r) in records.iter().enumerate() {

@@ -1,19 +1,28 @@
 //! A match run: the I/O edge of matching. Loads the active roster and the
-//! stored death records, runs the pure matcher on blocking threads, and
-//! stores every match with its explanation, as one run with an audit entry.
+//! death records to match, runs the pure matcher on blocking threads, fuses
+//! the matched records into death events, and stores it all as one run with
+//! an audit entry.
 //!
-//! Every run re-matches all stored records under the given rules (the
-//! result is deterministic, so re-running changes nothing); matching only
-//! the records not yet matched is left for later, see the notes on issue 4.
+//! `MatchScope::Pending` (plain `vigil match`) takes only the records not yet
+//! matched under the current rules, or changed since; the matches of the
+//! other records are kept, and a new record may not take a pensioner that a
+//! kept match of the same source already holds (it goes to review, saying
+//! which record holds them). `MatchScope::All` (`--full`) re-matches every
+//! record; the result is deterministic, so re-running changes nothing.
 
 use std::time::Instant;
 
+use ahash::AHashMap;
 use serde::Serialize;
 
 use super::assign::{LifeEvidence, RejectedPairs, match_batch};
 use super::blocking::RosterIndex;
+use super::fuse::fuse_assigned;
+use super::model::DeathRecord;
 use super::rules::MatchRules;
+use super::score::{Band, Safeguard};
 use crate::audit;
+use crate::store::match_state::{MatchScope, StoredEvent};
 use crate::store::matches::StoredMatch;
 use crate::store::runs::{RunCounts, RunStatus};
 use crate::store::{Store, StoreError};
@@ -31,36 +40,81 @@ pub enum MatchRunError {
 pub struct MatchSummary {
     pub run_id: i64,
     pub rules_version: String,
+    /// `full` or `pending`.
+    pub scope: String,
     pub persons: u64,
+    /// Records matched in this run.
     pub records: u64,
+    /// Matches of earlier runs kept as they were (pending scope only).
+    pub kept: u64,
+    /// New matches of this run, by band.
     pub auto: u64,
     pub review: u64,
+    /// New matches sent to review because a kept match of the same source
+    /// already holds the pensioner.
+    pub already_matched: u64,
     pub pairs_scored: u64,
     /// Oversized blocks that were cut to the configured cap.
     pub capped_blocks: u64,
+    /// The largest capped blocks (at most ten), for the run's record.
+    pub largest_capped: Vec<CappedReport>,
+    /// Fused death events now stored, and how many carry a timeline flag.
+    pub events: u64,
+    pub flagged_events: u64,
     pub index_seconds: f64,
     pub match_seconds: f64,
+    pub total_seconds: f64,
 }
 
-/// Matches every stored death record against the active roster.
+/// One capped block, as reported (a name key, never an ID).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CappedReport {
+    pub kind: String,
+    pub name_key: Option<String>,
+    pub size: u64,
+    pub kept: u64,
+    /// Death records whose search hit this block.
+    pub records: u64,
+}
+
+/// Matches every stored death record against the active roster
+/// (`vigil match --full`).
 pub async fn run_match(
     store: &Store,
     rules: &MatchRules,
     actor: &str,
 ) -> Result<MatchSummary, MatchRunError> {
+    run_match_scoped(store, rules, actor, MatchScope::All).await
+}
+
+/// Matches the records in `scope` against the active roster.
+pub async fn run_match_scoped(
+    store: &Store,
+    rules: &MatchRules,
+    actor: &str,
+    scope: MatchScope,
+) -> Result<MatchSummary, MatchRunError> {
+    let started = Instant::now();
     let run_id = store.start_run("match", "matcher", None, None).await?;
-    let result = run_inner(store, rules, run_id).await;
-    match &result {
-        Ok(s) => {
+    let result = run_inner(store, rules, run_id, scope).await;
+    match result {
+        Ok(mut s) => {
+            s.total_seconds = started.elapsed().as_secs_f64();
             let counts = RunCounts {
                 read: s.records,
                 inserted: s.auto + s.review,
                 details: serde_json::json!({
+                    "scope": s.scope,
                     "auto": s.auto,
                     "review": s.review,
+                    "kept": s.kept,
+                    "already_matched": s.already_matched,
                     "persons": s.persons,
                     "pairs_scored": s.pairs_scored,
                     "capped_blocks": s.capped_blocks,
+                    "largest_capped": s.largest_capped,
+                    "events": s.events,
+                    "flagged_events": s.flagged_events,
                     "rules_version": s.rules_version,
                 }),
                 ..Default::default()
@@ -75,15 +129,19 @@ pub async fn run_match(
                 &format!("run {run_id}"),
                 &serde_json::json!({
                     "run_id": run_id,
+                    "scope": s.scope,
                     "rules_version": s.rules_version,
                     "records": s.records,
                     "auto": s.auto,
                     "review": s.review,
+                    "kept": s.kept,
                 }),
             )
             .await?;
+            Ok(s)
         }
         Err(e) => {
+            let _ = store.drop_match_claims(run_id).await;
             let _ = store
                 .finish_run(
                     run_id,
@@ -93,21 +151,29 @@ pub async fn run_match(
                     Some(&e.to_string()),
                 )
                 .await;
+            Err(e)
         }
     }
-    result
 }
 
 async fn run_inner(
     store: &Store,
     rules: &MatchRules,
     run_id: i64,
+    scope: MatchScope,
 ) -> Result<MatchSummary, MatchRunError> {
+    store
+        .claim_match_records(run_id, &rules.version, scope)
+        .await?;
     let persons = store.load_match_persons().await?;
-    let records = store.load_match_records().await?;
+    let records = store.load_claimed_records(run_id).await?;
+    let kept = match scope {
+        MatchScope::All => Vec::new(),
+        MatchScope::Pending => store.load_kept_matches(run_id).await?,
+    };
     let rejected: RejectedPairs = store.rejected_pairs().await?.into_iter().collect();
     let rules_owned = rules.clone();
-    let (summary, stored) = tokio::task::spawn_blocking(move || {
+    let (summary, stored, events) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let index = RosterIndex::build(&persons, &rules_owned.blocking);
         let index_seconds = started.elapsed().as_secs_f64();
@@ -115,25 +181,114 @@ async fn run_inner(
         // Evidence of life is not imported yet (`vigil evidence import`
         // comes with the certification work): no counter-evidence here.
         let life = LifeEvidence::new();
-        let batch = match_batch(&index, &records, &rules_owned, &life, &rejected);
+        let mut batch = match_batch(&index, &records, &rules_owned, &life, &rejected);
         let match_seconds = started.elapsed().as_secs_f64();
+
+        // Persons are in person-number order: positions by binary search.
+        let position = |person_no: &str| {
+            persons
+                .binary_search_by(|p| p.person_no.as_str().cmp(person_no))
+                .ok()
+                .map(|i| i as u32)
+        };
+        // One pensioner, one death per source, across runs too.
+        let mut held: AHashMap<(u32, &str), &str> = AHashMap::new();
+        for (record, person_no, _) in &kept {
+            if let Some(p) = position(person_no) {
+                held.insert((p, record.source.as_str()), record.record_key.as_str());
+            }
+        }
+        let mut already_matched = 0;
+        for m in &mut batch.matches {
+            if let Some(other) = held.get(&(m.person_index, m.source.as_str())) {
+                already_matched += 1;
+                m.band = Band::Review;
+                m.explanation.band = Band::Review;
+                m.explanation.safeguards.push(Safeguard::AlreadyMatched {
+                    record_key: (*other).to_string(),
+                });
+            }
+        }
+
         let mut summary = MatchSummary {
             run_id,
             rules_version: rules_owned.version.clone(),
+            scope: match scope {
+                MatchScope::All => "full",
+                MatchScope::Pending => "pending",
+            }
+            .to_string(),
             persons: persons.len() as u64,
             records: records.len() as u64,
+            kept: kept.len() as u64,
+            already_matched,
             pairs_scored: batch.pairs_scored as u64,
             capped_blocks: batch.capped_blocks.len() as u64,
+            largest_capped: largest_capped(&batch.capped_blocks),
             index_seconds,
             match_seconds,
             ..Default::default()
         };
+
+        // Fuse the matched records, new and kept, into death events.
+        let mut fused_records: Vec<DeathRecord> = Vec::new();
+        let mut assigned: Vec<(usize, u32, Band)> = Vec::new();
+        for m in &batch.matches {
+            assigned.push((fused_records.len(), m.person_index, m.band));
+            fused_records.push(records[m.record_index].clone());
+        }
+        for (record, person_no, band) in kept {
+            let Some(p) = position(&person_no) else {
+                continue;
+            };
+            let band = if band == "auto" {
+                Band::Auto
+            } else {
+                Band::Review
+            };
+            assigned.push((fused_records.len(), p, band));
+            fused_records.push(record);
+        }
+        let events: Vec<StoredEvent> =
+            fuse_assigned(&assigned, &fused_records, &persons, &rules_owned)
+                .into_iter()
+                .filter_map(|e| {
+                    Some(StoredEvent {
+                        person_no: e.person_no?,
+                        death_date: e.death_date,
+                        band: e.band.as_str().to_string(),
+                        sources: e.sources,
+                        evidence_strength: e.evidence_strength,
+                        flags: e
+                            .flags
+                            .iter()
+                            .filter_map(|f| serde_json::to_value(f).ok())
+                            .collect(),
+                        records: e
+                            .records
+                            .iter()
+                            .map(|r| {
+                                serde_json::json!({
+                                    "source": r.source,
+                                    "record_key": r.record_key,
+                                    "death_date": r.death_date,
+                                })
+                            })
+                            .collect(),
+                        rules_version: rules_owned.version.clone(),
+                        run_id,
+                    })
+                })
+                .collect();
+        summary.events = events.len() as u64;
+        summary.flagged_events = events.iter().filter(|e| !e.flags.is_empty()).count() as u64;
+
         let stored: Vec<StoredMatch> = batch
             .matches
             .iter()
             .map(|m| {
-                match m.band.as_str() {
-                    "auto" => summary.auto += 1,
+                match m.band {
+                    Band::Auto => summary.auto += 1,
                     _ => summary.review += 1,
                 }
                 StoredMatch {
@@ -155,10 +310,40 @@ async fn run_inner(
                 }
             })
             .collect();
-        (summary, stored)
+        (summary, stored, events)
     })
     .await
     .map_err(|e| MatchRunError::Worker(e.to_string()))?;
-    store.replace_matches(run_id, &stored).await?;
+    store
+        .commit_match_run(run_id, &rules.version, scope, &stored, &events)
+        .await?;
     Ok(summary)
+}
+
+/// The ten largest capped blocks, each once, with how many records hit it.
+fn largest_capped(capped: &[(usize, super::blocking::CappedBlock)]) -> Vec<CappedReport> {
+    let mut by_block: AHashMap<(String, Option<&str>), CappedReport> = AHashMap::new();
+    for (_, c) in capped {
+        let kind = format!("{:?}", c.kind);
+        let e = by_block
+            .entry((kind.clone(), c.name_key.as_deref()))
+            .or_insert_with(|| CappedReport {
+                kind,
+                name_key: c.name_key.clone(),
+                size: c.size as u64,
+                kept: c.kept as u64,
+                records: 0,
+            });
+        e.size = e.size.max(c.size as u64);
+        e.records += 1;
+    }
+    let mut v: Vec<CappedReport> = by_block.into_values().collect();
+    v.sort_by(|a, b| {
+        b.size
+            .cmp(&a.size)
+            .then_with(|| a.kind.cmp(&b.kind))
+            .then_with(|| a.name_key.cmp(&b.name_key))
+    });
+    v.truncate(10);
+    v
 }

@@ -52,6 +52,9 @@ pub enum Safeguard {
     /// The ID agrees but the record's own birth date contradicts it: the
     /// ID was probably copied from someone else's card.
     BirthContradictsId,
+    /// Another record of the same source, matched in an earlier run,
+    /// already holds this pensioner: one person dies once.
+    AlreadyMatched { record_key: String },
 }
 
 impl Safeguard {
@@ -74,6 +77,9 @@ impl Safeguard {
             }
             Safeguard::BirthContradictsId => {
                 "the record's birth date contradicts the ID it carries".to_string()
+            }
+            Safeguard::AlreadyMatched { record_key } => {
+                format!("record {record_key} of the same source already holds this pensioner")
             }
         }
     }

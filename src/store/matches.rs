@@ -44,7 +44,7 @@ struct PersonRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct RecordRow {
+pub(super) struct RecordRow {
     source: String,
     record_key: String,
     name_raw: String,
@@ -59,6 +59,46 @@ struct RecordRow {
     birth_year_max: Option<i32>,
     death_date: NaiveDate,
     region: Option<String>,
+}
+
+/// The columns of `death_records` the matcher reads, in this order.
+pub(super) const RECORD_COLUMNS: &str = "d.source, d.record_key, d.name_raw, d.name_norm, \
+     d.name_key, d.id_raw, d.id_number, d.id_status, d.sex, d.birth_date, d.birth_year_min, \
+     d.birth_year_max, d.death_date, d.region";
+
+impl RecordRow {
+    pub(super) fn into_record(self) -> DeathRecord {
+        let r = self;
+        let id_status = match r.id_status.as_str() {
+            "valid" => IdStatus::Valid,
+            "upgraded" => IdStatus::Upgraded15,
+            "invalid" => IdStatus::Invalid,
+            _ => IdStatus::Empty,
+        };
+        let region = r.region.filter(|s| !s.is_empty()).or_else(|| {
+            (r.source == "funeral")
+                .then(|| funeral_home_city(&r.record_key))
+                .flatten()
+        });
+        DeathRecord {
+            source: r.source,
+            record_key: r.record_key,
+            name: r.name_raw,
+            name_norm: r.name_norm,
+            name_key: r.name_key,
+            id_raw: r.id_raw,
+            id_number: r.id_number,
+            id_status,
+            sex: r
+                .sex
+                .and_then(|s| u8::try_from(s).ok())
+                .filter(|s| *s == 1 || *s == 2),
+            birth_date: r.birth_date,
+            birth_year_range: r.birth_year_min.zip(r.birth_year_max),
+            death_date: r.death_date,
+            region,
+        }
+    }
 }
 
 /// A funeral home's code carries the city it serves (`FH440300-07`): the
@@ -111,40 +151,7 @@ impl Store {
             .fetch_all(pool)
             .await
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let id_status = match r.id_status.as_str() {
-                    "valid" => IdStatus::Valid,
-                    "upgraded" => IdStatus::Upgraded15,
-                    "invalid" => IdStatus::Invalid,
-                    _ => IdStatus::Empty,
-                };
-                let region = r.region.filter(|s| !s.is_empty()).or_else(|| {
-                    (r.source == "funeral")
-                        .then(|| funeral_home_city(&r.record_key))
-                        .flatten()
-                });
-                DeathRecord {
-                    source: r.source,
-                    record_key: r.record_key,
-                    name: r.name_raw,
-                    name_norm: r.name_norm,
-                    name_key: r.name_key,
-                    id_raw: r.id_raw,
-                    id_number: r.id_number,
-                    id_status,
-                    sex: r
-                        .sex
-                        .and_then(|s| u8::try_from(s).ok())
-                        .filter(|s| *s == 1 || *s == 2),
-                    birth_date: r.birth_date,
-                    birth_year_range: r.birth_year_min.zip(r.birth_year_max),
-                    death_date: r.death_date,
-                    region,
-                }
-            })
-            .collect())
+        Ok(rows.into_iter().map(RecordRow::into_record).collect())
     }
 
     /// Pairs reviewers rejected: (source, record_key, person_no).

@@ -8,12 +8,18 @@ use vigil::ingest::connectors::{self, sim::pull_through_sim};
 use vigil::ingest::roster::{ImportOptions, import_roster};
 use vigil::matching::eval::{Judged, TruthRow, evaluate};
 use vigil::matching::rules::MatchRules;
-use vigil::matching::run::run_match;
+use vigil::matching::run::{run_match, run_match_scoped};
+use vigil::store::match_state::MatchScope;
 
 use crate::both_backends;
 use crate::support::TestDb;
 
 async fn prepared(db: &TestDb) -> std::path::PathBuf {
+    prepared_from(db, &[]).await
+}
+
+/// Generates, imports the roster and pulls the given sources (all if empty).
+async fn prepared_from(db: &TestDb, only: &[&str]) -> std::path::PathBuf {
     let data = db.path("data");
     let as_of = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
     generate(
@@ -29,15 +35,32 @@ async fn prepared(db: &TestDb) -> std::path::PathBuf {
     import_roster(&db.store, &data.join("roster.csv"), &opts, &|_| {})
         .await
         .unwrap();
+    pull(db, &data, only).await;
+    data
+}
+
+async fn pull(db: &TestDb, data: &std::path::Path, only: &[&str]) {
     let defs = connectors::load_definitions(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors"),
     )
     .unwrap();
-    let pulled = pull_through_sim(&db.store, &defs, &[], &data, &|_| {})
+    let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+    let pulled = pull_through_sim(&db.store, &defs, &only, data, &|_| {})
         .await
         .unwrap();
     assert!(pulled.iter().all(|s| s.ok()), "{pulled:?}");
-    data
+}
+
+type Row = (String, String, String, String, String);
+
+async fn matches_now(db: &TestDb) -> Vec<Row> {
+    db.store
+        .list_matches()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.source, m.record_key, m.person_no, m.band, m.explanation))
+        .collect()
 }
 
 fn truth(path: &std::path::Path) -> Vec<TruthRow> {
@@ -152,4 +175,213 @@ async fn rejected_pair(db: &TestDb) {
     assert!(!again.iter().any(|m| m.source == victim.source
         && m.record_key == victim.record_key
         && m.person_no == victim.person_no));
+}
+
+both_backends!(
+    matching_only_new_records_gives_what_a_full_match_gives,
+    incremental
+);
+async fn incremental(db: &TestDb) {
+    let data = prepared_from(db, &["public_security"]).await;
+    let rules = MatchRules::default_rules();
+    let first = run_match_scoped(&db.store, &rules, "system:test", MatchScope::Pending)
+        .await
+        .unwrap();
+    assert!(first.records > 0 && first.kept == 0, "{first:?}");
+    let after_first = matches_now(db).await;
+
+    // Nothing new: nothing is matched, every match is kept as it was.
+    let idle = run_match_scoped(&db.store, &rules, "system:test", MatchScope::Pending)
+        .await
+        .unwrap();
+    assert_eq!((idle.records, idle.kept), (0, after_first.len() as u64));
+    assert_eq!(matches_now(db).await, after_first);
+
+    // New records from the other sources: only they are matched.
+    pull(db, &data, &["civil_affairs", "funeral"]).await;
+    let pending = db
+        .store
+        .count_pending_match_records(&rules.version)
+        .await
+        .unwrap();
+    let second = run_match_scoped(&db.store, &rules, "system:test", MatchScope::Pending)
+        .await
+        .unwrap();
+    assert_eq!(second.records as i64, pending);
+    assert_eq!(second.kept, after_first.len() as u64);
+    let incremental = matches_now(db).await;
+    assert!(after_first.iter().all(|m| incremental.contains(m)));
+    assert!(incremental.len() > after_first.len());
+
+    // A full match of the same data gives exactly the same matches.
+    let full = run_match_scoped(&db.store, &rules, "system:test", MatchScope::All)
+        .await
+        .unwrap();
+    assert_eq!(full.kept, 0);
+    assert_eq!(matches_now(db).await, incremental);
+
+    // Other rules: every record is pending again.
+    let mut other = rules.clone();
+    other.version = format!("{}-other", rules.version);
+    let all = db
+        .store
+        .count_pending_match_records(&other.version)
+        .await
+        .unwrap();
+    assert_eq!(all as u64, full.records);
+    assert_eq!(
+        db.store
+            .count_pending_match_records(&rules.version)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+both_backends!(
+    a_changed_record_is_matched_again_and_a_second_record_of_one_death_goes_to_review,
+    changed_and_duplicate
+);
+async fn changed_and_duplicate(db: &TestDb) {
+    prepared(db).await;
+    let rules = MatchRules::default_rules();
+    run_match_scoped(&db.store, &rules, "system:test", MatchScope::Pending)
+        .await
+        .unwrap();
+    let auto = db
+        .store
+        .list_matches()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.band == "auto" && m.source == "public_security")
+        .expect("an auto public-security match");
+
+    // The connector stored a new version of one record (a correction).
+    let sql = "UPDATE death_records SET version = version + 1 \
+               WHERE source = $1 AND record_key = $2";
+    vigil::with_pool!(&db.store, pool => {
+        sqlx::query(sql).bind(&auto.source).bind(&auto.record_key).execute(pool).await.map(|_| ())
+    })
+    .unwrap();
+    // And the same death arrived a second time under another key.
+    let copy = "INSERT INTO death_records (source, record_key, name_raw, name_norm, name_key, \
+        id_raw, id_number, id_status, id_candidates, sex, birth_date, birth_year_min, \
+        birth_year_max, death_date, death_date_latest, event_date, region, place, origin, \
+        received_at, raw_sha256, raw, run_id, version) \
+        SELECT source, record_key || '-again', name_raw, name_norm, name_key, id_raw, id_number, \
+        id_status, id_candidates, sex, birth_date, birth_year_min, birth_year_max, death_date, \
+        death_date_latest, event_date, region, place, origin, received_at, raw_sha256, raw, \
+        run_id, version FROM death_records WHERE source = $1 AND record_key = $2";
+    vigil::with_pool!(&db.store, pool => {
+        sqlx::query(copy).bind(&auto.source).bind(&auto.record_key).execute(pool).await.map(|_| ())
+    })
+    .unwrap();
+
+    let s = run_match_scoped(&db.store, &rules, "system:test", MatchScope::Pending)
+        .await
+        .unwrap();
+    assert_eq!(s.records, 2, "{s:?}");
+    let now = db.store.list_matches().await.unwrap();
+    let again = now
+        .iter()
+        .find(|m| m.record_key == auto.record_key)
+        .expect("the changed record is matched again");
+    assert_eq!(
+        (&again.person_no, again.band.as_str()),
+        (&auto.person_no, "auto")
+    );
+    assert!(again.run_id > auto.run_id);
+    // Both new: the assignment gives the person to one record only, and the
+    // other is not auto.
+    let dup = now
+        .iter()
+        .find(|m| m.record_key == format!("{}-again", auto.record_key));
+    assert!(dup.is_none_or(|m| m.band == "review"), "{dup:?}");
+
+    // Once the first is kept, a third copy arriving later is held back by it.
+    let third = "INSERT INTO death_records (source, record_key, name_raw, name_norm, name_key, \
+        id_raw, id_number, id_status, id_candidates, sex, birth_date, birth_year_min, \
+        birth_year_max, death_date, death_date_latest, event_date, region, place, origin, \
+        received_at, raw_sha256, raw, run_id, version) \
+        SELECT source, record_key || '-third', name_raw, name_norm, name_key, id_raw, id_number, \
+        id_status, id_candidates, sex, birth_date, birth_year_min, birth_year_max, death_date, \
+        death_date_latest, event_date, region, place, origin, received_at, raw_sha256, raw, \
+        run_id, version FROM death_records WHERE source = $1 AND record_key = $2";
+    vigil::with_pool!(&db.store, pool => {
+        sqlx::query(third).bind(&auto.source).bind(&auto.record_key).execute(pool).await.map(|_| ())
+    })
+    .unwrap();
+    let s = run_match_scoped(&db.store, &rules, "system:test", MatchScope::Pending)
+        .await
+        .unwrap();
+    assert_eq!((s.records, s.already_matched), (1, 1), "{s:?}");
+    let held = db
+        .store
+        .list_matches()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.record_key == format!("{}-third", auto.record_key))
+        .expect("the third copy is proposed for review");
+    assert_eq!(
+        (held.person_no.as_str(), held.band.as_str()),
+        (auto.person_no.as_str(), "review")
+    );
+    assert!(
+        held.explanation.contains(&auto.record_key),
+        "{}",
+        held.explanation
+    );
+}
+
+both_backends!(
+    matched_records_are_fused_into_one_death_event_per_pensioner,
+    death_events
+);
+async fn death_events(db: &TestDb) {
+    prepared(db).await;
+    let rules = MatchRules::default_rules();
+    let s = run_match(&db.store, &rules, "system:test").await.unwrap();
+    let events = db.store.list_death_events().await.unwrap();
+    let matches = db.store.list_matches().await.unwrap();
+    assert_eq!(events.len() as u64, s.events);
+    let persons: std::collections::BTreeSet<_> = matches.iter().map(|m| &m.person_no).collect();
+    assert_eq!(events.len(), persons.len());
+    // Every matched record is in its pensioner's event, and only there.
+    let in_events: usize = events.iter().map(|e| e.records.len()).sum();
+    assert_eq!(in_events, matches.len());
+    for m in &matches {
+        let e = db.store.death_event(&m.person_no).await.unwrap().unwrap();
+        assert!(
+            e.records
+                .iter()
+                .any(|r| r["record_key"] == m.record_key.as_str())
+        );
+    }
+    // Each independent source adds to the evidence; a second record of a
+    // source does not.
+    for e in &events {
+        let sum: f64 = e.sources.iter().map(|s| rules.source_strength(s)).sum();
+        assert!((e.evidence_strength - sum).abs() < 1e-9, "{e:?}");
+        for s in &e.sources {
+            if e.sources.len() > 1 {
+                assert!(e.evidence_strength > rules.source_strength(s), "{e:?}");
+            }
+        }
+    }
+    assert!(events.iter().any(|e| e.sources.len() > 1));
+    // Conflicting dates are flagged and every record keeps its own date.
+    for e in &events {
+        let dates: std::collections::BTreeSet<_> = e
+            .records
+            .iter()
+            .map(|r| r["death_date"].as_str().unwrap().to_string())
+            .collect();
+        let flagged = e
+            .flags
+            .iter()
+            .any(|f| f["flag"] == "conflicting_death_dates");
+        assert_eq!(flagged, dates.len() > 1, "{e:?}");
+    }
 }
