@@ -900,6 +900,9 @@ async fn pull_index(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
     };
     let base = ctx.base_url()?;
     let mut fetcher = ctx.fetcher()?;
+    // One pipeline across files: a file is normalised while the previous
+    // one commits.
+    let mut pipe = Pipeline::default();
     let index_url = join(&base, index_path);
     let fetched = fetcher
         .get(&index_url, None, |b| {
@@ -944,14 +947,16 @@ async fn pull_index(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
             ctx.counts.files_unchanged += 1;
             continue;
         }
-        take_jsonl(ctx, &name, &bytes, sha).await?;
+        take_jsonl(ctx, &mut pipe, &name, &bytes, sha).await?;
     }
+    pipe.finish(ctx).await?;
     Ok(())
 }
 
 /// Stores one JSON Lines file; the last batch marks it taken.
 async fn take_jsonl(
     ctx: &mut Ctx<'_>,
+    pipe: &mut Pipeline,
     name: &str,
     bytes: &[u8],
     sha: String,
@@ -964,20 +969,20 @@ async fn take_jsonl(
         .map(|(i, l)| Raw::Json(l.to_string(), Some(i as u64 + 1)))
         .collect();
     let records = raws.len() as u64;
-    take_raws(ctx, name, raws, Arc::default(), sha, records).await
+    take_raws(ctx, pipe, name, raws, Arc::default(), sha, records).await
 }
 
 /// Normalises and commits the records of one file in batches; the last
 /// batch marks the file taken.
 async fn take_raws(
     ctx: &mut Ctx<'_>,
+    pipe: &mut Pipeline,
     name: &str,
     raws: Vec<Raw>,
     columns: Arc<HashMap<String, usize>>,
     sha: String,
     records: u64,
 ) -> Result<(), ConnectorError> {
-    let mut pipe = Pipeline::default();
     let mut raws = raws.into_iter().peekable();
     loop {
         let chunk: Vec<Raw> = raws.by_ref().take(FILE_BATCH).collect();
@@ -997,7 +1002,6 @@ async fn take_raws(
             break;
         }
     }
-    pipe.finish(ctx).await?;
     ctx.counts.files_taken += 1;
     Ok(())
 }
@@ -1024,6 +1028,9 @@ async fn pull_dir(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
     // Corrections after the files they correct, whatever the other names.
     names.sort_by_key(|n| file_rank(n));
     let taken = ctx.store.taken_files(&def.name).await?;
+    // One pipeline across files: a file is normalised while the previous
+    // one commits.
+    let mut pipe = Pipeline::default();
     for name in names {
         let path = dir.join(&name);
         let bytes = tokio::fs::read(&path).await.map_err(|e| io(&path, e))?;
@@ -1032,14 +1039,16 @@ async fn pull_dir(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
             ctx.counts.files_unchanged += 1;
             continue;
         }
-        take_csv(ctx, &name, &bytes, sha).await?;
+        take_csv(ctx, &mut pipe, &name, &bytes, sha).await?;
     }
+    pipe.finish(ctx).await?;
     Ok(())
 }
 
 /// Stores one CSV file; the last batch marks it taken.
 async fn take_csv(
     ctx: &mut Ctx<'_>,
+    pipe: &mut Pipeline,
     name: &str,
     bytes: &[u8],
     sha: String,
@@ -1130,7 +1139,7 @@ async fn take_csv(
         ctx.commit(std::mem::take(&mut bad), Vec::new()).await?;
     }
     let records = raws.len() as u64;
-    take_raws(ctx, name, raws, Arc::new(columns), sha, records).await
+    take_raws(ctx, pipe, name, raws, Arc::new(columns), sha, records).await
 }
 
 #[cfg(test)]
