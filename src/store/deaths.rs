@@ -171,6 +171,14 @@ pub enum RecordTable {
 }
 
 impl RecordTable {
+    /// The table a record moves to when its classification changes.
+    pub fn other(self) -> RecordTable {
+        match self {
+            RecordTable::Deaths => RecordTable::NonDeaths,
+            RecordTable::NonDeaths => RecordTable::Deaths,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             RecordTable::Deaths => "death_records",
@@ -203,6 +211,11 @@ pub struct SourceBatch {
     pub new_non_deaths: Vec<NonDeathEvent>,
     pub changed_non_deaths: Vec<NonDeathEvent>,
     pub stale: Vec<StaleVersion>,
+    /// Records that moved between the tables (a public-security
+    /// cancellation corrected from another reason to death, or the other
+    /// way): the stored version in this table goes to the history and is
+    /// removed; the new one is among the inserts of the other table.
+    pub reclassified: Vec<(RecordTable, String)>,
     pub quarantine: Vec<QuarantineEntry>,
     pub watermarks: Vec<Watermark>,
 }
@@ -392,6 +405,9 @@ macro_rules! apply_batch {
         let (backend, batch, run_id, now, source) = ($backend, $batch, $run_id, $now, $source);
 
             let mut $tx = $pool.begin().await?;
+            for (table, key) in &batch.reclassified {
+                retire_version!($tx, *table, source, key, run_id, &now);
+            }
             for r in &batch.changed_deaths {
                 retire_version!($tx, RecordTable::Deaths, &r.source, &r.record_key, run_id, &now);
             }

@@ -264,6 +264,14 @@ impl Store {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(delete_matches).bind(run_id).execute(&mut *tx).await?;
+            // A record that left death_records (a cancellation corrected to
+            // another reason) takes its match with it.
+            sqlx::query(
+                "DELETE FROM matches WHERE NOT EXISTS (SELECT 1 FROM death_records d \
+                 WHERE d.source = matches.source AND d.record_key = matches.record_key)",
+            )
+            .execute(&mut *tx)
+            .await?;
             for chunk in &match_chunks {
                 sqlx::query(sqlx::AssertSqlSafe(match_sql.as_str()))
                     .bind(chunk)

@@ -636,3 +636,71 @@ async fn insecure(db: &TestDb) {
     assert!(vigil::ingest::connectors::check_url("http://localhost:8080", false).is_ok());
     assert!(vigil::ingest::connectors::check_url("http://[::1]:8080", false).is_ok());
 }
+
+both_backends!(
+    a_cancellation_corrected_between_death_and_another_reason_moves_and_keeps_its_history,
+    reclassified
+);
+async fn reclassified(db: &TestDb) {
+    let line = |id: &str, reason: &str, zxrq: &str| {
+        format!(
+            "{{\"record_id\":\"{id}\",\"xm\":\"王秀英\",\"gmsfhm\":\"440304194203151223\",\
+             \"xb\":\"2\",\"csrq\":\"19420315\",\"swrq\":\"20261030\",\"zxrq\":\"{zxrq}\",\
+             \"zxyy\":\"{reason}\",\"hjdz_xzqh\":\"440304\"}}\n"
+        )
+    };
+    let serve = |lines: String, dir: PathBuf, now: &'static str| async move {
+        std::fs::create_dir_all(dir.join("public_security")).unwrap();
+        std::fs::write(dir.join("public_security/records.jsonl"), lines).unwrap();
+        let sim = Sim::load(&dir, Some(TOKEN)).unwrap();
+        sim.set_now(Some(instant(now)));
+        RunningSim::start(sim).await.unwrap()
+    };
+    // First delivery: A is a death, B moved away.
+    let first = line("PS-A", "死亡", "2026-11-01") + &line("PS-B", "迁出", "2026-11-01");
+    let server = serve(first, db.path("v1"), "2026-11-05T00:00:00Z").await;
+    let def = definition("public_security", &server.base_url, &db.path("ca"));
+    let s = pull_one(&db.store, &def).await;
+    assert_eq!((s.counts.inserted, s.counts.non_death), (1, 1), "{s:?}");
+
+    // Corrections, re-delivered later: A was in fact a move, B a death.
+    let second = line("PS-A", "迁出", "2026-11-10") + &line("PS-B", "死亡", "2026-11-10");
+    let server = serve(second, db.path("v2"), "2026-11-21T00:00:00Z").await;
+    let def = definition("public_security", &server.base_url, &db.path("ca"));
+    let s = pull_one(&db.store, &def).await;
+    assert!(s.ok(), "{:?}", s.error);
+    assert_eq!(
+        (
+            s.counts.read,
+            s.counts.updated,
+            s.counts.non_death,
+            s.counts.reclassified
+        ),
+        (2, 1, 1, 2),
+        "{s:?}"
+    );
+
+    let deaths = db.store.death_records("public_security").await.unwrap();
+    let non = db.store.non_death_events("public_security").await.unwrap();
+    let keys = |v: Vec<String>| v.into_iter().collect::<Vec<_>>();
+    assert_eq!(
+        keys(deaths.iter().map(|d| d.record_key.clone()).collect()),
+        ["PS-B"]
+    );
+    assert_eq!(
+        keys(non.iter().map(|n| n.record_key.clone()).collect()),
+        ["PS-A"]
+    );
+    assert_eq!(deaths[0].version, 2);
+    assert_eq!(non[0].version, 2);
+    // The retired versions are kept.
+    for key in ["PS-A", "PS-B"] {
+        let h = db
+            .store
+            .record_history("public_security", key)
+            .await
+            .unwrap();
+        assert_eq!(h.len(), 1, "{key}: {h:?}");
+        assert_eq!(h[0].version, 1);
+    }
+}

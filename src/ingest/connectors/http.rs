@@ -163,11 +163,21 @@ impl Fetcher {
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare from APIs; it falls
-/// back to the backoff).
+/// `Retry-After` as delay-seconds or as an HTTP-date (RFC 9110 §10.2.3);
+/// a date in the past means "now".
 fn retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
-    let secs: u64 = v?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs))
+    retry_after_at(v?.to_str().ok()?, chrono::Utc::now())
+}
+
+fn retry_after_at(text: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    // IMF-fixdate, e.g. `Wed, 21 Oct 2026 07:28:00 GMT`.
+    let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - now;
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// A transport error in words, without the URL (which may carry a cursor).
@@ -193,5 +203,27 @@ fn describe(e: &reqwest::Error) -> String {
         kind.to_string()
     } else {
         format!("{kind}: {chain}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(retry_after_at(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after_at("Thu, 26 Nov 2026 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after_at("Thu, 26 Nov 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after_at("soon", now), None);
     }
 }

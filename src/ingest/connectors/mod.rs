@@ -147,6 +147,9 @@ pub struct PullCounts {
     pub pages: u64,
     pub files_taken: u64,
     pub files_unchanged: u64,
+    /// Records that moved between deaths and other cancellations (counted
+    /// again as updated deaths or as non-deaths).
+    pub reclassified: u64,
 }
 
 impl PullCounts {
@@ -169,6 +172,7 @@ impl PullCounts {
         self.stale += d.stale;
         self.non_death += d.non_death;
         self.quarantined += d.quarantined;
+        self.reclassified += d.reclassified;
     }
 
     fn run_counts(&self) -> RunCounts {
@@ -181,6 +185,7 @@ impl PullCounts {
             missing: 0,
             details: serde_json::json!({
                 "non_death": self.non_death,
+                "reclassified": self.reclassified,
                 "stale": self.stale,
                 "retries": self.retries,
                 "errors": self.errors,
@@ -377,9 +382,18 @@ impl Ctx<'_> {
             self.writer = Some(self.store.death_writer().await?);
         }
         let writer = self.writer.as_mut().expect("taken above");
+        // A source that separates deaths from other events may move a record
+        // between them (a correction of the reason): look every key up in
+        // both tables.
+        let (death_lookup, non_lookup) = if self.def.filter.is_some() {
+            let all: Vec<&str> = death_keys.iter().chain(&non_keys).copied().collect();
+            (all.clone(), all)
+        } else {
+            (death_keys, non_keys)
+        };
         for (table, keys) in [
-            (RecordTable::Deaths, death_keys),
-            (RecordTable::NonDeaths, non_keys),
+            (RecordTable::Deaths, death_lookup),
+            (RecordTable::NonDeaths, non_lookup),
         ] {
             if keys.is_empty() {
                 continue;
@@ -429,7 +443,20 @@ impl Ctx<'_> {
                 ),
             };
             let map_key = (table, key.clone());
+            let other = (table.other(), key.clone());
+            let moved = match (known.get(&map_key), known.get(&other)) {
+                (None, Some(k)) if k.slot.is_none() => Some(k.version),
+                _ => None,
+            };
+            if moved.is_some() {
+                // Stored in the other table: that version is retired and
+                // this one goes in as the next version of the record.
+                known.remove(&other);
+                batch.reclassified.push((table.other(), key.clone()));
+                d.reclassified += 1;
+            }
             let (version, slot) = match known.get(&map_key) {
+                _ if moved.is_some() => (moved.unwrap_or(0) + 1, None),
                 None => (1, None),
                 Some(k) if &k.sha == sha => {
                     d.duplicate += 1;
@@ -466,7 +493,11 @@ impl Ctx<'_> {
                     let k = new_known(Slot::Inserted(batch.new_deaths.len()));
                     known.insert(map_key, k);
                     batch.new_deaths.push(*r);
-                    d.inserted += 1;
+                    if moved.is_some() {
+                        d.updated += 1;
+                    } else {
+                        d.inserted += 1;
+                    }
                 }
                 (Normalised::Death(mut r), Some(None)) => {
                     r.run_id = self.run_id;
