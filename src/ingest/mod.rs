@@ -7,4 +7,5 @@
 
 pub mod connectors;
 pub mod encoding;
+pub mod evidence;
 pub mod roster;

@@ -259,7 +259,7 @@ fn open(path: &Path) -> Result<Opened, ImportError> {
     })
 }
 
-fn csv_io(e: csv::Error) -> io::Error {
+pub(crate) fn csv_io(e: csv::Error) -> io::Error {
     io::Error::other(e.to_string())
 }
 
@@ -659,7 +659,7 @@ fn parse_all(
 }
 
 /// The row as it was in the file, for the quarantine table.
-fn raw_text(record: &csv::ByteRecord, enc: TextEncoding) -> String {
+pub(crate) fn raw_text(record: &csv::ByteRecord, enc: TextEncoding) -> String {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
@@ -864,7 +864,7 @@ fn sex_word(s: Sex) -> &'static str {
 
 /// Shortens a bad value for a message (values that fail validation may be
 /// anything, including a pasted ID number).
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     if s.chars().count() > 12 || s.bytes().filter(|b| b.is_ascii_digit()).count() >= 10 {
         identity::id::mask(s)
     } else {
@@ -872,7 +872,7 @@ fn clip(s: &str) -> String {
     }
 }
 
-fn id_reason(e: &IdError, raw: &str, today: NaiveDate) -> String {
+pub(crate) fn id_reason(e: &IdError, raw: &str, today: NaiveDate) -> String {
     let mut reason = format!("id_number {}: {e}", identity::id::mask(raw));
     if matches!(e, IdError::BadCheckCharacter { .. }) {
         let n = identity::id::repair_candidates_on(raw, today).len();

@@ -21,6 +21,7 @@ use crate::config::mask_url_password;
 
 pub mod deaths;
 mod deaths_bulk;
+pub mod evidence;
 pub mod matches;
 pub mod pensioners;
 pub mod quarantine;
@@ -214,6 +215,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "matches",
                 include_str!("../../migrations/sqlite/0003_matches.sql"),
             ),
+            (
+                4,
+                "evidence",
+                include_str!("../../migrations/sqlite/0004_evidence.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -230,6 +236,11 @@ fn migrator(backend: Backend) -> Migrator {
                 3,
                 "matches",
                 include_str!("../../migrations/postgres/0003_matches.sql"),
+            ),
+            (
+                4,
+                "evidence",
+                include_str!("../../migrations/postgres/0004_evidence.sql"),
             ),
         ],
     };
