@@ -194,6 +194,7 @@ enum EvidenceAction {
         the same file again stores nothing twice: those rows count as duplicates."
     )]
     Import {
+        /// The evidence-of-life CSV file.
         file: PathBuf,
         /// Print the summary as JSON.
         #[arg(long)]
@@ -217,6 +218,7 @@ enum VideoAction {
         stored one is kept."
     )]
     Import {
+        /// The video-results CSV file.
         file: PathBuf,
         /// Print the summary as JSON.
         #[arg(long)]

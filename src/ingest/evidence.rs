@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +27,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::encoding::TextEncoding;
-use super::roster::{clip, csv_io, id_reason, parse_date, raw_text};
+use super::roster::{HashingReader, clip, csv_io, id_reason, parse_date, raw_text};
 use crate::audit;
 use crate::identity::{self, IdNumber};
 use crate::store::evidence::{EVENT_TYPES, LifeEvidenceRow, VIDEO_RESULTS, VideoSessionRow};
@@ -342,27 +342,9 @@ pub fn parse_video_row(
 // ---------------------------------------------------------------------------
 // Reading the file.
 
-/// Reads through to the file, hashing every byte and counting them.
-struct HashingReader {
-    inner: File,
-    sha: Sha256,
-    bytes: Arc<AtomicU64>,
-}
-
-impl Read for HashingReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            self.sha.update(&buf[..n]);
-            self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        Ok(n)
-    }
-}
-
 /// A file opened and its header checked: where each spec column is.
 struct Opened {
-    reader: csv::Reader<BufReader<HashingReader>>,
+    reader: csv::Reader<BufReader<HashingReader<File>>>,
     /// Position in the file of each of the kind's columns, in spec order.
     idx: Vec<usize>,
     width: usize,
@@ -386,6 +368,7 @@ fn open(path: &Path, kind: EvidenceKind) -> Result<Opened, EvidenceImportError> 
             inner: File::open(path).map_err(io_err)?,
             sha: Sha256::new(),
             bytes: bytes.clone(),
+            last_byte: None,
         },
     );
     // UTF-8, with or without a byte-order mark (spec §5-6); the mark is
@@ -847,10 +830,11 @@ async fn stream<T: EvidenceRow>(
     let parser = tokio::task::spawn_blocking(move || {
         parse_file::<T>(opened, &parse_path, batch_rows, today, &tx)
     });
+    let file = summary.file.clone();
     let mut write_error = None;
     while let Some(batch) = rx.recv().await {
         let bytes = batch.bytes;
-        if let Err(e) = T::store(store, &summary.file.clone(), batch, summary).await {
+        if let Err(e) = T::store(store, &file, batch, summary).await {
             write_error = Some(e);
             break;
         }

@@ -163,11 +163,11 @@ impl ImportSummary {
 
 /// Reads through to the inner reader, hashing every byte and counting them
 /// for the progress bar.
-struct HashingReader<R> {
-    inner: R,
-    sha: Sha256,
-    bytes: Arc<AtomicU64>,
-    last_byte: Option<u8>,
+pub(crate) struct HashingReader<R> {
+    pub(crate) inner: R,
+    pub(crate) sha: Sha256,
+    pub(crate) bytes: Arc<AtomicU64>,
+    pub(crate) last_byte: Option<u8>,
 }
 
 impl<R: Read> Read for HashingReader<R> {

@@ -290,7 +290,7 @@ pub(crate) fn insert_sql(backend: Backend, table: &str, columns: &[&str], rows: 
 }
 
 /// `$1, $2, …` (or `?, ?, …`) for an `IN` list starting after `skip` binds.
-fn in_list(backend: Backend, skip: usize, n: usize) -> String {
+pub(crate) fn in_list(backend: Backend, skip: usize, n: usize) -> String {
     (0..n)
         .map(|i| match backend {
             Backend::Sqlite => "?".to_string(),

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::deaths::insert_sql;
+use super::deaths::{in_list, insert_sql};
 use super::quarantine::QuarantineEntry;
 use super::{Result, Store, now_utc_text};
 use crate::matching::assign::LifeEvidence;
@@ -183,13 +183,7 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let list = match backend {
-                super::Backend::Sqlite => vec!["?"; chunk.len()].join(","),
-                super::Backend::Postgres => (1..=chunk.len())
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            };
+            let list = in_list(backend, 0, chunk.len());
             let sql = sqlx::AssertSqlSafe(format!(
                 "SELECT id_number, session_at, result, operator, note, run_id \
                  FROM video_sessions WHERE id_number IN ({list})"
