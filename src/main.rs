@@ -12,6 +12,7 @@ use vigil::config::Settings;
 use vigil::ingest::connectors;
 use vigil::ingest::evidence::{EvidenceImportOptions, EvidenceImportSummary, EvidenceKind};
 use vigil::ingest::roster::{self, ImportOptions, ImportSummary};
+use vigil::matching::train::TrainingOptions;
 use vigil::store::Store;
 use vigil::{audit, identity};
 
@@ -249,10 +250,10 @@ enum RulesAction {
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
         /// Random pairs of roster persons drawn to estimate u.
-        #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+        #[arg(long, value_name = "N", default_value_t = TrainingOptions::default().random_pairs)]
         sample_pairs: usize,
         /// Seed of the random pairs: the same data and seed give the same proposal.
-        #[arg(long, value_name = "S", default_value_t = 20_261_101)]
+        #[arg(long, value_name = "S", default_value_t = TrainingOptions::default().seed)]
         seed: u64,
         /// Print what was estimated as JSON.
         #[arg(long)]
@@ -442,7 +443,7 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
             let opts = vigil::matching::propose::ProposeOptions {
                 rules_path: rules_path.clone(),
                 out,
-                training: vigil::matching::train::TrainingOptions {
+                training: TrainingOptions {
                     random_pairs: sample_pairs,
                     seed,
                     ..Default::default()
