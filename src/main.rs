@@ -403,30 +403,10 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
         }
         Command::Evidence {
             action: EvidenceAction::Import { file, json },
-        } => {
-            let store = open_store(&settings).await?;
-            let s =
-                evidence_import_with_progress(&store, EvidenceKind::LifeEvidence, &file, &settings)
-                    .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                print_evidence_summary(&s);
-            }
-        }
+        } => import_evidence_file(EvidenceKind::LifeEvidence, &file, json, &settings).await?,
         Command::Video {
             action: VideoAction::Import { file, json },
-        } => {
-            let store = open_store(&settings).await?;
-            let s =
-                evidence_import_with_progress(&store, EvidenceKind::VideoResults, &file, &settings)
-                    .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                print_evidence_summary(&s);
-            }
-        }
+        } => import_evidence_file(EvidenceKind::VideoResults, &file, json, &settings).await?,
         Command::Rules {
             action:
                 RulesAction::Train {
@@ -990,6 +970,23 @@ fn print_import_summary(s: &ImportSummary) {
         }
     }
     println!("  sha256 {}", s.sha256);
+}
+
+/// `vigil evidence import` and `vigil video import`.
+async fn import_evidence_file(
+    kind: EvidenceKind,
+    file: &Path,
+    json: bool,
+    settings: &Settings,
+) -> Result<()> {
+    let store = open_store(settings).await?;
+    let s = evidence_import_with_progress(&store, kind, file, settings).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print_evidence_summary(&s);
+    }
+    Ok(())
 }
 
 async fn evidence_import_with_progress(

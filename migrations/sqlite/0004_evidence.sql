@@ -39,3 +39,4 @@ CREATE TABLE video_sessions (
     received_at   TEXT NOT NULL,
     UNIQUE (id_number, session_at)
 );
+-- Likewise, this unique key serves lookups by ID.

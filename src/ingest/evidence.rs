@@ -15,7 +15,7 @@
 //!
 //! Reading the clock is the caller's business: `today` comes in the options.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::encoding::TextEncoding;
 use super::roster::{HashingReader, clip, csv_io, id_reason, parse_date, raw_text};
+use super::{HeaderProblem, find_columns};
 use crate::audit;
 use crate::identity::{self, IdNumber};
 use crate::store::evidence::{EVENT_TYPES, LifeEvidenceRow, VIDEO_RESULTS, VideoSessionRow};
@@ -394,35 +395,19 @@ fn open(path: &Path, kind: EvidenceKind) -> Result<Opened, EvidenceImportError> 
     if names.iter().all(|n| n.is_empty()) {
         return Err(empty());
     }
-    let mut seen = HashSet::new();
-    for n in &names {
-        if !n.is_empty() && !seen.insert(n.as_str()) {
-            return Err(EvidenceImportError::DuplicateColumn {
-                path: path.to_path_buf(),
-                column: n.clone(),
-            });
-        }
-    }
-    let find = |c: &str| names.iter().position(|n| n == c);
-    let missing: Vec<String> = kind
-        .columns()
-        .iter()
-        .filter(|c| find(c).is_none())
-        .map(|c| c.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(EvidenceImportError::MissingColumns {
+    let idx = find_columns(&names, kind.columns()).map_err(|p| match p {
+        HeaderProblem::Duplicate(column) => EvidenceImportError::DuplicateColumn {
+            path: path.to_path_buf(),
+            column,
+        },
+        HeaderProblem::Missing(missing) => EvidenceImportError::MissingColumns {
             path: path.to_path_buf(),
             missing,
-            found: names,
-        });
-    }
+            found: names.clone(),
+        },
+    })?;
     Ok(Opened {
-        idx: kind
-            .columns()
-            .iter()
-            .map(|c| find(c).unwrap_or_default())
-            .collect(),
+        idx,
         width: names.len(),
         reader,
         bytes,

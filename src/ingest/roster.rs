@@ -23,6 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::encoding::{self, EncodingError, TextEncoding};
+use super::{HeaderProblem, find_columns};
 use crate::audit;
 use crate::identity::{self, IdError, Sex};
 use crate::store::pensioners::{Pensioner, RosterBatch};
@@ -264,32 +265,20 @@ pub(crate) fn csv_io(e: csv::Error) -> io::Error {
 }
 
 fn map_columns(path: &Path, names: &[String]) -> Result<Columns, ImportError> {
-    let mut seen = HashSet::new();
-    for n in names {
-        if !n.is_empty() && !seen.insert(n.as_str()) {
-            return Err(ImportError::DuplicateColumn {
-                path: path.to_path_buf(),
-                column: n.clone(),
-            });
-        }
-    }
-    let find = |c: &str| names.iter().position(|n| n == c);
-    let missing: Vec<String> = REQUIRED_COLUMNS
-        .iter()
-        .filter(|c| find(c).is_none())
-        .map(|c| c.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(ImportError::MissingColumns {
+    let found = find_columns(names, &REQUIRED_COLUMNS).map_err(|p| match p {
+        HeaderProblem::Duplicate(column) => ImportError::DuplicateColumn {
+            path: path.to_path_buf(),
+            column,
+        },
+        HeaderProblem::Missing(missing) => ImportError::MissingColumns {
             path: path.to_path_buf(),
             missing,
             found: names.to_vec(),
-        });
-    }
+        },
+    })?;
     let mut idx = [0usize; 12];
-    for (i, c) in REQUIRED_COLUMNS.iter().enumerate() {
-        idx[i] = find(c).unwrap_or_default();
-    }
+    idx.copy_from_slice(&found);
+    let find = |c: &str| names.iter().position(|n| n == c);
     Ok(Columns {
         idx,
         last_certified: find(OPTIONAL_COLUMNS[0]),
