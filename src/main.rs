@@ -10,7 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use vigil::config::Settings;
 use vigil::ingest::connectors;
+use vigil::ingest::evidence::{EvidenceImportOptions, EvidenceImportSummary, EvidenceKind};
 use vigil::ingest::roster::{self, ImportOptions, ImportSummary};
+use vigil::matching::train::TrainingOptions;
 use vigil::store::Store;
 use vigil::store::match_state::{MatchScope, StoredEvent};
 use vigil::{audit, identity};
@@ -59,6 +61,21 @@ enum Command {
     Roster {
         #[command(subcommand)]
         action: RosterAction,
+    },
+    /// Import evidence of life (spec §5): hospital bills settled in person, counter visits, face checks.
+    Evidence {
+        #[command(subcommand)]
+        action: EvidenceAction,
+    },
+    /// Import remote video verification results (spec §6).
+    Video {
+        #[command(subcommand)]
+        action: VideoAction,
+    },
+    /// The matching rules: train proposed weights from the stored data.
+    Rules {
+        #[command(subcommand)]
+        action: RulesAction,
     },
     /// List recent runs (imports and pulls) with their counts.
     Runs {
@@ -159,6 +176,89 @@ enum RosterAction {
         #[arg(long, value_name = "YYYY-MM-DD")]
         as_of: Option<NaiveDate>,
         /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvidenceAction {
+    /// Import an evidence-of-life CSV: id_number,event_type,event_date,source_ref (UTF-8, BOM or not).
+    #[command(
+        long_about = "Imports an evidence-of-life file (spec §5): a CSV in UTF-8, with or \
+        without a byte-order mark, with the columns id_number, event_type, event_date, source_ref \
+        in any order. event_type is one of medical_settlement, in_person_service, bank_counter, \
+        face_app, video_verified; event_date is YYYY-MM-DD. Each event proves the person was alive \
+        on that day: a later death record for them is never matched `auto`, and the match shows \
+        the evidence.\n\nThe header is checked first: a file lacking a column is refused before \
+        anything is written, and vigil exits non-zero. Rows that cannot be used (a broken ID \
+        number, an unknown event type, a date that is not real, in the future or before the \
+        person's birth) are quarantined with their line and reason while the rest goes in; \
+        `vigil quarantine RUN` lists them. Legacy 15-digit ID numbers are upgraded. Importing \
+        the same file again stores nothing twice: those rows count as duplicates."
+    )]
+    Import {
+        /// The evidence-of-life CSV file.
+        file: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum VideoAction {
+    /// Import a video-results CSV: id_number,session_at,result,operator,note (UTF-8, BOM or not).
+    #[command(
+        long_about = "Imports remote video verification results (spec §6): a CSV in UTF-8, \
+        with or without a byte-order mark, with the columns id_number, session_at, result, \
+        operator, note in any order. session_at is an ISO 8601 time with its offset \
+        (2026-11-26T09:30:00+08:00); result is passed, failed or no_show. Only a passed session \
+        proves the person was alive, on the session's day in China; failed (the face did not \
+        match, or someone else appeared) and no_show do not.\n\nA file lacking a column is \
+        refused before anything is written, and vigil exits non-zero. Bad rows are quarantined \
+        with line and reason while the rest goes in. The same session (ID and time) imported \
+        again is a duplicate; sent again with a different result it is quarantined and the \
+        stored one is kept."
+    )]
+    Import {
+        /// The video-results CSV file.
+        file: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesAction {
+    /// Estimate new match weights from the stored roster and death records; write them as a proposal.
+    #[command(
+        long_about = "Estimates the match weight of every comparison level from the data, \
+        as Splink does: u (how often a level occurs between two different people) from random \
+        pairs of roster persons, m (how often it occurs for the same person) by \
+        expectation-maximisation over the candidate pairs blocking finds between the stored death \
+        records and the active roster. The new weight of a level is log2(m/u).\n\nThe result is \
+        written as a proposal beside the rules file (rules/matching.proposed.toml by default), \
+        with a version marking it as trained on today's date; thresholds, the prior, blocking \
+        and fusion are copied unchanged. The rules file in use is never written: to adopt the \
+        proposal, read it, try it with `vigil match --rules FILE`, then copy it over the rules \
+        file yourself."
+    )]
+    Train {
+        /// The rules to start from (default: rules/matching.toml if present, else the built-in rules).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Where to write the proposal (default: <rules>.proposed.toml beside the rules file).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Random pairs of roster persons drawn to estimate u.
+        #[arg(long, value_name = "N", default_value_t = TrainingOptions::default().random_pairs)]
+        sample_pairs: usize,
+        /// Seed of the random pairs: the same data and seed give the same proposal.
+        #[arg(long, value_name = "S", default_value_t = TrainingOptions::default().seed)]
+        seed: u64,
+        /// Print what was estimated as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -304,6 +404,50 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                 print_import_summary(&summary);
             }
         }
+        Command::Evidence {
+            action: EvidenceAction::Import { file, json },
+        } => import_evidence_file(EvidenceKind::LifeEvidence, &file, json, &settings).await?,
+        Command::Video {
+            action: VideoAction::Import { file, json },
+        } => import_evidence_file(EvidenceKind::VideoResults, &file, json, &settings).await?,
+        Command::Rules {
+            action:
+                RulesAction::Train {
+                    rules,
+                    out,
+                    sample_pairs,
+                    seed,
+                    json,
+                },
+        } => {
+            let rules_path = rules_path_in_use(rules.as_deref());
+            let current = load_rules(rules.as_deref())?;
+            let store = open_store(&settings).await?;
+            let opts = vigil::matching::propose::ProposeOptions {
+                rules_path: rules_path.clone(),
+                out,
+                training: TrainingOptions {
+                    random_pairs: sample_pairs,
+                    seed,
+                    ..Default::default()
+                },
+                date: identity::today_in_china(),
+                actor: audit::cli_actor(),
+            };
+            let bar = ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} training… {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            let result = vigil::matching::propose::propose_rules(&store, &current, &opts).await;
+            bar.finish_and_clear();
+            let proposal = result?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&proposal)?);
+            } else {
+                print_proposal(&proposal, rules_path.as_deref());
+            }
+        }
         Command::Runs { limit } => {
             let store = open_store(&settings).await?;
             let runs = store.list_runs(limit).await?;
@@ -311,7 +455,7 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                 println!("no runs yet");
             }
             println!(
-                "{:>5}  {:<14} {:<8} {:<10} {:>10} {:>9} {:>8} {:>10} {:>7} {:>7}  file",
+                "{:>5}  {:<16} {:<8} {:<10} {:>10} {:>9} {:>8} {:>10} {:>7} {:>7}  file",
                 "run",
                 "kind",
                 "status",
@@ -325,7 +469,7 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
             );
             for r in runs {
                 println!(
-                    "{:>5}  {:<14} {:<8} {:<10} {:>10} {:>9} {:>8} {:>10} {:>7} {:>7}  {}",
+                    "{:>5}  {:<16} {:<8} {:<10} {:>10} {:>9} {:>8} {:>10} {:>7} {:>7}  {}",
                     r.id,
                     r.kind,
                     r.status,
@@ -408,6 +552,7 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                     })?;
                 println!("{} {} -> pensioner {}", m.source, m.record_key, m.person_no);
                 println!("{}", vigil::matching::explain::render_waterfall(&e));
+                print_life_after_death(&store, &m, &e).await?;
                 if let Some(ev) = store.death_event(&m.person_no).await? {
                     print_death_event(&ev);
                 }
@@ -622,14 +767,19 @@ fn print_pull_summaries(summaries: &[connectors::PullSummary]) {
     }
 }
 
-fn load_rules(path: Option<&Path>) -> Result<vigil::matching::rules::MatchRules> {
-    let default_path = Path::new("rules/matching.toml");
-    let path = match path {
-        Some(p) => Some(p),
-        None if default_path.exists() => Some(default_path),
-        None => None,
-    };
+/// The rules file that is used: the one named, else rules/matching.toml if
+/// present; `None` means the built-in rules.
+fn rules_path_in_use(path: Option<&Path>) -> Option<PathBuf> {
+    let default_path = Path::new(vigil::matching::propose::DEFAULT_RULES_PATH);
     match path {
+        Some(p) => Some(p.to_path_buf()),
+        None if default_path.exists() => Some(default_path.to_path_buf()),
+        None => None,
+    }
+}
+
+fn load_rules(path: Option<&Path>) -> Result<vigil::matching::rules::MatchRules> {
+    match rules_path_in_use(path).as_deref() {
         None => Ok(vigil::matching::rules::MatchRules::default_rules()),
         Some(p) => {
             let text =
@@ -907,6 +1057,245 @@ fn print_import_summary(s: &ImportSummary) {
     println!("  sha256 {}", s.sha256);
 }
 
+/// `vigil evidence import` and `vigil video import`.
+async fn import_evidence_file(
+    kind: EvidenceKind,
+    file: &Path,
+    json: bool,
+    settings: &Settings,
+) -> Result<()> {
+    let store = open_store(settings).await?;
+    let s = evidence_import_with_progress(&store, kind, file, settings).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print_evidence_summary(&s);
+    }
+    Ok(())
+}
+
+async fn evidence_import_with_progress(
+    store: &Store,
+    kind: EvidenceKind,
+    file: &Path,
+    settings: &Settings,
+) -> Result<EvidenceImportSummary> {
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    let bar = ProgressBar::new(len).with_style(
+        ProgressStyle::with_template(
+            "{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let opts = EvidenceImportOptions {
+        batch_rows: settings.import.batch_rows,
+        actor: audit::cli_actor(),
+        today: identity::today_in_china(),
+    };
+    let progress = |bytes: u64| bar.set_position(bytes);
+    let result = match kind {
+        EvidenceKind::LifeEvidence => {
+            vigil::ingest::evidence::import_life_evidence(store, file, &opts, &progress).await
+        }
+        EvidenceKind::VideoResults => {
+            vigil::ingest::evidence::import_video_results(store, file, &opts, &progress).await
+        }
+    };
+    bar.finish_and_clear();
+    Ok(result?)
+}
+
+fn print_evidence_summary(s: &EvidenceImportSummary) {
+    let what = match s.kind {
+        EvidenceKind::LifeEvidence => "evidence of life",
+        EvidenceKind::VideoResults => "video verification results",
+    };
+    println!("imported {} ({what}) as run {}", s.file, s.run_id);
+    println!("  read         {:>10}", s.read);
+    println!("  inserted     {:>10}", s.inserted);
+    println!(
+        "  duplicate    {:>10}  (already stored, or repeated in the file)",
+        s.duplicate
+    );
+    println!("  quarantined  {:>10}", s.quarantined);
+    if s.upgraded_ids > 0 {
+        println!("  legacy 15-digit IDs upgraded: {}", s.upgraded_ids);
+    }
+    if !s.by_type.is_empty() {
+        let parts: Vec<String> = s.by_type.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        match s.kind {
+            EvidenceKind::LifeEvidence => println!("  by event type: {}", parts.join(", ")),
+            EvidenceKind::VideoResults => println!(
+                "  by result: {} (only passed sessions prove life)",
+                parts.join(", ")
+            ),
+        }
+    }
+    if !s.quarantine_sample.is_empty() {
+        println!(
+            "  quarantined rows (first {}; `vigil quarantine {}` lists all):",
+            s.quarantine_sample.len(),
+            s.run_id
+        );
+        for (line, reason) in &s.quarantine_sample {
+            println!("    line {line}: {reason}");
+        }
+    }
+    println!("  sha256 {}", s.sha256);
+}
+
+fn print_proposal(p: &vigil::matching::propose::Proposal, in_use: Option<&Path>) {
+    println!(
+        "{} proposed rules {} to {}",
+        if p.replaced_earlier {
+            "replaced the earlier"
+        } else {
+            "wrote"
+        },
+        p.version,
+        p.path.display()
+    );
+    println!(
+        "  trained on {} active pensioners and {} death records: u from {} random roster pairs, \
+         m by EM over {} candidate pairs ({} iterations, {:.1}% estimated true matches)",
+        p.persons,
+        p.records,
+        p.random_pairs,
+        p.candidate_pairs,
+        p.iterations,
+        p.match_share * 100.0
+    );
+    println!(
+        "\n  {:<7} {:<17} {:>11} {:>11} {:>9} {:>9} {:>8}",
+        "field", "level", "u", "m", "now", "proposed", "change"
+    );
+    for l in &p.levels {
+        if l.trained {
+            println!(
+                "  {:<7} {:<17} {:>11.3e} {:>11.3e} {:>+9.2} {:>+9.2} {:>+8.2}",
+                l.field,
+                l.level,
+                l.u,
+                l.m,
+                l.old_weight,
+                l.new_weight,
+                l.new_weight - l.old_weight
+            );
+        } else {
+            println!(
+                "  {:<7} {:<17} {:>11} {:>11} {:>+9.2} {:>+9.2}  (not trained)",
+                l.field, l.level, "", "", l.old_weight, l.new_weight
+            );
+        }
+    }
+    let target = in_use
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| vigil::matching::propose::DEFAULT_RULES_PATH.to_string());
+    println!(
+        "\n  weights are log2(m/u) in bits. The rules in use ({}) are unchanged.",
+        in_use
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "built-in".to_string())
+    );
+    println!(
+        "  to try it:  vigil match --rules {}   then  vigil eval --truth FILE",
+        p.path.display()
+    );
+    println!(
+        "  to adopt it: review it, then  cp {} {}",
+        p.path.display(),
+        target
+    );
+}
+
+/// Under an explanation: what was seen of the person after the record's
+/// death date (evidence of life, video sessions whatever their result).
+async fn print_life_after_death(
+    store: &Store,
+    m: &vigil::store::matches::StoredMatch,
+    e: &vigil::matching::explain::Explanation,
+) -> Result<()> {
+    let (Some(record), Some(person)) = (
+        store.get_death_record(&m.source, &m.record_key).await?,
+        store.get_pensioner(&m.person_no).await?,
+    ) else {
+        return Ok(());
+    };
+    let after: Vec<_> = store
+        .life_evidence_for(&person.id_number)
+        .await?
+        .into_iter()
+        .filter(|ev| ev.event_date > record.death_date)
+        .collect();
+    if after.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "  seen after the death date {} (ID {}):",
+        record.death_date,
+        identity::mask(&person.id_number)
+    );
+    for ev in after.iter().rev() {
+        match &ev.result {
+            None => println!(
+                "    {}  {:<20} ref {}  (proof of life, run {})",
+                ev.event_date, ev.event_type, ev.source_ref, ev.run_id
+            ),
+            Some(result) => println!(
+                "    {}  video session {} at {}, operator {}{}  (run {})",
+                ev.event_date,
+                result,
+                ev.source_ref,
+                ev.operator.as_deref().unwrap_or(""),
+                if ev.proves_life {
+                    ": proof of life"
+                } else {
+                    ": not proof of life"
+                },
+                ev.run_id
+            ),
+        }
+    }
+    let counted = e
+        .safeguards
+        .iter()
+        .any(|s| matches!(s, vigil::matching::Safeguard::CounterEvidence { .. }));
+    if !counted && after.iter().any(|ev| ev.proves_life) {
+        println!(
+            "  this evidence arrived after the match was made; `vigil match` again takes it into account"
+        );
+    }
+    Ok(())
+}
+
+/// Matches that carry evidence of life after the death date, how many of
+/// them it alone kept from `auto` (score at the auto threshold, no other
+/// safeguard fired), and the record key of one of them.
+fn counter_evidence_tally(
+    matches: &[vigil::store::matches::StoredMatch],
+) -> (usize, usize, Option<&str>) {
+    use vigil::matching::Safeguard;
+    let (mut carrying, mut held_back, mut example) = (0, 0, None);
+    for m in matches {
+        let Ok(e) = serde_json::from_str::<vigil::matching::explain::Explanation>(&m.explanation)
+        else {
+            continue;
+        };
+        let is_counter = |s: &Safeguard| matches!(s, Safeguard::CounterEvidence { .. });
+        if e.safeguards.iter().any(is_counter) {
+            carrying += 1;
+            example.get_or_insert(m.record_key.as_str());
+            if e.score >= e.auto_threshold && e.safeguards.iter().all(is_counter) {
+                held_back += 1;
+            }
+        }
+    }
+    (carrying, held_back, example)
+}
+
 async fn demo(
     pensioners: u64,
     seed: u64,
@@ -991,10 +1380,34 @@ async fn demo(
     let again = pull_with_progress(&store, &defs, &[], Some(data_dir)).await?;
     print_pull_summaries(&again);
 
-    println!("\n5. matching the death records against the active roster");
+    println!(
+        "\n5. importing evidence of life and video verification results: proof that people were \
+         alive on a date"
+    );
+    for (kind, name) in [
+        (EvidenceKind::LifeEvidence, vigil::generate::EVIDENCE_FILE),
+        (EvidenceKind::VideoResults, vigil::generate::VIDEO_FILE),
+    ] {
+        let s = evidence_import_with_progress(&store, kind, &data_dir.join(name), settings).await?;
+        print_evidence_summary(&s);
+    }
+
+    println!("\n6. matching the death records against the active roster");
     let rules = load_rules(None)?;
     let matched = match_with_spinner(&store, &rules, MatchScope::Pending).await?;
     print_match_summary(&matched);
+    let matches = store.list_matches().await?;
+    let (carrying, held_back, example) = counter_evidence_tally(&matches);
+    println!(
+        "   evidence of life after the death date held {held_back} match(es) back from auto \
+         ({carrying} match(es) carry such evidence in all)"
+    );
+    if let Some(key) = example {
+        println!(
+            "   see one with its evidence: vigil --database-url sqlite://{} match explain {key}",
+            db.display()
+        );
+    }
     let report = evaluate_against(&store, &data_dir.join("truth.csv")).await?;
     println!("   checked against the generator's truth file:");
     print_eval(&report);
@@ -1024,7 +1437,7 @@ async fn demo(
         again.records, again.kept
     );
 
-    println!("\n6. verifying the audit log");
+    println!("\n7. verifying the audit log");
     let report = audit::verify(&store).await?;
     match report.first_broken {
         None => println!("   intact: {} entries", report.entries),

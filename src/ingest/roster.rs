@@ -23,6 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::encoding::{self, EncodingError, TextEncoding};
+use super::{HeaderProblem, find_columns};
 use crate::audit;
 use crate::identity::{self, IdError, Sex};
 use crate::store::pensioners::{Pensioner, RosterBatch};
@@ -163,11 +164,11 @@ impl ImportSummary {
 
 /// Reads through to the inner reader, hashing every byte and counting them
 /// for the progress bar.
-struct HashingReader<R> {
-    inner: R,
-    sha: Sha256,
-    bytes: Arc<AtomicU64>,
-    last_byte: Option<u8>,
+pub(crate) struct HashingReader<R> {
+    pub(crate) inner: R,
+    pub(crate) sha: Sha256,
+    pub(crate) bytes: Arc<AtomicU64>,
+    pub(crate) last_byte: Option<u8>,
 }
 
 impl<R: Read> Read for HashingReader<R> {
@@ -259,37 +260,25 @@ fn open(path: &Path) -> Result<Opened, ImportError> {
     })
 }
 
-fn csv_io(e: csv::Error) -> io::Error {
+pub(crate) fn csv_io(e: csv::Error) -> io::Error {
     io::Error::other(e.to_string())
 }
 
 fn map_columns(path: &Path, names: &[String]) -> Result<Columns, ImportError> {
-    let mut seen = HashSet::new();
-    for n in names {
-        if !n.is_empty() && !seen.insert(n.as_str()) {
-            return Err(ImportError::DuplicateColumn {
-                path: path.to_path_buf(),
-                column: n.clone(),
-            });
-        }
-    }
-    let find = |c: &str| names.iter().position(|n| n == c);
-    let missing: Vec<String> = REQUIRED_COLUMNS
-        .iter()
-        .filter(|c| find(c).is_none())
-        .map(|c| c.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(ImportError::MissingColumns {
+    let found = find_columns(names, &REQUIRED_COLUMNS).map_err(|p| match p {
+        HeaderProblem::Duplicate(column) => ImportError::DuplicateColumn {
+            path: path.to_path_buf(),
+            column,
+        },
+        HeaderProblem::Missing(missing) => ImportError::MissingColumns {
             path: path.to_path_buf(),
             missing,
             found: names.to_vec(),
-        });
-    }
+        },
+    })?;
     let mut idx = [0usize; 12];
-    for (i, c) in REQUIRED_COLUMNS.iter().enumerate() {
-        idx[i] = find(c).unwrap_or_default();
-    }
+    idx.copy_from_slice(&found);
+    let find = |c: &str| names.iter().position(|n| n == c);
     Ok(Columns {
         idx,
         last_certified: find(OPTIONAL_COLUMNS[0]),
@@ -659,7 +648,7 @@ fn parse_all(
 }
 
 /// The row as it was in the file, for the quarantine table.
-fn raw_text(record: &csv::ByteRecord, enc: TextEncoding) -> String {
+pub(crate) fn raw_text(record: &csv::ByteRecord, enc: TextEncoding) -> String {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
@@ -864,7 +853,7 @@ fn sex_word(s: Sex) -> &'static str {
 
 /// Shortens a bad value for a message (values that fail validation may be
 /// anything, including a pasted ID number).
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     if s.chars().count() > 12 || s.bytes().filter(|b| b.is_ascii_digit()).count() >= 10 {
         identity::id::mask(s)
     } else {
@@ -872,7 +861,7 @@ fn clip(s: &str) -> String {
     }
 }
 
-fn id_reason(e: &IdError, raw: &str, today: NaiveDate) -> String {
+pub(crate) fn id_reason(e: &IdError, raw: &str, today: NaiveDate) -> String {
     let mut reason = format!("id_number {}: {e}", identity::id::mask(raw));
     if matches!(e, IdError::BadCheckCharacter { .. }) {
         let n = identity::id::repair_candidates_on(raw, today).len();

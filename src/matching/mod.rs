@@ -10,9 +10,11 @@
 //! proposes new weights from the data.
 //!
 //! Everything here is a pure function over plain data ([`model`]): no
-//! database, no files, no clock, no printing, except [`run`], the one I/O
-//! edge: it loads the roster and the records from the store, runs the rest,
-//! and keeps the results. [`eval`] scores stored matches against a truth file.
+//! database, no files, no clock, no printing, except the two I/O edges:
+//! [`run`] loads the roster, the records and the evidence of life from the
+//! store, runs the rest, and keeps the results; [`propose`] trains on the
+//! stored data and writes proposed rules beside the rules in use. [`eval`]
+//! scores stored matches against a truth file.
 
 pub mod assign;
 pub mod blocking;
@@ -21,6 +23,7 @@ pub mod eval;
 pub mod explain;
 pub mod fuse;
 pub mod model;
+pub mod propose;
 pub mod rules;
 pub mod run;
 pub mod score;

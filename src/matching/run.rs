@@ -172,15 +172,14 @@ async fn run_inner(
         MatchScope::Pending => store.load_kept_matches(run_id).await?,
     };
     let rejected: RejectedPairs = store.rejected_pairs().await?.into_iter().collect();
+    // Evidence of life after a death date blocks `auto` and shows on the match.
+    let life: LifeEvidence = store.load_life_evidence().await?;
     let rules_owned = rules.clone();
     let (summary, stored, events) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let index = RosterIndex::build(&persons, &rules_owned.blocking);
         let index_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        // Evidence of life is not imported yet (`vigil evidence import`
-        // comes with the certification work): no counter-evidence here.
-        let life = LifeEvidence::new();
         let mut batch = match_batch(&index, &records, &rules_owned, &life, &rejected);
         let match_seconds = started.elapsed().as_secs_f64();
 

@@ -276,7 +276,7 @@ const ROWS_PER_STATEMENT: usize = 400;
 /// `INSERT INTO t (cols) VALUES (...), (...)`. SQLite gets `?`: its lookup
 /// of `$N` names is a linear scan per parameter, quadratic in a statement of
 /// thousands of binds; PostgreSQL only knows `$N`.
-fn insert_sql(backend: Backend, table: &str, columns: &[&str], rows: usize) -> String {
+pub(crate) fn insert_sql(backend: Backend, table: &str, columns: &[&str], rows: usize) -> String {
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
     let mut n = 0;
     for r in 0..rows {
@@ -303,7 +303,7 @@ fn insert_sql(backend: Backend, table: &str, columns: &[&str], rows: usize) -> S
 }
 
 /// `$1, $2, …` (or `?, ?, …`) for an `IN` list starting after `skip` binds.
-fn in_list(backend: Backend, skip: usize, n: usize) -> String {
+pub(crate) fn in_list(backend: Backend, skip: usize, n: usize) -> String {
     (0..n)
         .map(|i| match backend {
             Backend::Sqlite => "?".to_string(),

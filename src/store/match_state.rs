@@ -69,6 +69,21 @@ struct KeptRow {
     band: String,
 }
 
+/// Which records (`d`, with their progress `p`) a pending match takes:
+/// never matched, matched at an older version or under other rules (`$2`),
+/// or matched to a pensioner for whom evidence of life dated after the
+/// death arrived since (it may block `auto`).
+const PENDING: &str = "(p.source IS NULL OR p.rules_version <> $2 \
+     OR p.record_version <> d.version \
+     OR EXISTS (SELECT 1 FROM matches m JOIN pensioners pe ON pe.person_no = m.person_no \
+       JOIN life_evidence e ON e.id_number = pe.id_number \
+       WHERE m.source = d.source AND m.record_key = d.record_key \
+       AND e.event_date > d.death_date AND e.run_id > p.run_id) \
+     OR EXISTS (SELECT 1 FROM matches m JOIN pensioners pe ON pe.person_no = m.person_no \
+       JOIN video_sessions v ON v.id_number = pe.id_number \
+       WHERE m.source = d.source AND m.record_key = d.record_key AND v.result = 'passed' \
+       AND v.session_date > d.death_date AND v.run_id > p.run_id))";
+
 /// Rows per bulk statement: big enough to amortise, small enough to keep
 /// one statement's JSON text in the tens of megabytes.
 const CHUNK: usize = 20_000;
@@ -106,23 +121,22 @@ impl Store {
         rules_version: &str,
         scope: MatchScope,
     ) -> Result<u64> {
-        let sql = match scope {
+        let sql: &str = match scope {
             MatchScope::All => {
                 "INSERT INTO match_claims (run_id, source, record_key, record_version) \
                  SELECT $1, d.source, d.record_key, d.version FROM death_records d \
                  WHERE $2 = $2"
             }
-            MatchScope::Pending => {
+            MatchScope::Pending => &format!(
                 "INSERT INTO match_claims (run_id, source, record_key, record_version) \
                  SELECT $1, d.source, d.record_key, d.version FROM death_records d \
                  LEFT JOIN match_progress p \
                    ON p.source = d.source AND p.record_key = d.record_key \
-                 WHERE p.source IS NULL OR p.rules_version <> $2 \
-                    OR p.record_version <> d.version"
-            }
+                 WHERE {PENDING}"
+            ),
         };
         let n = with_pool!(self, pool => {
-            sqlx::query(sql)
+            sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(run_id)
                 .bind(rules_version)
                 .execute(pool)
@@ -321,13 +335,14 @@ impl Store {
     /// Death records not yet matched under `rules_version` (what a
     /// `vigil match` without `--full` would take).
     pub async fn count_pending_match_records(&self, rules_version: &str) -> Result<i64> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM death_records d LEFT JOIN match_progress p \
+             ON p.source = d.source AND p.record_key = d.record_key \
+             WHERE $1 = $1 AND {}",
+            PENDING.replace("$2", "$1")
+        );
         let n: i64 = with_pool!(self, pool => {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM death_records d LEFT JOIN match_progress p \
-                 ON p.source = d.source AND p.record_key = d.record_key \
-                 WHERE p.source IS NULL OR p.rules_version <> $1 \
-                    OR p.record_version <> d.version",
-            )
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(rules_version)
             .fetch_one(pool)
             .await

@@ -21,6 +21,7 @@ use crate::config::mask_url_password;
 
 pub mod deaths;
 mod deaths_bulk;
+pub mod evidence;
 pub mod match_state;
 pub mod matches;
 pub mod pensioners;
@@ -216,6 +217,11 @@ fn migrator(backend: Backend) -> Migrator {
                 include_str!("../../migrations/sqlite/0003_matches.sql"),
             ),
             (
+                4,
+                "evidence",
+                include_str!("../../migrations/sqlite/0004_evidence.sql"),
+            ),
+            (
                 5,
                 "events",
                 include_str!("../../migrations/sqlite/0005_events.sql"),
@@ -236,6 +242,11 @@ fn migrator(backend: Backend) -> Migrator {
                 3,
                 "matches",
                 include_str!("../../migrations/postgres/0003_matches.sql"),
+            ),
+            (
+                4,
+                "evidence",
+                include_str!("../../migrations/postgres/0004_evidence.sql"),
             ),
             (
                 5,

@@ -138,7 +138,9 @@ fn the_demo_runs_the_whole_pipeline_and_matches_export_with_the_exact_header() {
         "importing the roster",
         "next month's export",
         "pulling",
+        "importing evidence of life",
         "matching",
+        "evidence of life after the death date held",
         "intact",
     ] {
         assert!(stdout.contains(step), "demo output lacks {step}: {stdout}");

@@ -8,5 +8,6 @@ mod support;
 mod audit;
 mod cli;
 mod connectors;
+mod evidence;
 mod matching;
 mod roster;

@@ -9,6 +9,8 @@ use vigil::store::Store;
 /// A fresh database for one test, and a directory for its files.
 pub struct TestDb {
     pub store: Store,
+    /// The database's URL, for running the real binary against it.
+    pub url: String,
     pub dir: tempfile::TempDir,
     pg: Option<(String, String)>,
 }
@@ -37,6 +39,7 @@ pub async fn sqlite() -> TestDb {
     let store = Store::open(&url, 4).await.expect("open sqlite");
     TestDb {
         store,
+        url,
         dir,
         pg: None,
     }
@@ -73,6 +76,7 @@ pub async fn postgres() -> Option<TestDb> {
         .expect("open postgres test database");
     Some(TestDb {
         store,
+        url,
         dir: tempfile::tempdir().expect("tempdir"),
         pg: Some((admin_url, name)),
     })

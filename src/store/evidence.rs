@@ -1,0 +1,316 @@
+//! Evidence of life (spec §5) and remote video sessions (spec §6): what
+//! proves a pensioner was alive on a date.
+//!
+//! The import decides what a row is (valid, quarantined, a conflicting
+//! re-delivery); this module stores what it decided, a batch's rows and its
+//! quarantine in one transaction, and answers the two questions the rest of
+//! the engine asks: the latest date each person was proven alive (the
+//! matcher's counter-evidence) and the events of one person (the
+//! certification scheduler, the queue pages). It never decides whether a
+//! row is valid and never deletes one.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::deaths::{in_list, insert_sql};
+use super::quarantine::QuarantineEntry;
+use super::{Result, Store, now_utc_text};
+use crate::matching::assign::LifeEvidence;
+use crate::{insert_quarantine, with_pool};
+
+/// The event types of spec §5; any of them proves the person was alive on
+/// the event's date.
+pub const EVENT_TYPES: [&str; 5] = [
+    "medical_settlement",
+    "in_person_service",
+    "bank_counter",
+    "face_app",
+    "video_verified",
+];
+
+/// The results of spec §6. Only `passed` proves life: `failed` means the
+/// face did not match or someone else appeared, `no_show` that nobody came.
+pub const VIDEO_RESULTS: [&str; 3] = ["passed", "failed", "no_show"];
+
+/// One event of the evidence-of-life feed, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LifeEvidenceRow {
+    /// Normalised 18-character number.
+    pub id_number: String,
+    /// One of [`EVENT_TYPES`].
+    pub event_type: String,
+    pub event_date: NaiveDate,
+    /// The feed's reference, empty when it gave none; part of the key, so
+    /// two events of one kind on one day with different references are two.
+    pub source_ref: String,
+}
+
+/// One remote video session, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VideoSessionRow {
+    /// Normalised 18-character number.
+    pub id_number: String,
+    /// RFC 3339 with the offset the file gave: with `id_number`, the key.
+    pub session_at: String,
+    /// The same instant in UTC (RFC 3339), for ordering across offsets.
+    pub session_utc: String,
+    /// The calendar date of the session in China (UTC+8), the day a death
+    /// date is compared with.
+    pub session_date: NaiveDate,
+    /// One of [`VIDEO_RESULTS`].
+    pub result: String,
+    pub operator: String,
+    pub note: String,
+}
+
+/// What is stored for a video session key, enough to tell an identical
+/// re-delivery from a conflicting one.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredSession {
+    pub id_number: String,
+    pub session_at: String,
+    pub result: String,
+    pub operator: String,
+    pub note: String,
+    pub run_id: i64,
+}
+
+/// One thing that shows a person alive, or tried to: an event of the feed,
+/// or a video session whatever its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LifeEvent {
+    /// An event type of spec §5, or `video_session`.
+    pub event_type: String,
+    pub event_date: NaiveDate,
+    /// The feed's reference; for a video session, its time with offset.
+    pub source_ref: String,
+    /// For a video session: `passed`, `failed` or `no_show`.
+    pub result: Option<String>,
+    /// For a video session: who ran it.
+    pub operator: Option<String>,
+    /// Whether this proves the person was alive on `event_date` (every
+    /// feed event; a video session only when passed).
+    pub proves_life: bool,
+    /// The import that brought it.
+    pub run_id: i64,
+}
+
+const LIFE_COLUMNS: &[&str] = &[
+    "id_number",
+    "event_type",
+    "event_date",
+    "source_ref",
+    "run_id",
+    "received_at",
+];
+
+const VIDEO_COLUMNS: &[&str] = &[
+    "id_number",
+    "session_at",
+    "session_utc",
+    "session_date",
+    "result",
+    "operator",
+    "note",
+    "run_id",
+    "received_at",
+];
+
+/// Rows per multi-row `INSERT`: at most 6,000 binds, well under both
+/// backends' limits (SQLite 32766, PostgreSQL 65535).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    event_type: String,
+    event_date: NaiveDate,
+    source_ref: String,
+    result: Option<String>,
+    operator: Option<String>,
+    run_id: i64,
+}
+
+impl Store {
+    /// Stores one batch of the evidence feed and its quarantine in one
+    /// transaction. Rows already stored under the same (id_number,
+    /// event_type, event_date, source_ref) are left alone; returns how many
+    /// rows were new (the rest of `rows` are duplicates).
+    pub async fn insert_life_evidence(
+        &self,
+        run_id: i64,
+        rows: &[LifeEvidenceRow],
+        quarantine: &[QuarantineEntry],
+    ) -> Result<u64> {
+        let backend = self.backend();
+        let now = now_utc_text();
+        let mut inserted = 0u64;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut sql = insert_sql(backend, "life_evidence", LIFE_COLUMNS, chunk.len());
+                sql.push_str(" ON CONFLICT DO NOTHING");
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for r in chunk {
+                    q = q
+                        .bind(&r.id_number)
+                        .bind(&r.event_type)
+                        .bind(r.event_date)
+                        .bind(&r.source_ref)
+                        .bind(run_id)
+                        .bind(&now);
+                }
+                inserted += q.execute(&mut *tx).await?.rows_affected();
+            }
+            insert_quarantine!(tx, run_id, quarantine, &now)?;
+            tx.commit().await?;
+        });
+        Ok(inserted)
+    }
+
+    /// What is stored under the given (id_number, session_at) keys.
+    pub async fn stored_video_sessions(
+        &self,
+        keys: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), StoredSession>> {
+        let backend = self.backend();
+        let mut out = HashMap::with_capacity(keys.len());
+        // By ID number (the index's first column), then the exact session
+        // picked out here: one statement per chunk instead of one per key.
+        let wanted: HashSet<(&str, &str)> = keys.iter().copied().collect();
+        let mut ids: Vec<&str> = keys.iter().map(|k| k.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let list = in_list(backend, 0, chunk.len());
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT id_number, session_at, result, operator, note, run_id \
+                 FROM video_sessions WHERE id_number IN ({list})"
+            ));
+            let rows: Vec<StoredSession> = with_pool!(self, pool => {
+                let mut q = sqlx::query_as::<_, StoredSession>(sql);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.fetch_all(pool).await
+            })?;
+            for r in rows {
+                if wanted.contains(&(r.id_number.as_str(), r.session_at.as_str())) {
+                    out.insert((r.id_number.clone(), r.session_at.clone()), r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores one batch of video sessions and its quarantine in one
+    /// transaction. A session already stored under (id_number, session_at)
+    /// is left alone; returns how many rows were new.
+    pub async fn insert_video_sessions(
+        &self,
+        run_id: i64,
+        rows: &[VideoSessionRow],
+        quarantine: &[QuarantineEntry],
+    ) -> Result<u64> {
+        let backend = self.backend();
+        let now = now_utc_text();
+        let mut inserted = 0u64;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut sql = insert_sql(backend, "video_sessions", VIDEO_COLUMNS, chunk.len());
+                sql.push_str(" ON CONFLICT DO NOTHING");
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for r in chunk {
+                    q = q
+                        .bind(&r.id_number)
+                        .bind(&r.session_at)
+                        .bind(&r.session_utc)
+                        .bind(r.session_date)
+                        .bind(&r.result)
+                        .bind(&r.operator)
+                        .bind(&r.note)
+                        .bind(run_id)
+                        .bind(&now);
+                }
+                inserted += q.execute(&mut *tx).await?.rows_affected();
+            }
+            insert_quarantine!(tx, run_id, quarantine, &now)?;
+            tx.commit().await?;
+        });
+        Ok(inserted)
+    }
+
+    /// For every person with any proof of life, the latest date they were
+    /// proven alive, ordered by ID number. Every event of the feed counts; a
+    /// video session counts only when passed, on its date in China.
+    pub async fn latest_life_dates(&self) -> Result<Vec<(String, NaiveDate)>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, (String, NaiveDate)>(
+                "SELECT id_number, MAX(d) FROM ( \
+                   SELECT id_number, event_date AS d FROM life_evidence \
+                   UNION ALL \
+                   SELECT id_number, session_date AS d FROM video_sessions WHERE result = 'passed' \
+                 ) AS alive GROUP BY id_number ORDER BY id_number",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows)
+    }
+
+    /// The matcher's counter-evidence: [`Store::latest_life_dates`] as a
+    /// [`LifeEvidence`].
+    pub async fn load_life_evidence(&self) -> Result<LifeEvidence> {
+        let mut life = LifeEvidence::new();
+        for (id_number, date) in self.latest_life_dates().await? {
+            life.insert(&id_number, date);
+        }
+        Ok(life)
+    }
+
+    /// Every event stored for one (normalised) ID number, video sessions
+    /// included whatever their result, latest first.
+    pub async fn life_evidence_for(&self, id_number: &str) -> Result<Vec<LifeEvent>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, EventRow>(
+                "SELECT event_type, event_date, source_ref, result, operator, run_id FROM ( \
+                   SELECT event_type, event_date, source_ref, \
+                          CAST(NULL AS TEXT) AS result, CAST(NULL AS TEXT) AS operator, run_id \
+                   FROM life_evidence WHERE id_number = $1 \
+                   UNION ALL \
+                   SELECT 'video_session', session_date, session_at, result, operator, run_id \
+                   FROM video_sessions WHERE id_number = $1 \
+                 ) AS events ORDER BY event_date DESC, event_type, source_ref",
+            )
+            .bind(id_number)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LifeEvent {
+                proves_life: r.result.as_deref().is_none_or(|res| res == "passed"),
+                event_type: r.event_type,
+                event_date: r.event_date,
+                source_ref: r.source_ref,
+                result: r.result,
+                operator: r.operator,
+                run_id: r.run_id,
+            })
+            .collect())
+    }
+
+    /// How many rows the two tables hold: (life_evidence, video_sessions).
+    pub async fn count_life_evidence(&self) -> Result<(u64, u64)> {
+        let (a, b): (i64, i64) = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM life_evidence), (SELECT COUNT(*) FROM video_sessions)",
+            )
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok((a as u64, b as u64))
+    }
+}
