@@ -837,24 +837,19 @@ async fn pull_cursor(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
                 q.append_pair("cursor", c);
             }
         }
-        let fetched = fetcher
-            .get(&url, None, |b| {
-                let page: Page = serde_json::from_slice(b)
-                    .map_err(|e| format!("the page does not parse (cut off?): {e}"))?;
-                chrono::DateTime::parse_from_rfc3339(&page.server_time)
-                    .map_err(|_| "server_time is not an RFC 3339 instant".to_string())?;
-                Ok(page)
-            })
-            .await;
+        // The next page is fetched while the previous one commits.
+        let fetch = fetcher.get(&url, None, |b| {
+            let page: Page = serde_json::from_slice(b)
+                .map_err(|e| format!("the page does not parse (cut off?): {e}"))?;
+            chrono::DateTime::parse_from_rfc3339(&page.server_time)
+                .map_err(|_| "server_time is not an RFC 3339 instant".to_string())?;
+            Ok(page)
+        });
+        let (fetched, committed) = tokio::join!(fetch, pipe.finish(ctx));
         ctx.counts.retries = fetcher.retries;
-        let fetched = match fetched {
-            Ok(f) => f,
-            Err(e) => {
-                // Keep what was fetched whole before the failure.
-                pipe.finish(ctx).await?;
-                return Err(e);
-            }
-        };
+        committed?;
+        // On failure, what was fetched whole before it is committed above.
+        let fetched = fetched?;
         let Fetched::Body(page) = fetched else {
             continue;
         };
