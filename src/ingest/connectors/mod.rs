@@ -1057,30 +1057,57 @@ async fn pull_dir(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
     // One pipeline across files: a file is normalised while the previous
     // one commits.
     let mut pipe = Pipeline::default();
-    for name in names {
-        let path = dir.join(&name);
-        let bytes = tokio::fs::read(&path).await.map_err(|e| io(&path, e))?;
-        let sha = sha256_hex(&bytes);
-        if taken.get(&name) == Some(&sha) {
-            ctx.counts.files_unchanged += 1;
-            continue;
+    let mut required: Vec<String> = def.record.key.clone();
+    required.push(def.fields.name.clone());
+    required.push(def.fields.death_date.clone());
+    let required = Arc::new(required);
+    // The next file is decoded and split on a blocking thread while this
+    // one is normalised and committed.
+    let mut parsing: Option<(String, String, tokio::task::JoinHandle<ParsedCsv>)> = None;
+    for name in names.into_iter().map(Some).chain(std::iter::once(None)) {
+        let next = match name {
+            Some(name) => {
+                let path = dir.join(&name);
+                let bytes = tokio::fs::read(&path).await.map_err(|e| io(&path, e))?;
+                let sha = sha256_hex(&bytes);
+                if taken.get(&name) == Some(&sha) {
+                    ctx.counts.files_unchanged += 1;
+                    continue;
+                }
+                let (encoding, required) = (def.encoding, required.clone());
+                let job =
+                    tokio::task::spawn_blocking(move || parse_csv(encoding, &required, &bytes));
+                Some((name, sha, job))
+            }
+            None => None,
+        };
+        if let Some((name, sha, job)) = std::mem::replace(&mut parsing, next) {
+            let parsed = job.await.map_err(|e| ConnectorError::Internal {
+                source_name: def.name.clone(),
+                message: e.to_string(),
+            })?;
+            take_csv(ctx, &mut pipe, &name, parsed, sha).await?;
         }
-        take_csv(ctx, &mut pipe, &name, &bytes, sha).await?;
     }
     pipe.finish(ctx).await?;
     Ok(())
 }
 
-/// Stores one CSV file; the last batch marks it taken.
-async fn take_csv(
-    ctx: &mut Ctx<'_>,
-    pipe: &mut Pipeline,
-    name: &str,
-    bytes: &[u8],
-    sha: String,
-) -> Result<(), ConnectorError> {
-    let def = ctx.def;
-    let text = match def.encoding {
+/// A CSV file split into rows, off the async threads.
+struct ParsedCsv {
+    columns: HashMap<String, usize>,
+    /// Required columns the header lacks (then nothing else is parsed).
+    missing: Vec<String>,
+    /// The whole text, kept only to quarantine a file with a bad header.
+    text_if_refused: String,
+    raws: Vec<Raw>,
+    /// Rows the CSV reader could not split: line, reason, raw text.
+    bad: Vec<(u64, String, String)>,
+}
+
+/// Decodes and splits one CSV file (pure; runs on a blocking thread).
+fn parse_csv(encoding: SourceEncoding, required: &[String], bytes: &[u8]) -> ParsedCsv {
+    let text = match encoding {
         SourceEncoding::Gbk => encoding_rs::GBK.decode_without_bom_handling(bytes).0,
         SourceEncoding::Utf8 => {
             String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
@@ -1098,31 +1125,21 @@ async fn take_csv(
             .collect(),
         Err(_) => HashMap::new(),
     };
-    let mut required: Vec<&str> = def.record.key.iter().map(String::as_str).collect();
-    required.push(&def.fields.name);
-    required.push(&def.fields.death_date);
-    let missing: Vec<&str> = required
-        .into_iter()
-        .filter(|c| !columns.contains_key(*c))
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|c| !columns.contains_key(c.as_str()))
+        .cloned()
         .collect();
-    let file_mark = |records| Watermark::File {
-        name: name.to_string(),
-        sha256: sha.clone(),
-        records,
+    let mut parsed = ParsedCsv {
+        columns,
+        missing,
+        text_if_refused: String::new(),
+        raws: Vec::new(),
+        bad: Vec::new(),
     };
-    if !missing.is_empty() {
-        let item = ctx.quarantine_raw(
-            name,
-            Some(1),
-            format!(
-                "the header lacks column(s) {}; the whole file is quarantined",
-                missing.join(", ")
-            ),
-            &text,
-        );
-        ctx.commit(vec![item], vec![file_mark(0)]).await?;
-        ctx.counts.files_taken += 1;
-        return Ok(());
+    if !parsed.missing.is_empty() {
+        parsed.text_if_refused = text.into_owned();
+        return parsed;
     }
     // Positions first, so each row's raw text is the exact line it came from.
     let mut rows: Vec<(u64, usize, Result<csv::StringRecord, String>)> = Vec::new();
@@ -1141,8 +1158,7 @@ async fn take_csv(
         .map(|r| r.1)
         .chain(std::iter::once(text.len()))
         .collect();
-    let mut raws = Vec::with_capacity(rows.len());
-    let mut bad = Vec::new();
+    parsed.raws.reserve(rows.len());
     for ((line, start, rec), end) in rows.into_iter().zip(ends) {
         let raw = text
             .get(start..end)
@@ -1151,21 +1167,62 @@ async fn take_csv(
             .to_string();
         match rec {
             Ok(r) if r.iter().all(|f| f.trim().is_empty()) => continue,
-            Ok(r) => raws.push(Raw::Csv(r, raw, line)),
-            Err(e) => bad.push(ctx.quarantine_raw(
-                name,
-                Some(line),
-                format!("line {line} is not valid CSV: {e}"),
-                &raw,
-            )),
+            Ok(r) => parsed.raws.push(Raw::Csv(r, raw, line)),
+            Err(e) => parsed
+                .bad
+                .push((line, format!("line {line} is not valid CSV: {e}"), raw)),
         }
     }
-    // Rows the CSV reader could not split go in with the first batch.
-    if !bad.is_empty() {
-        ctx.commit(std::mem::take(&mut bad), Vec::new()).await?;
+    parsed
+}
+
+/// Stores one parsed CSV file; the last batch marks it taken.
+async fn take_csv(
+    ctx: &mut Ctx<'_>,
+    pipe: &mut Pipeline,
+    name: &str,
+    parsed: ParsedCsv,
+    sha: String,
+) -> Result<(), ConnectorError> {
+    if !parsed.missing.is_empty() {
+        let item = ctx.quarantine_raw(
+            name,
+            Some(1),
+            format!(
+                "the header lacks column(s) {}; the whole file is quarantined",
+                parsed.missing.join(", ")
+            ),
+            &parsed.text_if_refused,
+        );
+        let mark = Watermark::File {
+            name: name.to_string(),
+            sha256: sha,
+            records: 0,
+        };
+        ctx.commit(vec![item], vec![mark]).await?;
+        ctx.counts.files_taken += 1;
+        return Ok(());
     }
-    let records = raws.len() as u64;
-    take_raws(ctx, pipe, name, raws, Arc::new(columns), sha, records).await
+    // Rows the CSV reader could not split go in with the first batch.
+    if !parsed.bad.is_empty() {
+        let bad = parsed
+            .bad
+            .iter()
+            .map(|(line, reason, raw)| ctx.quarantine_raw(name, Some(*line), reason.clone(), raw))
+            .collect();
+        ctx.commit(bad, Vec::new()).await?;
+    }
+    let records = parsed.raws.len() as u64;
+    take_raws(
+        ctx,
+        pipe,
+        name,
+        parsed.raws,
+        Arc::new(parsed.columns),
+        sha,
+        records,
+    )
+    .await
 }
 
 #[cfg(test)]
