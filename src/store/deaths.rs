@@ -565,18 +565,14 @@ impl DeathWriter {
         let mut out = HashMap::with_capacity(keys.len());
         let backend = self.backend();
         for chunk in keys.chunks(ROWS_PER_STATEMENT * 4) {
-            let sql = sqlx::AssertSqlSafe(format!(
-                "SELECT record_key, raw_sha256, origin, version FROM {} \
-                 WHERE source = {} AND record_key IN ({})",
-                table.name(),
-                match backend {
-                    Backend::Sqlite => "?",
-                    Backend::Postgres => "$1",
-                },
-                in_list(backend, 1, chunk.len())
-            ));
             let rows: Vec<StoredVersion> = match self {
                 DeathWriter::Sqlite(conn) => {
+                    let sql = sqlx::AssertSqlSafe(format!(
+                        "SELECT record_key, raw_sha256, origin, version FROM {} \
+                         WHERE source = ? AND record_key IN ({})",
+                        table.name(),
+                        in_list(backend, 1, chunk.len())
+                    ));
                     let mut q = sqlx::query_as::<_, StoredVersion>(sql).bind(source);
                     for k in chunk {
                         q = q.bind(*k);
@@ -584,11 +580,25 @@ impl DeathWriter {
                     q.fetch_all(&mut **conn).await
                 }
                 DeathWriter::Postgres(conn) => {
-                    let mut q = sqlx::query_as::<_, StoredVersion>(sql).bind(source);
-                    for k in chunk {
-                        q = q.bind(*k);
-                    }
-                    q.fetch_all(&mut **conn).await
+                    // One primary-key probe per key, whatever the planner
+                    // believes: without fresh statistics (autovacuum may be
+                    // off) it hashed the whole source per batch, and a 1M
+                    // pull slowed to about a thousand records/s. `LIMIT 1`
+                    // keeps the lateral subquery from being flattened into
+                    // such a join.
+                    let sql = sqlx::AssertSqlSafe(format!(
+                        "SELECT d.record_key, d.raw_sha256, d.origin, d.version \
+                         FROM unnest($2::text[]) AS k(key) CROSS JOIN LATERAL ( \
+                           SELECT record_key, raw_sha256, origin, version FROM {} \
+                           WHERE source = $1 AND record_key = k.key LIMIT 1) d",
+                        table.name()
+                    ));
+                    let keys: Vec<&str> = chunk.to_vec();
+                    sqlx::query_as::<_, StoredVersion>(sql)
+                        .bind(source)
+                        .bind(keys)
+                        .fetch_all(&mut **conn)
+                        .await
                 }
             }?;
             for r in rows {
