@@ -1,25 +1,34 @@
 //! Blocking: the in-memory indexes over the active roster that propose, for
-//! each death record, the few pensioners worth comparing. This module owns
+//! each death record, the few pensioners worth comparing, and the per-name
+//! features every comparison with a roster person reads. This module owns
 //! the indexes and the block caps; it must never score or judge a pair, and
 //! it must never let one block explode: a lookup that would return more than
 //! `blocking.max_block` persons is cut (keeping those who agree on sex and
 //! region, then roster order) and reported in [`Candidates::capped_blocks`].
 //!
 //! Memory: every index is a sorted vector of (64-bit key, u32 roster index)
-//! pairs, searched by binary search, so ten million pensioners cost about
-//! 12 bytes per entry and index, and no name or ID string is copied except
-//! the distinct name keys in the fst. Name keys in the composite keys are
-//! hashed (FNV-1a); a hash collision only adds a candidate, which scoring
-//! then rejects.
+//! pairs with a directory over the keys' top bits, so a lookup is one
+//! directory read and a short search, and ten million pensioners cost about
+//! 16 bytes per entry and index. No name or ID string is copied except the
+//! distinct name keys. Name keys in the composite keys are hashed (FNV-1a);
+//! a hash collision only adds a candidate, which scoring then rejects.
+//!
+//! Near spellings (one edit on the pinyin key) are found through a
+//! deletion index: every distinct key and every key with one character
+//! deleted, hashed; two keys within one edit share an entry. That answers
+//! in a few lookups what a Levenshtein automaton over the fst of keys took
+//! tens of microseconds to build per record; the fst is still used for the
+//! distance-2 setting.
 
 use ahash::AHashMap;
 use chrono::{Datelike, NaiveDate};
+use compact_str::CompactString;
 use fst::automaton::Levenshtein;
 use fst::{IntoStreamer, Streamer};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::compare::PreparedRecord;
+use super::compare::{NameForm, PreparedRecord};
 use super::model::{DeathRecord, IdStatus, Person};
 use super::rules::BlockingRules;
 use super::score::NameFrequencies;
@@ -57,28 +66,62 @@ pub struct Candidates {
     pub capped_blocks: Vec<CappedBlock>,
 }
 
+/// splitmix64's finaliser: a bijection that spreads keys (ID digits are
+/// far from uniform) over the directory's top bits without adding collisions.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A sorted multimap from 64-bit keys to roster indices.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct KeyIndex {
+    /// Mixed keys, ascending; `values[i]` belongs to `keys[i]`.
     keys: Vec<u64>,
     values: Vec<u32>,
+    /// `dir[b]..dir[b + 1]` is the range of keys whose top bits are `b`.
+    dir: Vec<u32>,
+    shift: u32,
 }
 
 impl KeyIndex {
     fn build(mut pairs: Vec<(u64, u32)>) -> KeyIndex {
+        pairs.par_iter_mut().for_each(|p| p.0 = mix(p.0));
+        // Values of one key stay in ascending (roster) order.
         pairs.par_sort_unstable();
+        pairs.dedup();
+        // About one key per directory slot.
+        let bits = (usize::BITS - 1 - pairs.len().max(2).leading_zeros()).clamp(1, 26);
+        let shift = 64 - bits;
+        let mut dir = vec![0u32; (1usize << bits) + 1];
+        for &(k, _) in &pairs {
+            dir[(k >> shift) as usize + 1] += 1;
+        }
+        for b in 1..dir.len() {
+            dir[b] += dir[b - 1];
+        }
         let (keys, values) = pairs.into_iter().unzip();
-        KeyIndex { keys, values }
+        KeyIndex {
+            keys,
+            values,
+            dir,
+            shift,
+        }
     }
 
     fn get(&self, key: u64) -> &[u32] {
-        let lo = self.keys.partition_point(|&k| k < key);
-        let hi = lo + self.keys[lo..].partition_point(|&k| k == key);
-        &self.values[lo..hi]
+        let k = mix(key);
+        let b = (k >> self.shift) as usize;
+        let (lo, hi) = (self.dir[b] as usize, self.dir[b + 1] as usize);
+        let slot = &self.keys[lo..hi];
+        let start = slot.partition_point(|&x| x < k);
+        let end = start + slot[start..].partition_point(|&x| x == k);
+        &self.values[lo + start..lo + end]
     }
 
     fn bytes(&self) -> usize {
-        self.keys.capacity() * 8 + self.values.capacity() * 4
+        self.keys.capacity() * 8 + self.values.capacity() * 4 + self.dir.capacity() * 4
     }
 }
 
@@ -90,9 +133,17 @@ pub struct RosterIndex<'a> {
     id_without_region: KeyIndex,
     name_birth: KeyIndex,
     name_year: KeyIndex,
-    /// Distinct name keys (value: count), searched with Levenshtein automata.
-    names: fst::Map<Vec<u8>>,
+    /// Distinct name keys and every one-deletion of each, hashed, to the
+    /// key's id in `frequencies` (built when a distance of 1 is configured).
+    deletions: Option<KeyIndex>,
+    /// Distinct name keys (value: count), searched with Levenshtein
+    /// automata (built only when a distance of 2 is configured).
+    names: Option<fst::Map<Vec<u8>>>,
     frequencies: NameFrequencies,
+    /// For each person, the index of their name in `forms`.
+    form_of: Vec<u32>,
+    /// What comparing a name needs, once per distinct (name_norm, name_key).
+    forms: Vec<NameForm>,
 }
 
 fn fnv(bytes: &[u8], mut h: u64) -> u64 {
@@ -136,6 +187,38 @@ fn digits(s: &str) -> Option<u64> {
     })
 }
 
+/// The hash of `key` with the character at byte range `skip` left out
+/// (`skip` empty: the whole key). Deletions that give the same string give
+/// the same hash, whichever character went.
+fn deletion_hash(key: &str, skip: std::ops::Range<usize>) -> u64 {
+    let b = key.as_bytes();
+    fnv(&b[skip.end..], fnv(&b[..skip.start], FNV_OFFSET ^ 0xd1))
+}
+
+/// The key itself and each of its one-character deletions, hashed.
+fn deletion_variants(key: &str) -> impl Iterator<Item = u64> + '_ {
+    std::iter::once(deletion_hash(key, 0..0)).chain(
+        key.char_indices()
+            .map(move |(i, c)| deletion_hash(key, i..i + c.len_utf8())),
+    )
+}
+
+/// Levenshtein distance (on characters) of at most one.
+fn within_one_edit(a: &str, b: &str) -> bool {
+    let prefix: usize = a
+        .chars()
+        .zip(b.chars())
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x.len_utf8())
+        .sum();
+    let (ra, rb) = (&a[prefix..], &b[prefix..]);
+    fn tail(s: &str) -> &str {
+        s.chars().next().map_or("", |c| &s[c.len_utf8()..])
+    }
+    let (ta, tb) = (tail(ra), tail(rb));
+    ra == rb || ta == tb || ta == rb || ra == tb
+}
+
 impl<'a> RosterIndex<'a> {
     /// Builds every index over the roster, in parallel.
     pub fn build(persons: &'a [Person], rules: &BlockingRules) -> RosterIndex<'a> {
@@ -174,34 +257,27 @@ impl<'a> RosterIndex<'a> {
                 )
             },
         );
-        let counts: AHashMap<&str, u32> = persons
-            .par_iter()
-            .filter(|p| !p.name_key.is_empty())
-            .fold(AHashMap::new, |mut m: AHashMap<&str, u32>, p| {
-                *m.entry(p.name_key.as_str()).or_insert(0) += 1;
-                m
-            })
-            .reduce(AHashMap::new, |mut a, b| {
-                if a.len() < b.len() {
-                    return merge(b, a);
-                }
-                for (k, v) in b {
-                    *a.entry(k).or_insert(0) += v;
-                }
-                a
-            });
-        let total: u64 = counts.values().map(|&c| u64::from(c)).sum();
-        let mut distinct: Vec<(&str, u32)> = counts.into_iter().collect();
-        distinct.par_sort_unstable();
-        let names = fst::Map::from_iter(distinct.iter().map(|&(k, c)| (k, u64::from(c))))
-            .unwrap_or_default();
-        let frequencies = NameFrequencies::from_counts(
-            distinct
-                .into_iter()
-                .map(|(k, c)| (k.to_string(), c))
-                .collect(),
-            total,
-        );
+        let (frequencies, forms, form_of) = name_forms(persons);
+        let wants = |d: u32| rules.fst_distance_short == d || rules.fst_distance_long == d;
+        let deletions = wants(1).then(|| {
+            KeyIndex::build(
+                (0..frequencies.len() as u32)
+                    .into_par_iter()
+                    .flat_map_iter(|id| {
+                        let key = frequencies.key(id);
+                        deletion_variants(key)
+                            .map(move |h| (h, id))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect(),
+            )
+        });
+        let names = (rules.fst_distance_short >= 2 || rules.fst_distance_long >= 2).then(|| {
+            fst::Map::from_iter(
+                (0..frequencies.len() as u32).map(|id| (frequencies.key(id), u64::from(id))),
+            )
+            .unwrap_or_default()
+        });
         RosterIndex {
             persons,
             rules: rules.clone(),
@@ -209,8 +285,11 @@ impl<'a> RosterIndex<'a> {
             id_without_region,
             name_birth,
             name_year,
+            deletions,
             names,
             frequencies,
+            form_of,
+            forms,
         }
     }
 
@@ -222,13 +301,27 @@ impl<'a> RosterIndex<'a> {
         &self.frequencies
     }
 
+    /// The name features of person `i` (see [`NameForm`]) and the id of
+    /// their name form: persons with the same form compare alike by name.
+    pub(crate) fn name_form(&self, i: u32) -> (u32, &NameForm) {
+        let f = self.form_of[i as usize];
+        (f, &self.forms[f as usize])
+    }
+
     /// Approximate heap bytes of the indexes (not of the roster itself).
     pub fn approx_bytes(&self) -> usize {
         self.exact_id.bytes()
             + self.id_without_region.bytes()
             + self.name_birth.bytes()
             + self.name_year.bytes()
-            + self.names.as_fst().as_bytes().len()
+            + self.deletions.as_ref().map_or(0, KeyIndex::bytes)
+            + self
+                .names
+                .as_ref()
+                .map_or(0, |n| n.as_fst().as_bytes().len())
+            + self.frequencies.approx_bytes()
+            + self.form_of.capacity() * 4
+            + self.forms.capacity() * std::mem::size_of::<NameForm>()
     }
 
     /// The persons whose valid ID is exactly this number.
@@ -283,11 +376,12 @@ impl<'a> RosterIndex<'a> {
             let birth = record.effective_birth_date();
             let years = birth_years(record);
             self.name_blocks(key, birth, years, false, record, &mut found, &mut out);
-            // Near spellings only when no ID led anywhere: the automaton is
-            // the costliest lookup, and an agreeing ID already found the person.
+            // Near spellings only when no ID led anywhere: the costliest
+            // lookups, and an agreeing ID already found the person.
             if (birth.is_some() || years.is_some()) && !id_found {
                 for near in self.near_keys(key) {
-                    self.name_blocks(&near, birth, years, true, record, &mut found, &mut out);
+                    let near = self.frequencies.key(near);
+                    self.name_blocks(near, birth, years, true, record, &mut found, &mut out);
                 }
             }
         }
@@ -325,36 +419,63 @@ impl<'a> RosterIndex<'a> {
             }
         }
         if let Some((lo, hi)) = years {
-            let mut hits: Vec<u32> = Vec::new();
-            for y in lo..=hi {
-                hits.extend_from_slice(self.name_year.get(name_year_key(key, y)));
+            let blocks: Vec<&[u32]> = (lo..=hi)
+                .map(|y| self.name_year.get(name_year_key(key, y)))
+                .filter(|h| !h.is_empty())
+                .collect();
+            match blocks.as_slice() {
+                [] => {}
+                [one] => self.take(year_kind, Some(key), one, record, found, out),
+                _ => {
+                    let hits = blocks.concat();
+                    self.take(year_kind, Some(key), &hits, record, found, out);
+                }
             }
-            self.take(year_kind, Some(key), &hits, record, found, out);
         }
     }
 
     /// Distinct roster name keys within the configured edit distance, the
-    /// key itself excluded, at most `max_fuzzy_keys` (most frequent first
-    /// would favour the wrong people; lexicographic order is deterministic).
-    fn near_keys(&self, key: &str) -> Vec<String> {
+    /// key itself excluded, at most `max_fuzzy_keys`, in lexicographic order
+    /// (most frequent first would favour the wrong people; lexicographic
+    /// order is deterministic). Returned as ids in `frequencies`, whose ids
+    /// follow the keys' lexicographic order.
+    fn near_keys(&self, key: &str) -> Vec<u32> {
         let dist = if key.chars().count() <= self.rules.short_key_len {
             self.rules.fst_distance_short
         } else {
             self.rules.fst_distance_long
         };
-        if dist == 0 {
-            return Vec::new();
-        }
-        let Ok(aut) = Levenshtein::new(key, dist) else {
-            return Vec::new();
-        };
-        let mut stream = self.names.search(aut).into_stream();
         let mut out = Vec::new();
-        while let Some((k, _)) = stream.next() {
-            if k != key.as_bytes() {
-                out.push(String::from_utf8_lossy(k).into_owned());
-                if out.len() >= self.rules.max_fuzzy_keys {
-                    break;
+        match dist {
+            0 => {}
+            1 => {
+                let Some(del) = &self.deletions else {
+                    return out;
+                };
+                for h in deletion_variants(key) {
+                    for &id in del.get(h) {
+                        let k = self.frequencies.key(id);
+                        if k != key && within_one_edit(k, key) {
+                            out.push(id);
+                        }
+                    }
+                }
+                out.sort_unstable();
+                out.dedup();
+                out.truncate(self.rules.max_fuzzy_keys);
+            }
+            _ => {
+                let (Some(names), Ok(aut)) = (&self.names, Levenshtein::new(key, dist)) else {
+                    return out;
+                };
+                let mut stream = names.search(aut).into_stream();
+                while let Some((k, id)) = stream.next() {
+                    if k != key.as_bytes() {
+                        out.push(id as u32);
+                        if out.len() >= self.rules.max_fuzzy_keys {
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -404,11 +525,49 @@ impl<'a> RosterIndex<'a> {
     }
 }
 
-fn merge<'k>(mut a: AHashMap<&'k str, u32>, b: AHashMap<&'k str, u32>) -> AHashMap<&'k str, u32> {
-    for (k, v) in b {
-        *a.entry(k).or_insert(0) += v;
+/// The roster's distinct names: their keys' frequencies, one [`NameForm`]
+/// per distinct (name_norm, name_key), and each person's form. Forms are
+/// numbered in (name_norm, name_key) order, keys in key order, so the same
+/// roster always gives the same numbers.
+fn name_forms(persons: &[Person]) -> (NameFrequencies, Vec<NameForm>, Vec<u32>) {
+    type Forms<'p> = AHashMap<(&'p str, &'p str), u32>;
+    let counts: Forms<'_> = persons
+        .par_iter()
+        .fold(Forms::new, |mut m, p| {
+            *m.entry((p.name_norm.as_str(), p.name_key.as_str()))
+                .or_insert(0) += 1;
+            m
+        })
+        .reduce(Forms::new, |a, b| {
+            let (mut big, small) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+            for (k, v) in small {
+                *big.entry(k).or_insert(0) += v;
+            }
+            big
+        });
+    let mut distinct: Vec<((&str, &str), u32)> = counts.into_iter().collect();
+    distinct.par_sort_unstable();
+    let mut key_counts: AHashMap<CompactString, u32> = AHashMap::new();
+    for &((_, key), n) in &distinct {
+        if !key.is_empty() {
+            *key_counts.entry(CompactString::from(key)).or_insert(0) += n;
+        }
     }
-    a
+    let frequencies = NameFrequencies::from_counts(key_counts);
+    let forms: Vec<NameForm> = distinct
+        .par_iter()
+        .map(|&((norm, key), _)| NameForm::new(norm, frequencies.id(key)))
+        .collect();
+    let ids: Forms<'_> = distinct
+        .iter()
+        .enumerate()
+        .map(|(i, &(k, _))| (k, i as u32))
+        .collect();
+    let form_of = persons
+        .par_iter()
+        .map(|p| ids[&(p.name_norm.as_str(), p.name_key.as_str())])
+        .collect();
+    (frequencies, forms, form_of)
 }
 
 /// The birth years to search: a funeral record's age range; none when the
@@ -467,7 +626,7 @@ mod tests {
     fn a_swapped_digit_id_finds_the_true_person() {
         let ps = roster();
         let idx = RosterIndex::build(&ps, &rules());
-        let mut b = ps[2].id_number.clone().into_bytes();
+        let mut b = ps[2].id_number.as_bytes().to_vec();
         let i = (8..16).find(|&i| b[i] != b[i + 1]).unwrap();
         b.swap(i, i + 1);
         let r = DeathRecord::new(
@@ -485,7 +644,7 @@ mod tests {
     fn a_wrong_digit_id_finds_the_true_person() {
         let ps = roster();
         let idx = RosterIndex::build(&ps, &rules());
-        let mut b = ps[0].id_number.clone().into_bytes();
+        let mut b = ps[0].id_number.as_bytes().to_vec();
         b[15] = if b[15] == b'3' { b'4' } else { b'3' };
         let r = DeathRecord::new(
             "funeral",
@@ -627,11 +786,11 @@ mod bench {
                 let region = ["440304", "510104", "110101", "320102"][i % 4];
                 let id = id_for(region, birth, ((i / 4) % 1000) as u16);
                 Person {
-                    person_no: format!("{i:016}"),
-                    name: name.clone(),
-                    name_norm: norm.clone(),
-                    name_key: key.clone(),
-                    id_number: id,
+                    person_no: format!("{i:016}").into(),
+                    name: name.into(),
+                    name_norm: norm.into(),
+                    name_key: key.into(),
+                    id_number: id.into(),
                     sex: 1,
                     birth_date: birth,
                     insured_region: region.into(),

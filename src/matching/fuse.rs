@@ -138,7 +138,7 @@ pub fn fuse(
             DeathEvent {
                 band,
                 person_index,
-                person_no: person_index.map(|p| persons[p as usize].person_no.clone()),
+                person_no: person_index.map(|p| persons[p as usize].person_no.to_string()),
                 records: recs,
                 sources,
                 evidence_strength,
