@@ -22,6 +22,7 @@ use crate::config::mask_url_password;
 pub mod deaths;
 mod deaths_bulk;
 pub mod matches;
+mod matches_bulk;
 pub mod pensioners;
 pub mod quarantine;
 pub mod runs;
