@@ -136,10 +136,13 @@ pub fn match_batch(
             let record_key_id = freqs.id(&record.name_key);
             let record_frequency = record_key_id.map_or(0.0, |id| freqs.frequency_of(id));
             let mut name_cache = AHashMap::new();
-            let mut scored: Vec<Scored> = cands
+            let scored: Vec<Scored> = cands
                 .person_indices
                 .iter()
-                .filter(|&&i| !rejected_here.contains(&persons[i as usize].person_no.as_str()))
+                .filter(|&&i| {
+                    rejected_here.is_empty()
+                        || !rejected_here.contains(&persons[i as usize].person_no.as_str())
+                })
                 .map(|&i| {
                     let p = &persons[i as usize];
                     let (form_id, form) = index.name_form(i);
@@ -167,17 +170,22 @@ pub fn match_batch(
                 })
                 .collect();
             let pairs = scored.len();
-            scored.sort_by(|a, b| {
-                b.total.total_cmp(&a.total).then_with(|| {
-                    persons[a.person as usize]
-                        .person_no
-                        .cmp(&persons[b.person as usize].person_no)
-                })
-            });
-            let keep = scored
-                .partition_point(|s| s.total >= review)
-                .max(pairs.min(2));
-            scored.truncate(keep);
+            let best_first = |a: &Scored, b: &Scored| {
+                b.total
+                    .total_cmp(&a.total)
+                    .then_with(|| index.person_order(a.person, b.person))
+            };
+            // Those at or above the review threshold, and the best two in
+            // any case; only they are sorted.
+            let (mut kept, mut rest): (Vec<Scored>, Vec<Scored>) =
+                scored.into_iter().partition(|s| s.total >= review);
+            let wanted = 2usize.saturating_sub(kept.len()).min(rest.len());
+            if wanted > 0 {
+                rest.select_nth_unstable_by(wanted - 1, best_first);
+                kept.extend(rest.drain(..wanted));
+            }
+            kept.sort_unstable_by(best_first);
+            let scored = kept;
             RecordResult {
                 scored,
                 capped: cands.capped_blocks,
@@ -200,7 +208,7 @@ pub fn match_batch(
         let s = &per_record[r].scored[k];
         (
             s.total,
-            &persons[s.person as usize].person_no,
+            s.person,
             &records[r].source,
             &records[r].record_key,
         )
@@ -209,7 +217,7 @@ pub fn match_batch(
         let (sa, pa, ra, ka) = key(a);
         let (sb, pb, rb, kb) = key(b);
         sb.total_cmp(&sa)
-            .then_with(|| pa.cmp(pb))
+            .then_with(|| index.person_order(pa, pb))
             .then_with(|| ra.cmp(rb))
             .then_with(|| ka.cmp(kb))
     });

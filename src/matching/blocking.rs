@@ -131,8 +131,20 @@ pub struct RosterIndex<'a> {
     rules: BlockingRules,
     exact_id: KeyIndex,
     id_without_region: KeyIndex,
-    name_birth: KeyIndex,
-    name_year: KeyIndex,
+    /// Persons by name key: those whose key has id `k` in `frequencies` are
+    /// `name_persons[name_start[k]..name_start[k + 1]]`, ordered by birth
+    /// date, whose day numbers `name_days` holds alongside. A name-and-date
+    /// block and a name-and-years block are both one range of it.
+    name_start: Vec<u32>,
+    name_persons: Vec<u32>,
+    name_days: Vec<i32>,
+    /// Sex and cities of each person, to rank an oversized block without
+    /// reading the roster itself.
+    traits: Vec<Traits>,
+    /// Each person's position in person-number order (the tie-break of
+    /// equal scores); `None` when the roster is in that order already, as
+    /// the store loads it.
+    rank: Option<Vec<u32>>,
     /// Distinct name keys and every one-deletion of each, hashed, to the
     /// key's id in `frequencies` (built when a distance of 1 is configured).
     deletions: Option<KeyIndex>,
@@ -156,19 +168,27 @@ fn fnv(bytes: &[u8], mut h: u64) -> u64 {
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-fn name_birth_key(name_key: &str, birth: NaiveDate) -> u64 {
-    fnv(
-        &birth.num_days_from_ce().to_le_bytes(),
-        fnv(name_key.as_bytes(), FNV_OFFSET),
-    )
+/// A person's sex and the cities (first four digits of the region, as a
+/// number) of their two regions: what ranks the persons of an oversized block.
+#[derive(Debug, Clone, Copy)]
+struct Traits {
+    sex: u8,
+    insured_city: u16,
+    residence_city: u16,
 }
 
-fn name_year_key(name_key: &str, year: i32) -> u64 {
-    // A different tail byte keeps year keys apart from date keys.
-    fnv(
-        &year.to_le_bytes(),
-        fnv(name_key.as_bytes(), FNV_OFFSET ^ 0x55),
-    )
+/// Marks a region whose first four characters are not digits: compared as text.
+const NOT_A_CITY: u16 = u16::MAX;
+
+fn city_of(region: &str) -> u16 {
+    region
+        .get(..4)
+        .and_then(|c| {
+            c.bytes().try_fold(0u16, |acc, b| {
+                b.is_ascii_digit().then(|| acc * 10 + u16::from(b - b'0'))
+            })
+        })
+        .unwrap_or(NOT_A_CITY)
 }
 
 /// The first 17 digits as a number (the 18th is implied by them).
@@ -233,31 +253,33 @@ impl<'a> RosterIndex<'a> {
                 .filter_map(|(i, p)| f(p).map(|k| (k, i as u32)))
                 .collect()
         };
-        let ((exact_id, id_without_region), (name_birth, name_year)) = rayon::join(
+        let ((exact_id, id_without_region), (frequencies, forms, form_of)) = rayon::join(
             || {
                 rayon::join(
                     || KeyIndex::build(collect(&|p| id_key(&p.id_number))),
                     || KeyIndex::build(collect(&|p| id_without_region_key(&p.id_number))),
                 )
             },
+            || name_forms(persons),
+        );
+        let ((name_start, name_persons, name_days), (traits, rank)) = rayon::join(
+            || by_name(persons, &forms, &form_of, frequencies.len()),
             || {
                 rayon::join(
                     || {
-                        KeyIndex::build(collect(&|p| {
-                            (!p.name_key.is_empty())
-                                .then(|| name_birth_key(&p.name_key, p.birth_date))
-                        }))
+                        persons
+                            .par_iter()
+                            .map(|p| Traits {
+                                sex: p.sex,
+                                insured_city: city_of(&p.insured_region),
+                                residence_city: city_of(&p.residence_region),
+                            })
+                            .collect()
                     },
-                    || {
-                        KeyIndex::build(collect(&|p| {
-                            (!p.name_key.is_empty())
-                                .then(|| name_year_key(&p.name_key, p.birth_date.year()))
-                        }))
-                    },
+                    || person_ranks(persons),
                 )
             },
         );
-        let (frequencies, forms, form_of) = name_forms(persons);
         let wants = |d: u32| rules.fst_distance_short == d || rules.fst_distance_long == d;
         let deletions = wants(1).then(|| {
             KeyIndex::build(
@@ -283,8 +305,11 @@ impl<'a> RosterIndex<'a> {
             rules: rules.clone(),
             exact_id,
             id_without_region,
-            name_birth,
-            name_year,
+            name_start,
+            name_persons,
+            name_days,
+            traits,
+            rank,
             deletions,
             names,
             frequencies,
@@ -301,6 +326,14 @@ impl<'a> RosterIndex<'a> {
         &self.frequencies
     }
 
+    /// Orders two persons by person number (through their ranks).
+    pub(crate) fn person_order(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        match &self.rank {
+            None => a.cmp(&b),
+            Some(r) => r[a as usize].cmp(&r[b as usize]),
+        }
+    }
+
     /// The name features of person `i` (see [`NameForm`]) and the id of
     /// their name form: persons with the same form compare alike by name.
     pub(crate) fn name_form(&self, i: u32) -> (u32, &NameForm) {
@@ -312,8 +345,11 @@ impl<'a> RosterIndex<'a> {
     pub fn approx_bytes(&self) -> usize {
         self.exact_id.bytes()
             + self.id_without_region.bytes()
-            + self.name_birth.bytes()
-            + self.name_year.bytes()
+            + self.name_start.capacity() * 4
+            + self.name_persons.capacity() * 4
+            + self.name_days.capacity() * 4
+            + self.traits.capacity() * std::mem::size_of::<Traits>()
+            + self.rank.as_ref().map_or(0, |r| r.capacity() * 4)
             + self.deletions.as_ref().map_or(0, KeyIndex::bytes)
             + self
                 .names
@@ -375,12 +411,13 @@ impl<'a> RosterIndex<'a> {
         if !key.is_empty() {
             let birth = record.effective_birth_date();
             let years = birth_years(record);
-            self.name_blocks(key, birth, years, false, record, &mut found, &mut out);
+            if let Some(id) = self.frequencies.id(key) {
+                self.name_blocks(id, birth, years, false, record, &mut found, &mut out);
+            }
             // Near spellings only when no ID led anywhere: the costliest
             // lookups, and an agreeing ID already found the person.
             if (birth.is_some() || years.is_some()) && !id_found {
                 for near in self.near_keys(key) {
-                    let near = self.frequencies.key(near);
                     self.name_blocks(near, birth, years, true, record, &mut found, &mut out);
                 }
             }
@@ -394,7 +431,7 @@ impl<'a> RosterIndex<'a> {
     #[allow(clippy::too_many_arguments)]
     fn name_blocks(
         &self,
-        key: &str,
+        key_id: u32,
         birth: Option<NaiveDate>,
         years: Option<(i32, i32)>,
         fuzzy: bool,
@@ -407,30 +444,32 @@ impl<'a> RosterIndex<'a> {
         } else {
             (BlockKind::NameBirthDate, BlockKind::NameBirthYear)
         };
+        let key = self.frequencies.key(key_id);
+        let (lo, hi) = (
+            self.name_start[key_id as usize] as usize,
+            self.name_start[key_id as usize + 1] as usize,
+        );
+        let (days, persons) = (&self.name_days[lo..hi], &self.name_persons[lo..hi]);
+        let born = |from: i32, to: i32| -> &[u32] {
+            let a = days.partition_point(|&d| d < from);
+            let b = a + days[a..].partition_point(|&d| d <= to);
+            &persons[a..b]
+        };
         if let Some(b) = birth {
-            let hits = self.name_birth.get(name_birth_key(key, b));
-            self.take(date_kind, Some(key), hits, record, found, out);
+            let d = b.num_days_from_ce();
+            self.take(date_kind, Some(key), born(d, d), record, found, out);
             // A day and month swapped by a clerk still meets its person.
             if let Some(s) =
                 NaiveDate::from_ymd_opt(b.year(), b.day(), b.month()).filter(|&s| s != b)
             {
-                let hits = self.name_birth.get(name_birth_key(key, s));
-                self.take(date_kind, Some(key), hits, record, found, out);
+                let d = s.num_days_from_ce();
+                self.take(date_kind, Some(key), born(d, d), record, found, out);
             }
         }
         if let Some((lo, hi)) = years {
-            let blocks: Vec<&[u32]> = (lo..=hi)
-                .map(|y| self.name_year.get(name_year_key(key, y)))
-                .filter(|h| !h.is_empty())
-                .collect();
-            match blocks.as_slice() {
-                [] => {}
-                [one] => self.take(year_kind, Some(key), one, record, found, out),
-                _ => {
-                    let hits = blocks.concat();
-                    self.take(year_kind, Some(key), &hits, record, found, out);
-                }
-            }
+            let from = NaiveDate::from_ymd_opt(lo, 1, 1).map_or(i32::MIN, |d| d.num_days_from_ce());
+            let to = NaiveDate::from_ymd_opt(hi, 12, 31).map_or(i32::MAX, |d| d.num_days_from_ce());
+            self.take(year_kind, Some(key), born(from, to), record, found, out);
         }
     }
 
@@ -498,19 +537,25 @@ impl<'a> RosterIndex<'a> {
             return;
         }
         // Keep those agreeing on sex and city first, then roster order.
+        let theirs = record.region.as_deref().and_then(|r| r.get(..4));
+        let their_city = theirs.map_or(NOT_A_CITY, city_of);
         let mut ranked: Vec<(u8, u32)> = hits
             .iter()
             .map(|&i| {
-                let p = &self.persons[i as usize];
-                let sex = record.sex.is_some_and(|s| s == p.sex);
-                let city = record
-                    .region
-                    .as_deref()
-                    .and_then(|r| r.get(..4))
-                    .is_some_and(|r| {
+                let t = &self.traits[i as usize];
+                let sex = record.sex.is_some_and(|s| s == t.sex);
+                let city = theirs.is_some_and(|r| {
+                    if their_city != NOT_A_CITY
+                        && t.insured_city != NOT_A_CITY
+                        && t.residence_city != NOT_A_CITY
+                    {
+                        t.insured_city == their_city || t.residence_city == their_city
+                    } else {
+                        let p = &self.persons[i as usize];
                         p.insured_region.get(..4) == Some(r)
                             || p.residence_region.get(..4) == Some(r)
-                    });
+                    }
+                });
                 (2 - u8::from(sex) - u8::from(city), i)
             })
             .collect();
@@ -568,6 +613,59 @@ fn name_forms(persons: &[Person]) -> (NameFrequencies, Vec<NameForm>, Vec<u32>) 
         .map(|p| ids[&(p.name_norm.as_str(), p.name_key.as_str())])
         .collect();
     (frequencies, forms, form_of)
+}
+
+/// The name index (see `RosterIndex::name_start`): persons with a name
+/// key, grouped by key id, by birth date within a key, then roster order.
+fn by_name(
+    persons: &[Person],
+    forms: &[NameForm],
+    form_of: &[u32],
+    keys: usize,
+) -> (Vec<u32>, Vec<u32>, Vec<i32>) {
+    let mut entries: Vec<(u32, i32, u32)> = persons
+        .par_iter()
+        .zip(form_of.par_iter())
+        .enumerate()
+        .filter_map(|(i, (p, &f))| {
+            forms[f as usize]
+                .key_id
+                .map(|k| (k, p.birth_date.num_days_from_ce(), i as u32))
+        })
+        .collect();
+    entries.par_sort_unstable();
+    let mut start = vec![0u32; keys + 1];
+    for &(k, _, _) in &entries {
+        start[k as usize + 1] += 1;
+    }
+    for k in 1..start.len() {
+        start[k] += start[k - 1];
+    }
+    let (days, who): (Vec<i32>, Vec<u32>) = entries.into_par_iter().map(|(_, d, i)| (d, i)).unzip();
+    (start, who, days)
+}
+
+/// Each person's position in person-number order, or `None` when the
+/// roster is in that order (equal numbers keep roster order, as a stable
+/// sort by person number would).
+fn person_ranks(persons: &[Person]) -> Option<Vec<u32>> {
+    if persons
+        .par_windows(2)
+        .all(|w| w[0].person_no <= w[1].person_no)
+    {
+        return None;
+    }
+    let mut order: Vec<u32> = (0..persons.len() as u32).collect();
+    order.par_sort_by(|&a, &b| {
+        persons[a as usize]
+            .person_no
+            .cmp(&persons[b as usize].person_no)
+    });
+    let mut rank = vec![0u32; persons.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
+    Some(rank)
 }
 
 /// The birth years to search: a funeral record's age range; none when the

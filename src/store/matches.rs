@@ -87,6 +87,17 @@ impl Store {
     /// Pensioners being paid, in person-number order (the matcher's roster).
     /// Rows are converted as they are read, never all held at once.
     pub async fn load_match_persons(&self) -> Result<Vec<Person>> {
+        let started = std::time::Instant::now();
+        let persons = self.load_match_persons_inner().await?;
+        tracing::info!(
+            persons = persons.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "loaded the active roster for matching"
+        );
+        Ok(persons)
+    }
+
+    async fn load_match_persons_inner(&self) -> Result<Vec<Person>> {
         use futures::TryStreamExt;
         match self {
             Store::Sqlite(pool) => {
@@ -123,6 +134,17 @@ impl Store {
 
     /// Every stored death record, ordered by (source, record_key).
     pub async fn load_match_records(&self) -> Result<Vec<DeathRecord>> {
+        let started = std::time::Instant::now();
+        let records = self.load_match_records_inner().await?;
+        tracing::info!(
+            records = records.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "loaded the death records for matching"
+        );
+        Ok(records)
+    }
+
+    async fn load_match_records_inner(&self) -> Result<Vec<DeathRecord>> {
         use futures::TryStreamExt;
         match self {
             Store::Sqlite(pool) => {
@@ -184,6 +206,7 @@ impl Store {
     /// full re-match under the current rules. SQLite binds each row through
     /// the C API; PostgreSQL takes them in multi-row statements.
     pub async fn replace_matches(&self, run_id: i64, matches: &[StoredMatch]) -> Result<()> {
+        let started = std::time::Instant::now();
         let now = now_utc_text();
         match self {
             Store::Sqlite(pool) => {
@@ -242,6 +265,11 @@ impl Store {
                 tx.commit().await?;
             }
         }
+        tracing::info!(
+            matches = matches.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "stored the matches"
+        );
         Ok(())
     }
 
