@@ -48,6 +48,30 @@ async fn main() {
     let t = Instant::now();
     let index = RosterIndex::build(&persons, &rules.blocking);
     let built = t.elapsed().as_secs_f64();
+    if std::env::var_os("MATCH_BENCH_BLOCKS").is_some() {
+        // Candidates per kind of record, to see where the pairs come from.
+        let mut by: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
+        for r in &records {
+            let c = index.candidates(r);
+            let kind = format!(
+                "{} {:?} birth={} years={}",
+                r.source,
+                r.id_status,
+                r.birth_date.is_some(),
+                r.birth_year_range.is_some()
+            );
+            let e = by.entry(kind).or_default();
+            e.0 += 1;
+            e.1 += c.person_indices.len();
+            e.2 += c.capped_blocks.len();
+        }
+        for (k, (n, cands, capped)) in by {
+            println!(
+                "{k:<55} {n:>8} records {cands:>10} candidates ({:.1}/record) {capped:>7} capped",
+                cands as f64 / n as f64
+            );
+        }
+    }
     let t = Instant::now();
     let batch = match_batch(
         &index,

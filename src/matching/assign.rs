@@ -22,9 +22,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::blocking::{CappedBlock, RosterIndex};
-use super::compare::{Comparison, PreparedRecord, compare_indexed};
+use super::compare::{
+    Comparison, NameCache, PersonView, PreparedRecord, compare_indexed, compare_without_id,
+};
 use super::explain::{Explanation, RunnerUp};
-use super::model::DeathRecord;
+use super::model::{DeathRecord, IdStatus};
 use super::rules::MatchRules;
 use super::score::{Band, Context, band, pair_total, score_pair};
 
@@ -135,26 +137,49 @@ pub fn match_batch(
                 .unwrap_or_default();
             let record_key_id = freqs.id(&record.name_key);
             let record_frequency = record_key_id.map_or(0.0, |id| freqs.frequency_of(id));
-            let mut name_cache = AHashMap::new();
+            let mut name_cache = NameCache::new();
+            // A record without an ID compares on the packed person fields.
+            let no_id = record.id_status == IdStatus::Empty;
+            // The candidates' packed fields first, in one pass of
+            // independent loads (the memory system overlaps them), then
+            // the comparisons.
+            let views: Vec<PersonView> = cands
+                .person_indices
+                .iter()
+                .map(|&i| *index.view(i))
+                .collect();
             let scored: Vec<Scored> = cands
                 .person_indices
                 .iter()
-                .filter(|&&i| {
+                .zip(&views)
+                .filter(|&(&i, _)| {
                     rejected_here.is_empty()
                         || !rejected_here.contains(&persons[i as usize].person_no.as_str())
                 })
-                .map(|&i| {
+                .map(|(&i, view)| {
                     let p = &persons[i as usize];
-                    let (form_id, form) = index.name_form(i);
-                    let comparison = compare_indexed(
-                        p,
-                        form_id,
-                        form,
-                        &prepared,
-                        record_key_id,
-                        &mut name_cache,
-                        rules,
-                    );
+                    let form = index.form(view.form);
+                    let comparison = if no_id {
+                        compare_without_id(
+                            p,
+                            view,
+                            form,
+                            &prepared,
+                            record_key_id,
+                            &mut name_cache,
+                            rules,
+                        )
+                    } else {
+                        compare_indexed(
+                            p,
+                            view.form,
+                            form,
+                            &prepared,
+                            record_key_id,
+                            &mut name_cache,
+                            rules,
+                        )
+                    };
                     let person_frequency = form.key_id.map_or(0.0, |id| freqs.frequency_of(id));
                     Scored {
                         person: i,

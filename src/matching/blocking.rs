@@ -28,7 +28,7 @@ use fst::{IntoStreamer, Streamer};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::compare::{NameForm, PreparedRecord};
+use super::compare::{NOT_A_CITY, NameForm, PersonView, PreparedRecord, city_of};
 use super::model::{DeathRecord, IdStatus, Person};
 use super::rules::BlockingRules;
 use super::score::NameFrequencies;
@@ -138,9 +138,10 @@ pub struct RosterIndex<'a> {
     name_start: Vec<u32>,
     name_persons: Vec<u32>,
     name_days: Vec<i32>,
-    /// Sex and cities of each person, to rank an oversized block without
-    /// reading the roster itself.
-    traits: Vec<Traits>,
+    /// Each person's packed comparison fields (name form, birth, sex,
+    /// cities): what ranks an oversized block and compares a record without
+    /// an ID, without reading the roster itself.
+    views: Vec<PersonView>,
     /// Each person's position in person-number order (the tie-break of
     /// equal scores); `None` when the roster is in that order already, as
     /// the store loads it.
@@ -152,8 +153,6 @@ pub struct RosterIndex<'a> {
     /// automata (built only when a distance of 2 is configured).
     names: Option<fst::Map<Vec<u8>>>,
     frequencies: NameFrequencies,
-    /// For each person, the index of their name in `forms`.
-    form_of: Vec<u32>,
     /// What comparing a name needs, once per distinct (name_norm, name_key).
     forms: Vec<NameForm>,
 }
@@ -167,29 +166,6 @@ fn fnv(bytes: &[u8], mut h: u64) -> u64 {
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// A person's sex and the cities (first four digits of the region, as a
-/// number) of their two regions: what ranks the persons of an oversized block.
-#[derive(Debug, Clone, Copy)]
-struct Traits {
-    sex: u8,
-    insured_city: u16,
-    residence_city: u16,
-}
-
-/// Marks a region whose first four characters are not digits: compared as text.
-const NOT_A_CITY: u16 = u16::MAX;
-
-fn city_of(region: &str) -> u16 {
-    region
-        .get(..4)
-        .and_then(|c| {
-            c.bytes().try_fold(0u16, |acc, b| {
-                b.is_ascii_digit().then(|| acc * 10 + u16::from(b - b'0'))
-            })
-        })
-        .unwrap_or(NOT_A_CITY)
-}
 
 /// The first 17 digits as a number (the 18th is implied by them).
 fn id_key(id: &str) -> Option<u64> {
@@ -262,24 +238,22 @@ impl<'a> RosterIndex<'a> {
             },
             || name_forms(persons),
         );
-        let ((name_start, name_persons, name_days), (traits, rank)) = rayon::join(
+        let ((name_start, name_persons, name_days), (views, rank)) = rayon::join(
             || by_name(persons, &forms, &form_of, frequencies.len()),
             || {
                 rayon::join(
                     || {
                         persons
                             .par_iter()
-                            .map(|p| Traits {
-                                sex: p.sex,
-                                insured_city: city_of(&p.insured_region),
-                                residence_city: city_of(&p.residence_region),
-                            })
-                            .collect()
+                            .zip(form_of.par_iter())
+                            .map(|(p, &f)| PersonView::of(p, f))
+                            .collect::<Vec<_>>()
                     },
                     || person_ranks(persons),
                 )
             },
         );
+        drop(form_of);
         let wants = |d: u32| rules.fst_distance_short == d || rules.fst_distance_long == d;
         let deletions = wants(1).then(|| {
             KeyIndex::build(
@@ -308,12 +282,11 @@ impl<'a> RosterIndex<'a> {
             name_start,
             name_persons,
             name_days,
-            traits,
+            views,
             rank,
             deletions,
             names,
             frequencies,
-            form_of,
             forms,
         }
     }
@@ -336,9 +309,20 @@ impl<'a> RosterIndex<'a> {
 
     /// The name features of person `i` (see [`NameForm`]) and the id of
     /// their name form: persons with the same form compare alike by name.
+    #[cfg(test)]
     pub(crate) fn name_form(&self, i: u32) -> (u32, &NameForm) {
-        let f = self.form_of[i as usize];
+        let f = self.views[i as usize].form;
         (f, &self.forms[f as usize])
+    }
+
+    /// The name form numbered `f`.
+    pub(crate) fn form(&self, f: u32) -> &NameForm {
+        &self.forms[f as usize]
+    }
+
+    /// Person `i`'s packed comparison fields.
+    pub(crate) fn view(&self, i: u32) -> &PersonView {
+        &self.views[i as usize]
     }
 
     /// Approximate heap bytes of the indexes (not of the roster itself).
@@ -348,7 +332,7 @@ impl<'a> RosterIndex<'a> {
             + self.name_start.capacity() * 4
             + self.name_persons.capacity() * 4
             + self.name_days.capacity() * 4
-            + self.traits.capacity() * std::mem::size_of::<Traits>()
+            + self.views.capacity() * std::mem::size_of::<PersonView>()
             + self.rank.as_ref().map_or(0, |r| r.capacity() * 4)
             + self.deletions.as_ref().map_or(0, KeyIndex::bytes)
             + self
@@ -356,7 +340,6 @@ impl<'a> RosterIndex<'a> {
                 .as_ref()
                 .map_or(0, |n| n.as_fst().as_bytes().len())
             + self.frequencies.approx_bytes()
-            + self.form_of.capacity() * 4
             + self.forms.capacity() * std::mem::size_of::<NameForm>()
     }
 
@@ -542,7 +525,7 @@ impl<'a> RosterIndex<'a> {
         let mut ranked: Vec<(u8, u32)> = hits
             .iter()
             .map(|&i| {
-                let t = &self.traits[i as usize];
+                let t = &self.views[i as usize];
                 let sex = record.sex.is_some_and(|s| s == t.sex);
                 let city = theirs.is_some_and(|r| {
                     if their_city != NOT_A_CITY
@@ -559,7 +542,9 @@ impl<'a> RosterIndex<'a> {
                 (2 - u8::from(sex) - u8::from(city), i)
             })
             .collect();
-        ranked.sort_unstable();
+        // The cap smallest (rank, roster index); their order does not
+        // matter, the candidates are sorted in the end.
+        ranked.select_nth_unstable(cap.saturating_sub(1));
         found.extend(ranked.iter().take(cap).map(|&(_, i)| i));
         out.capped_blocks.push(CappedBlock {
             kind,
@@ -836,6 +821,57 @@ mod tests {
         s.dedup();
         assert_eq!(s, c.person_indices);
         assert_eq!(c.person_indices.iter().filter(|&&i| i == 0).count(), 1);
+    }
+
+    #[test]
+    fn indexed_and_packed_comparisons_agree_with_the_reference_comparison() {
+        use crate::matching::compare::{
+            NameCache, compare_indexed, compare_prepared, compare_without_id,
+        };
+        let mut ps = roster();
+        ps.push(person("T0", "陳秀英", "440304", d(1942, 3, 15), 124));
+        ps.push(person("T1", "阿依古丽·买买提", "650102", d(1950, 1, 2), 11));
+        ps.push(person("T2", "王 秀英", "44a304", d(1942, 3, 15), 126));
+        ps.push(person("T3", "刘秀英", "440305", d(1942, 3, 16), 128));
+        let r = MatchRules::default_rules();
+        let idx = RosterIndex::build(&ps, &r.blocking);
+        let death = d(2026, 10, 1);
+        let mut records = Vec::new();
+        for (name, id, region) in [
+            ("王秀英", "", Some("440304")),
+            ("王秀瑛", "", Some("441402")),
+            ("陈秀英", "", Some("4403")),
+            ("阿依古丽买买提", "", Some("650102")),
+            ("牛秀英", "", None),
+            ("王秀英华", "", Some("44a3")),
+            ("刘芳", "", Some("320102")),
+            ("", "", Some("440304")),
+            ("王秀英", ps[0].id_number.as_str(), Some("440304")),
+            ("李建国", ps[0].id_number.as_str(), Some("110101")),
+        ] {
+            let mut rec = DeathRecord::new("funeral", "k", name, id, death);
+            rec.region = region.map(str::to_string);
+            rec.sex = Some(2);
+            rec.birth_year_range = Some((1941, 1943));
+            records.push(rec);
+        }
+        for rec in &records {
+            let prepared = PreparedRecord::new(rec);
+            let key_id = idx.name_frequencies().id(&rec.name_key);
+            let (mut a, mut b) = (NameCache::new(), NameCache::new());
+            for i in 0..ps.len() as u32 {
+                let want = compare_prepared(&ps[i as usize], &prepared, &r);
+                let (f, form) = idx.name_form(i);
+                let p = &ps[i as usize];
+                let got = compare_indexed(p, f, form, &prepared, key_id, &mut a, &r);
+                assert_eq!(got, want, "{} vs {}", p.name, rec.name);
+                if rec.id_status == IdStatus::Empty {
+                    let got =
+                        compare_without_id(p, idx.view(i), form, &prepared, key_id, &mut b, &r);
+                    assert_eq!(got, want, "{} vs {} (packed)", p.name, rec.name);
+                }
+            }
+        }
     }
 
     #[test]

@@ -332,6 +332,9 @@ pub struct PreparedRecord<'r> {
     /// The record's name as [`NameForm`] hashes (its key id is the index's
     /// business: see [`compare_indexed`]).
     form: NameForm,
+    /// The city of the record's region as [`city_of`] reads it; `None` when
+    /// the region is missing or shorter than four characters.
+    city: Option<u16>,
 }
 
 impl<'r> PreparedRecord<'r> {
@@ -350,6 +353,11 @@ impl<'r> PreparedRecord<'r> {
             )
         };
         let form = NameForm::of(&record.name_norm, &toned, &folded, None);
+        let city = record
+            .region
+            .as_deref()
+            .filter(|r| r.len() >= 4)
+            .map(city_of);
         PreparedRecord {
             record,
             repairs,
@@ -357,6 +365,7 @@ impl<'r> PreparedRecord<'r> {
             toned,
             folded,
             form,
+            city,
         }
     }
 }
@@ -428,11 +437,114 @@ pub fn compare_prepared(
     compare_with_name(person, rec, name)
 }
 
+/// Marks a region whose first four characters are not digits: compared as text.
+pub const NOT_A_CITY: u16 = u16::MAX;
+
+/// The first four digits of a region code (its city) as a number, or
+/// [`NOT_A_CITY`].
+pub fn city_of(region: &str) -> u16 {
+    region
+        .get(..4)
+        .and_then(|c| {
+            c.bytes().try_fold(0u16, |acc, b| {
+                b.is_ascii_digit().then(|| acc * 10 + u16::from(b - b'0'))
+            })
+        })
+        .unwrap_or(NOT_A_CITY)
+}
+
+/// What comparing a roster person with a record that has no ID reads,
+/// packed into 16 bytes: the matcher's index keeps one per person, so
+/// that the hundreds of namesakes a funeral record without an ID meets are
+/// compared without touching the roster's strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonView {
+    pub birth: NaiveDate,
+    /// The person's name form (see [`NameForm`]) in the index.
+    pub form: u32,
+    /// [`city_of`] the insured and residence regions.
+    pub insured_city: u16,
+    pub residence_city: u16,
+    pub sex: u8,
+    /// The registered name needed no normalising (`name == name_norm`),
+    /// so "same name as written" is a property of the name form.
+    pub name_is_norm: bool,
+}
+
+impl PersonView {
+    pub fn of(p: &Person, form: u32) -> PersonView {
+        PersonView {
+            birth: p.birth_date,
+            form,
+            insured_city: city_of(&p.insured_region),
+            residence_city: city_of(&p.residence_region),
+            sex: p.sex,
+            name_is_norm: p.name == p.name_norm,
+        }
+    }
+}
+
+/// What a record's name comes to against one name form, except the
+/// `exact` level (which depends on the name as written).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NameVerdict {
+    /// The level when the names as written differ (`Missing` when either
+    /// normalised name is empty).
+    below_exact: NameLevel,
+    /// The form's normalised name equals the record's name as written.
+    norm_is_their_name: bool,
+}
+
+/// Name verdicts of one record by name form: persons sharing a form compare
+/// alike, so a record met by hundreds of namesakes judges the name once.
+pub(crate) type NameCache = ahash::AHashMap<u32, NameVerdict>;
+
+fn name_verdict(
+    person: &Person,
+    form: &NameForm,
+    rec: &PreparedRecord<'_>,
+    record_key_id: Option<u32>,
+    rules: &MatchRules,
+) -> NameVerdict {
+    let record = rec.record;
+    let below_exact = if person.name_norm.is_empty() || record.name_norm.is_empty() {
+        NameLevel::Missing
+    } else if person.name_norm == record.name_norm
+        || ((form.has_dot || rec.form.has_dot)
+            && person
+                .name_norm
+                .chars()
+                .filter(|&c| c != '·')
+                .eq(rec.name_plain.chars()))
+    {
+        NameLevel::Normalised
+    } else if match form.key_id {
+        Some(id) => Some(id) == record_key_id,
+        None => person.name_key == record.name_key,
+    } {
+        if form.toned == rec.form.toned {
+            NameLevel::TonedPinyin
+        } else {
+            NameLevel::TonelessPinyin
+        }
+    } else if form.folded == rec.form.folded {
+        NameLevel::Confusable
+    } else if strsim::jaro_winkler(&person.name_key, &record.name_key)
+        >= rules.name.similar_threshold
+    {
+        NameLevel::Similar
+    } else {
+        NameLevel::Different
+    };
+    NameVerdict {
+        below_exact,
+        norm_is_their_name: person.name_norm == record.name,
+    }
+}
+
 /// [`compare_prepared`] for a roster person whose name features the index
-/// computed (`form`), against a record whose key has id `record_key_id` in
-/// the same index. `name_cache` remembers, per name form, the level below
-/// `exact` (it depends on the form alone), so a record compared with
-/// hundreds of namesakes computes it once. Gives the same levels as
+/// computed (`form`, number `form_id`), against a record whose key has id
+/// `record_key_id` in the same index. Gives the same levels as
 /// [`compare_prepared`]; only faster.
 pub(crate) fn compare_indexed(
     person: &Person,
@@ -440,46 +552,78 @@ pub(crate) fn compare_indexed(
     form: &NameForm,
     rec: &PreparedRecord<'_>,
     record_key_id: Option<u32>,
-    name_cache: &mut ahash::AHashMap<u32, NameLevel>,
+    name_cache: &mut NameCache,
     rules: &MatchRules,
 ) -> Comparison {
-    let record = rec.record;
-    let name = if person.name_norm.is_empty() || record.name_norm.is_empty() {
+    let v = *name_cache
+        .entry(form_id)
+        .or_insert_with(|| name_verdict(person, form, rec, record_key_id, rules));
+    let name = if v.below_exact == NameLevel::Missing {
         NameLevel::Missing
-    } else if person.name == record.name {
+    } else if person.name == rec.record.name {
         NameLevel::Exact
     } else {
-        *name_cache.entry(form_id).or_insert_with(|| {
-            if person.name_norm == record.name_norm
-                || ((form.has_dot || rec.form.has_dot)
-                    && person
-                        .name_norm
-                        .chars()
-                        .filter(|&c| c != '·')
-                        .eq(rec.name_plain.chars()))
-            {
-                NameLevel::Normalised
-            } else if match form.key_id {
-                Some(id) => Some(id) == record_key_id,
-                None => person.name_key == record.name_key,
-            } {
-                if form.toned == rec.form.toned {
-                    NameLevel::TonedPinyin
-                } else {
-                    NameLevel::TonelessPinyin
-                }
-            } else if form.folded == rec.form.folded {
-                NameLevel::Confusable
-            } else if strsim::jaro_winkler(&person.name_key, &record.name_key)
-                >= rules.name.similar_threshold
-            {
-                NameLevel::Similar
-            } else {
-                NameLevel::Different
-            }
-        })
+        v.below_exact
     };
     compare_with_name(person, rec, name)
+}
+
+/// [`compare_indexed`] for a record with no ID (`IdStatus::Empty`): its ID
+/// level is `missing` whoever the person is, and everything else is read
+/// off the person's [`PersonView`]; `person` itself is read only for a
+/// name that needed normalising or a region that is not a plain code.
+pub(crate) fn compare_without_id(
+    person: &Person,
+    view: &PersonView,
+    form: &NameForm,
+    rec: &PreparedRecord<'_>,
+    record_key_id: Option<u32>,
+    name_cache: &mut NameCache,
+    rules: &MatchRules,
+) -> Comparison {
+    debug_assert_eq!(rec.record.id_status, IdStatus::Empty);
+    let record = rec.record;
+    let v = *name_cache
+        .entry(view.form)
+        .or_insert_with(|| name_verdict(person, form, rec, record_key_id, rules));
+    let exact = if view.name_is_norm {
+        v.norm_is_their_name
+    } else {
+        person.name == record.name
+    };
+    let name = if v.below_exact == NameLevel::Missing {
+        NameLevel::Missing
+    } else if exact {
+        NameLevel::Exact
+    } else {
+        v.below_exact
+    };
+    let sex = match record.sex {
+        Some(s) if s == view.sex => SexLevel::Agree,
+        Some(_) => SexLevel::Disagree,
+        None => SexLevel::Missing,
+    };
+    let (ic, rc) = (view.insured_city, view.residence_city);
+    let region = match rec.city {
+        None => RegionLevel::Missing,
+        Some(c) if c != NOT_A_CITY && ic != NOT_A_CITY && rc != NOT_A_CITY => {
+            if ic == c || rc == c {
+                RegionLevel::City
+            } else if ic / 100 == c / 100 || rc / 100 == c / 100 {
+                RegionLevel::Province
+            } else {
+                RegionLevel::Different
+            }
+        }
+        Some(_) => compare_region(person, record),
+    };
+    Comparison {
+        id: IdLevel::Missing,
+        name,
+        birth: compare_birth(view.birth, record),
+        sex,
+        region,
+    }
 }
 
 /// Every level but the name's, which the caller has judged.

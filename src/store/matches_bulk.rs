@@ -139,7 +139,11 @@ fn scan_persons(db: NonNull<ffi::sqlite3>) -> Result<Vec<Person>> {
     // Sized once: growing a vector of ten million persons by doubling would
     // hold the old and the new copy at once (a third more peak memory).
     let mut rows = Statement::prepare(db, c"SELECT max(rowid) FROM pensioners")?;
-    let capacity = if rows.next()? { rows.int(0).unwrap_or(0) } else { 0 };
+    let capacity = if rows.next()? {
+        rows.int(0).unwrap_or(0)
+    } else {
+        0
+    };
     drop(rows);
     let mut s = Statement::prepare(db, PERSONS)?;
     let mut out = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
