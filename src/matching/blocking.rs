@@ -138,6 +138,9 @@ pub struct RosterIndex<'a> {
     name_start: Vec<u32>,
     name_persons: Vec<u32>,
     name_days: Vec<i32>,
+    /// The same persons' sex and cities, alongside: an oversized name block
+    /// is ranked reading this slice in order, not the whole roster at random.
+    name_traits: Vec<Traits>,
     /// Each person's packed comparison fields (name form, birth, sex,
     /// cities): what ranks an oversized block and compares a record without
     /// an ID, without reading the roster itself.
@@ -166,6 +169,25 @@ fn fnv(bytes: &[u8], mut h: u64) -> u64 {
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A person's sex and the cities of their two regions ([`city_of`]): what
+/// ranks the persons of an oversized block.
+#[derive(Debug, Clone, Copy)]
+struct Traits {
+    sex: u8,
+    insured_city: u16,
+    residence_city: u16,
+}
+
+impl From<&PersonView> for Traits {
+    fn from(v: &PersonView) -> Traits {
+        Traits {
+            sex: v.sex,
+            insured_city: v.insured_city,
+            residence_city: v.residence_city,
+        }
+    }
+}
 
 /// The first 17 digits as a number (the 18th is implied by them).
 fn id_key(id: &str) -> Option<u64> {
@@ -238,22 +260,19 @@ impl<'a> RosterIndex<'a> {
             },
             || name_forms(persons),
         );
-        let ((name_start, name_persons, name_days), (views, rank)) = rayon::join(
-            || by_name(persons, &forms, &form_of, frequencies.len()),
+        let (views, rank) = rayon::join(
             || {
-                rayon::join(
-                    || {
-                        persons
-                            .par_iter()
-                            .zip(form_of.par_iter())
-                            .map(|(p, &f)| PersonView::of(p, f))
-                            .collect::<Vec<_>>()
-                    },
-                    || person_ranks(persons),
-                )
+                persons
+                    .par_iter()
+                    .zip(form_of.par_iter())
+                    .map(|(p, &f)| PersonView::of(p, f))
+                    .collect::<Vec<_>>()
             },
+            || person_ranks(persons),
         );
         drop(form_of);
+        let (name_start, name_persons, name_days, name_traits) =
+            by_name(&views, &forms, frequencies.len());
         let wants = |d: u32| rules.fst_distance_short == d || rules.fst_distance_long == d;
         let deletions = wants(1).then(|| {
             KeyIndex::build(
@@ -282,6 +301,7 @@ impl<'a> RosterIndex<'a> {
             name_start,
             name_persons,
             name_days,
+            name_traits,
             views,
             rank,
             deletions,
@@ -332,6 +352,7 @@ impl<'a> RosterIndex<'a> {
             + self.name_start.capacity() * 4
             + self.name_persons.capacity() * 4
             + self.name_days.capacity() * 4
+            + self.name_traits.capacity() * std::mem::size_of::<Traits>()
             + self.views.capacity() * std::mem::size_of::<PersonView>()
             + self.rank.as_ref().map_or(0, |r| r.capacity() * 4)
             + self.deletions.as_ref().map_or(0, KeyIndex::bytes)
@@ -362,6 +383,7 @@ impl<'a> RosterIndex<'a> {
                 BlockKind::ExactId,
                 None,
                 self.by_id(id),
+                None,
                 record,
                 &mut found,
                 &mut out,
@@ -371,6 +393,7 @@ impl<'a> RosterIndex<'a> {
                     BlockKind::IdWithoutRegion,
                     None,
                     self.id_without_region.get(k),
+                    None,
                     record,
                     &mut found,
                     &mut out,
@@ -383,6 +406,7 @@ impl<'a> RosterIndex<'a> {
                     BlockKind::RepairedId,
                     None,
                     self.by_id(c.as_str()),
+                    None,
                     record,
                     &mut found,
                     &mut out,
@@ -432,27 +456,33 @@ impl<'a> RosterIndex<'a> {
             self.name_start[key_id as usize] as usize,
             self.name_start[key_id as usize + 1] as usize,
         );
-        let (days, persons) = (&self.name_days[lo..hi], &self.name_persons[lo..hi]);
-        let born = |from: i32, to: i32| -> &[u32] {
+        let days = &self.name_days[lo..hi];
+        let born = |from: i32, to: i32| {
             let a = days.partition_point(|&d| d < from);
             let b = a + days[a..].partition_point(|&d| d <= to);
-            &persons[a..b]
+            (
+                &self.name_persons[lo + a..lo + b],
+                Some(&self.name_traits[lo + a..lo + b]),
+            )
         };
         if let Some(b) = birth {
             let d = b.num_days_from_ce();
-            self.take(date_kind, Some(key), born(d, d), record, found, out);
+            let (hits, traits) = born(d, d);
+            self.take(date_kind, Some(key), hits, traits, record, found, out);
             // A day and month swapped by a clerk still meets its person.
             if let Some(s) =
                 NaiveDate::from_ymd_opt(b.year(), b.day(), b.month()).filter(|&s| s != b)
             {
                 let d = s.num_days_from_ce();
-                self.take(date_kind, Some(key), born(d, d), record, found, out);
+                let (hits, traits) = born(d, d);
+                self.take(date_kind, Some(key), hits, traits, record, found, out);
             }
         }
         if let Some((lo, hi)) = years {
             let from = NaiveDate::from_ymd_opt(lo, 1, 1).map_or(i32::MIN, |d| d.num_days_from_ce());
             let to = NaiveDate::from_ymd_opt(hi, 12, 31).map_or(i32::MAX, |d| d.num_days_from_ce());
-            self.take(year_kind, Some(key), born(from, to), record, found, out);
+            let (hits, traits) = born(from, to);
+            self.take(year_kind, Some(key), hits, traits, record, found, out);
         }
     }
 
@@ -505,11 +535,14 @@ impl<'a> RosterIndex<'a> {
     }
 
     /// Adds a block's persons, cutting it to the cap when oversized.
+    /// `traits`, when given, holds the hits' sex and cities in the same order.
+    #[allow(clippy::too_many_arguments)]
     fn take(
         &self,
         kind: BlockKind,
         name_key: Option<&str>,
         hits: &[u32],
+        traits: Option<&[Traits]>,
         record: &DeathRecord,
         found: &mut Vec<u32>,
         out: &mut Candidates,
@@ -524,8 +557,9 @@ impl<'a> RosterIndex<'a> {
         let their_city = theirs.map_or(NOT_A_CITY, city_of);
         let mut ranked: Vec<(u8, u32)> = hits
             .iter()
-            .map(|&i| {
-                let t = &self.views[i as usize];
+            .enumerate()
+            .map(|(k, &i)| {
+                let t = traits.map_or_else(|| Traits::from(&self.views[i as usize]), |ts| ts[k]);
                 let sex = record.sex.is_some_and(|s| s == t.sex);
                 let city = theirs.is_some_and(|r| {
                     if their_city != NOT_A_CITY
@@ -601,21 +635,20 @@ fn name_forms(persons: &[Person]) -> (NameFrequencies, Vec<NameForm>, Vec<u32>) 
 }
 
 /// The name index (see `RosterIndex::name_start`): persons with a name
-/// key, grouped by key id, by birth date within a key, then roster order.
+/// key, grouped by key id, by birth date within a key, then roster order,
+/// with their traits alongside.
 fn by_name(
-    persons: &[Person],
+    views: &[PersonView],
     forms: &[NameForm],
-    form_of: &[u32],
     keys: usize,
-) -> (Vec<u32>, Vec<u32>, Vec<i32>) {
-    let mut entries: Vec<(u32, i32, u32)> = persons
+) -> (Vec<u32>, Vec<u32>, Vec<i32>, Vec<Traits>) {
+    let mut entries: Vec<(u32, i32, u32)> = views
         .par_iter()
-        .zip(form_of.par_iter())
         .enumerate()
-        .filter_map(|(i, (p, &f))| {
-            forms[f as usize]
+        .filter_map(|(i, v)| {
+            forms[v.form as usize]
                 .key_id
-                .map(|k| (k, p.birth_date.num_days_from_ce(), i as u32))
+                .map(|k| (k, v.birth.num_days_from_ce(), i as u32))
         })
         .collect();
     entries.par_sort_unstable();
@@ -626,8 +659,12 @@ fn by_name(
     for k in 1..start.len() {
         start[k] += start[k - 1];
     }
+    let traits = entries
+        .par_iter()
+        .map(|&(_, _, i)| Traits::from(&views[i as usize]))
+        .collect();
     let (days, who): (Vec<i32>, Vec<u32>) = entries.into_par_iter().map(|(_, d, i)| (d, i)).unzip();
-    (start, who, days)
+    (start, who, days, traits)
 }
 
 /// Each person's position in person-number order, or `None` when the
