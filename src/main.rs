@@ -323,6 +323,11 @@ struct GenerateArgs {
     /// The date the data stands for (default: today in China).
     #[arg(long, value_name = "YYYY-MM-DD")]
     as_of: Option<NaiveDate>,
+    /// Share of pensioners who died in the 60 days before the date (at most
+    /// 0.2); about 2.2 death-source records come per death. 0.023 gives
+    /// about a million records for ten million pensioners.
+    #[arg(long, default_value_t = 0.01)]
+    death_rate: f64,
 }
 
 fn main() -> ExitCode {
@@ -681,7 +686,13 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
         }
         Command::Generate(args) => {
             let as_of = args.as_of.unwrap_or_else(identity::today_in_china);
-            let summary = generate_with_progress(args.pensioners, args.seed, &args.out, as_of)?;
+            let summary = generate_with_progress(
+                args.pensioners,
+                args.seed,
+                &args.out,
+                as_of,
+                args.death_rate,
+            )?;
             println!(
                 "wrote {} pensioners and {} deaths to {}",
                 summary.pensioners,
@@ -978,6 +989,7 @@ fn generate_with_progress(
     seed: u64,
     out: &Path,
     as_of: NaiveDate,
+    death_rate: f64,
 ) -> Result<vigil::generate::GenerateSummary> {
     let bar = ProgressBar::new(pensioners).with_style(
         ProgressStyle::with_template(
@@ -986,7 +998,9 @@ fn generate_with_progress(
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let opts = vigil::generate::GenerateOptions::new(pensioners, seed, out.to_path_buf(), as_of);
+    let mut opts =
+        vigil::generate::GenerateOptions::new(pensioners, seed, out.to_path_buf(), as_of);
+    opts.death_rate = death_rate;
     let progress = |n: u64| bar.set_position(n);
     let summary = vigil::generate::generate(&opts, &progress)
         .with_context(|| format!("generating data into {}", out.display()))?;
@@ -1306,7 +1320,7 @@ async fn demo(
     let as_of = identity::today_in_china();
     println!("vigil demo: {pensioners} synthetic pensioners, seed {seed}, as of {as_of}\n");
     println!("1. generating data into {}/", data_dir.display());
-    let summary = generate_with_progress(pensioners, seed, data_dir, as_of)?;
+    let summary = generate_with_progress(pensioners, seed, data_dir, as_of, 0.01)?;
     println!(
         "   {} pensioners, {} deaths across the three death sources",
         summary.pensioners, summary.deaths

@@ -22,11 +22,13 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::blocking::{CappedBlock, RosterIndex};
-use super::compare::{PreparedRecord, compare_prepared};
+use super::compare::{
+    Comparison, NameCache, PersonView, PreparedRecord, compare_indexed, compare_without_id,
+};
 use super::explain::{Explanation, RunnerUp};
-use super::model::DeathRecord;
+use super::model::{DeathRecord, IdStatus};
 use super::rules::MatchRules;
-use super::score::{Band, Context, PairScore, band, score_pair};
+use super::score::{Band, Context, band, pair_total, score_pair};
 
 /// Evidence of life (spec §5-6) by ID number: the latest date each person
 /// was seen alive. A date after a record's death date blocks `auto`.
@@ -84,9 +86,23 @@ pub struct MatchBatch {
 /// never proposed again.
 pub type RejectedPairs = AHashSet<(String, String, String)>;
 
+/// One candidate of a record, with its levels and total (the explanation's
+/// parts are built for the chosen candidates only).
 struct Scored {
     person: u32,
-    score: PairScore,
+    total: f64,
+    comparison: Comparison,
+}
+
+/// What one record's candidates came to.
+struct RecordResult {
+    /// Best first; only the top two and those at or above the review
+    /// threshold are kept: the assignment looks at no others, and a
+    /// record's runner-up is always one of its top two.
+    scored: Vec<Scored>,
+    capped: Vec<CappedBlock>,
+    /// Candidates scored, the dropped ones included.
+    pairs: usize,
 }
 
 /// Matches a batch of death records against the roster behind `index`.
@@ -99,68 +115,134 @@ pub fn match_batch(
 ) -> MatchBatch {
     let persons = index.persons();
     let freqs = index.name_frequencies();
+    // Rejected person numbers by record, borrowed: nothing cloned per candidate.
+    let mut rejected_by_record: AHashMap<(&str, &str), Vec<&str>> = AHashMap::new();
+    for (source, key, person_no) in rejected {
+        rejected_by_record
+            .entry((source.as_str(), key.as_str()))
+            .or_default()
+            .push(person_no.as_str());
+    }
+    let review = rules.thresholds.review;
     // Score every record's candidates, best first (in parallel; each record
     // is independent and results are collected in record order).
-    let per_record: Vec<(Vec<Scored>, Vec<CappedBlock>)> = records
+    let per_record: Vec<RecordResult> = records
         .par_iter()
         .map(|record| {
             let prepared = PreparedRecord::new(record);
             let cands = index.candidates_prepared(&prepared);
-            let mut scored: Vec<Scored> = cands
+            let rejected_here = rejected_by_record
+                .get(&(record.source.as_str(), record.record_key.as_str()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let record_key_id = freqs.id(&record.name_key);
+            let record_frequency = record_key_id.map_or(0.0, |id| freqs.frequency_of(id));
+            let mut name_cache = NameCache::new();
+            // A record without an ID compares on the packed person fields.
+            let no_id = record.id_status == IdStatus::Empty;
+            // The candidates' packed fields first, in one pass of
+            // independent loads (the memory system overlaps them), then
+            // the comparisons.
+            let views: Vec<PersonView> = cands
                 .person_indices
                 .iter()
-                .filter(|&&i| {
-                    rejected.is_empty()
-                        || !rejected.contains(&(
-                            record.source.clone(),
-                            record.record_key.clone(),
-                            persons[i as usize].person_no.clone(),
-                        ))
+                .map(|&i| *index.view(i))
+                .collect();
+            let scored: Vec<Scored> = cands
+                .person_indices
+                .iter()
+                .zip(&views)
+                .filter(|&(&i, _)| {
+                    rejected_here.is_empty()
+                        || !rejected_here.contains(&persons[i as usize].person_no.as_str())
                 })
-                .map(|&i| {
+                .map(|(&i, view)| {
                     let p = &persons[i as usize];
-                    let c = compare_prepared(p, &prepared, rules);
+                    let form = index.form(view.form);
+                    let comparison = if no_id {
+                        compare_without_id(
+                            p,
+                            view,
+                            form,
+                            &prepared,
+                            record_key_id,
+                            &mut name_cache,
+                            rules,
+                        )
+                    } else {
+                        compare_indexed(
+                            p,
+                            view.form,
+                            form,
+                            &prepared,
+                            record_key_id,
+                            &mut name_cache,
+                            rules,
+                        )
+                    };
+                    let person_frequency = form.key_id.map_or(0.0, |id| freqs.frequency_of(id));
                     Scored {
                         person: i,
-                        score: score_pair(c, &p.name_key, &record.name_key, freqs, rules),
+                        total: pair_total(
+                            &comparison,
+                            person_frequency,
+                            record_frequency,
+                            freqs,
+                            rules,
+                        ),
+                        comparison,
                     }
                 })
                 .collect();
-            scored.sort_by(|a, b| {
-                b.score.total.total_cmp(&a.score.total).then_with(|| {
-                    persons[a.person as usize]
-                        .person_no
-                        .cmp(&persons[b.person as usize].person_no)
-                })
-            });
-            (scored, cands.capped_blocks)
+            let pairs = scored.len();
+            let best_first = |a: &Scored, b: &Scored| {
+                b.total
+                    .total_cmp(&a.total)
+                    .then_with(|| index.person_order(a.person, b.person))
+            };
+            // Those at or above the review threshold, and the best two in
+            // any case; only they are sorted.
+            let (mut kept, mut rest): (Vec<Scored>, Vec<Scored>) =
+                scored.into_iter().partition(|s| s.total >= review);
+            let wanted = 2usize.saturating_sub(kept.len()).min(rest.len());
+            if wanted > 0 {
+                rest.select_nth_unstable_by(wanted - 1, best_first);
+                kept.extend(rest.drain(..wanted));
+            }
+            kept.sort_unstable_by(best_first);
+            let scored = kept;
+            RecordResult {
+                scored,
+                capped: cands.capped_blocks,
+                pairs,
+            }
         })
         .collect();
 
     let mut pairs: Vec<(usize, usize)> = Vec::new(); // (record, rank in its list)
     let mut pairs_scored = 0;
-    for (r, (scored, _)) in per_record.iter().enumerate() {
-        pairs_scored += scored.len();
-        for (k, s) in scored.iter().enumerate() {
-            if s.score.total >= rules.thresholds.review {
+    for (r, result) in per_record.iter().enumerate() {
+        pairs_scored += result.pairs;
+        for (k, s) in result.scored.iter().enumerate() {
+            if s.total >= review {
                 pairs.push((r, k));
             }
         }
     }
     let key = |&(r, k): &(usize, usize)| {
-        let s = &per_record[r].0[k];
+        let s = &per_record[r].scored[k];
         (
-            s.score.total,
-            &persons[s.person as usize].person_no,
+            s.total,
+            s.person,
             &records[r].source,
             &records[r].record_key,
         )
     };
-    pairs.sort_by(|a, b| {
+    pairs.par_sort_unstable_by(|a, b| {
         let (sa, pa, ra, ka) = key(a);
         let (sb, pb, rb, kb) = key(b);
         sb.total_cmp(&sa)
-            .then_with(|| pa.cmp(pb))
+            .then_with(|| index.person_order(pa, pb))
             .then_with(|| ra.cmp(rb))
             .then_with(|| ka.cmp(kb))
     });
@@ -170,7 +252,7 @@ pub fn match_batch(
         if chosen[r].is_some() {
             continue;
         }
-        let person = per_record[r].0[k].person;
+        let person = per_record[r].scored[k].person;
         if taken.insert((person, records[r].source.as_str())) {
             chosen[r] = Some(k);
         }
@@ -180,7 +262,7 @@ pub fn match_batch(
     for (r, k) in chosen.iter().enumerate() {
         let Some(k) = *k else { continue };
         let record = &records[r];
-        let scored = &per_record[r].0;
+        let scored = &per_record[r].scored;
         let best = &scored[k];
         let person = &persons[best.person as usize];
         let runner = scored
@@ -189,27 +271,37 @@ pub fn match_batch(
             .find(|(j, _)| *j != k)
             .map(|(_, s)| s);
         let ctx = Context {
-            runner_up: runner.map(|s| s.score.total),
+            runner_up: runner.map(|s| s.total),
             alive_on: life.alive_after(&person.id_number, record.death_date),
         };
-        let (band, fired) = band(&best.score, ctx, rules);
+        // The explanation's parts, for the chosen pair only; the same
+        // arithmetic as the candidate's total.
+        let score = score_pair(
+            best.comparison,
+            &person.name_key,
+            &record.name_key,
+            freqs,
+            rules,
+        );
+        debug_assert_eq!(score.total.to_bits(), best.total.to_bits());
+        let (band, fired) = band(&score, ctx, rules);
         if band == Band::None {
             continue;
         }
         let runner_up = runner.map(|s| RunnerUp {
-            person_no: persons[s.person as usize].person_no.clone(),
-            score: s.score.total,
-            margin: best.score.total - s.score.total,
+            person_no: persons[s.person as usize].person_no.to_string(),
+            score: s.total,
+            margin: best.total - s.total,
         });
         matches.push(Match {
             record_index: r,
             source: record.source.clone(),
             record_key: record.record_key.clone(),
             person_index: best.person,
-            person_no: person.person_no.clone(),
-            score: best.score.total,
+            person_no: person.person_no.to_string(),
+            score: best.total,
             band,
-            explanation: Explanation::new(&best.score, band, runner_up, fired, rules),
+            explanation: Explanation::new(&score, band, runner_up, fired, rules),
         });
     }
     matches.sort_by(|a, b| {
@@ -218,7 +310,7 @@ pub fn match_batch(
     let capped_blocks = per_record
         .into_iter()
         .enumerate()
-        .flat_map(|(r, (_, caps))| caps.into_iter().map(move |c| (r, c)))
+        .flat_map(|(r, result)| result.capped.into_iter().map(move |c| (r, c)))
         .collect();
     MatchBatch {
         matches,

@@ -1,25 +1,34 @@
 //! Blocking: the in-memory indexes over the active roster that propose, for
-//! each death record, the few pensioners worth comparing. This module owns
+//! each death record, the few pensioners worth comparing, and the per-name
+//! features every comparison with a roster person reads. This module owns
 //! the indexes and the block caps; it must never score or judge a pair, and
 //! it must never let one block explode: a lookup that would return more than
 //! `blocking.max_block` persons is cut (keeping those who agree on sex and
 //! region, then roster order) and reported in [`Candidates::capped_blocks`].
 //!
 //! Memory: every index is a sorted vector of (64-bit key, u32 roster index)
-//! pairs, searched by binary search, so ten million pensioners cost about
-//! 12 bytes per entry and index, and no name or ID string is copied except
-//! the distinct name keys in the fst. Name keys in the composite keys are
-//! hashed (FNV-1a); a hash collision only adds a candidate, which scoring
-//! then rejects.
+//! pairs with a directory over the keys' top bits, so a lookup is one
+//! directory read and a short search, and ten million pensioners cost about
+//! 16 bytes per entry and index. No name or ID string is copied except the
+//! distinct name keys. Name keys in the composite keys are hashed (FNV-1a);
+//! a hash collision only adds a candidate, which scoring then rejects.
+//!
+//! Near spellings (one edit on the pinyin key) are found through a
+//! deletion index: every distinct key and every key with one character
+//! deleted, hashed; two keys within one edit share an entry. That answers
+//! in a few lookups what a Levenshtein automaton over the fst of keys took
+//! tens of microseconds to build per record; the fst is still used for the
+//! distance-2 setting.
 
 use ahash::AHashMap;
 use chrono::{Datelike, NaiveDate};
+use compact_str::CompactString;
 use fst::automaton::Levenshtein;
 use fst::{IntoStreamer, Streamer};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::compare::PreparedRecord;
+use super::compare::{NOT_A_CITY, NameForm, PersonView, PreparedRecord, city_of};
 use super::model::{DeathRecord, IdStatus, Person};
 use super::rules::BlockingRules;
 use super::score::NameFrequencies;
@@ -57,28 +66,62 @@ pub struct Candidates {
     pub capped_blocks: Vec<CappedBlock>,
 }
 
+/// splitmix64's finaliser: a bijection that spreads keys (ID digits are
+/// far from uniform) over the directory's top bits without adding collisions.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A sorted multimap from 64-bit keys to roster indices.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct KeyIndex {
+    /// Mixed keys, ascending; `values[i]` belongs to `keys[i]`.
     keys: Vec<u64>,
     values: Vec<u32>,
+    /// `dir[b]..dir[b + 1]` is the range of keys whose top bits are `b`.
+    dir: Vec<u32>,
+    shift: u32,
 }
 
 impl KeyIndex {
     fn build(mut pairs: Vec<(u64, u32)>) -> KeyIndex {
+        pairs.par_iter_mut().for_each(|p| p.0 = mix(p.0));
+        // Values of one key stay in ascending (roster) order.
         pairs.par_sort_unstable();
+        pairs.dedup();
+        // About one key per directory slot.
+        let bits = (usize::BITS - 1 - pairs.len().max(2).leading_zeros()).clamp(1, 26);
+        let shift = 64 - bits;
+        let mut dir = vec![0u32; (1usize << bits) + 1];
+        for &(k, _) in &pairs {
+            dir[(k >> shift) as usize + 1] += 1;
+        }
+        for b in 1..dir.len() {
+            dir[b] += dir[b - 1];
+        }
         let (keys, values) = pairs.into_iter().unzip();
-        KeyIndex { keys, values }
+        KeyIndex {
+            keys,
+            values,
+            dir,
+            shift,
+        }
     }
 
     fn get(&self, key: u64) -> &[u32] {
-        let lo = self.keys.partition_point(|&k| k < key);
-        let hi = lo + self.keys[lo..].partition_point(|&k| k == key);
-        &self.values[lo..hi]
+        let k = mix(key);
+        let b = (k >> self.shift) as usize;
+        let (lo, hi) = (self.dir[b] as usize, self.dir[b + 1] as usize);
+        let slot = &self.keys[lo..hi];
+        let start = slot.partition_point(|&x| x < k);
+        let end = start + slot[start..].partition_point(|&x| x == k);
+        &self.values[lo + start..lo + end]
     }
 
     fn bytes(&self) -> usize {
-        self.keys.capacity() * 8 + self.values.capacity() * 4
+        self.keys.capacity() * 8 + self.values.capacity() * 4 + self.dir.capacity() * 4
     }
 }
 
@@ -88,11 +131,33 @@ pub struct RosterIndex<'a> {
     rules: BlockingRules,
     exact_id: KeyIndex,
     id_without_region: KeyIndex,
-    name_birth: KeyIndex,
-    name_year: KeyIndex,
-    /// Distinct name keys (value: count), searched with Levenshtein automata.
-    names: fst::Map<Vec<u8>>,
+    /// Persons by name key: those whose key has id `k` in `frequencies` are
+    /// `name_persons[name_start[k]..name_start[k + 1]]`, ordered by birth
+    /// date, whose day numbers `name_days` holds alongside. A name-and-date
+    /// block and a name-and-years block are both one range of it.
+    name_start: Vec<u32>,
+    name_persons: Vec<u32>,
+    name_days: Vec<i32>,
+    /// The same persons' sex and cities, alongside: an oversized name block
+    /// is ranked reading this slice in order, not the whole roster at random.
+    name_traits: Vec<Traits>,
+    /// Each person's packed comparison fields (name form, birth, sex,
+    /// cities): what ranks an oversized block and compares a record without
+    /// an ID, without reading the roster itself.
+    views: Vec<PersonView>,
+    /// Each person's position in person-number order (the tie-break of
+    /// equal scores); `None` when the roster is in that order already, as
+    /// the store loads it.
+    rank: Option<Vec<u32>>,
+    /// Distinct name keys and every one-deletion of each, hashed, to the
+    /// key's id in `frequencies` (built when a distance of 1 is configured).
+    deletions: Option<KeyIndex>,
+    /// Distinct name keys (value: count), searched with Levenshtein
+    /// automata (built only when a distance of 2 is configured).
+    names: Option<fst::Map<Vec<u8>>>,
     frequencies: NameFrequencies,
+    /// What comparing a name needs, once per distinct (name_norm, name_key).
+    forms: Vec<NameForm>,
 }
 
 fn fnv(bytes: &[u8], mut h: u64) -> u64 {
@@ -105,19 +170,23 @@ fn fnv(bytes: &[u8], mut h: u64) -> u64 {
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-fn name_birth_key(name_key: &str, birth: NaiveDate) -> u64 {
-    fnv(
-        &birth.num_days_from_ce().to_le_bytes(),
-        fnv(name_key.as_bytes(), FNV_OFFSET),
-    )
+/// A person's sex and the cities of their two regions ([`city_of`]): what
+/// ranks the persons of an oversized block.
+#[derive(Debug, Clone, Copy)]
+struct Traits {
+    sex: u8,
+    insured_city: u16,
+    residence_city: u16,
 }
 
-fn name_year_key(name_key: &str, year: i32) -> u64 {
-    // A different tail byte keeps year keys apart from date keys.
-    fnv(
-        &year.to_le_bytes(),
-        fnv(name_key.as_bytes(), FNV_OFFSET ^ 0x55),
-    )
+impl From<&PersonView> for Traits {
+    fn from(v: &PersonView) -> Traits {
+        Traits {
+            sex: v.sex,
+            insured_city: v.insured_city,
+            residence_city: v.residence_city,
+        }
+    }
 }
 
 /// The first 17 digits as a number (the 18th is implied by them).
@@ -136,6 +205,38 @@ fn digits(s: &str) -> Option<u64> {
     })
 }
 
+/// The hash of `key` with the character at byte range `skip` left out
+/// (`skip` empty: the whole key). Deletions that give the same string give
+/// the same hash, whichever character went.
+fn deletion_hash(key: &str, skip: std::ops::Range<usize>) -> u64 {
+    let b = key.as_bytes();
+    fnv(&b[skip.end..], fnv(&b[..skip.start], FNV_OFFSET ^ 0xd1))
+}
+
+/// The key itself and each of its one-character deletions, hashed.
+fn deletion_variants(key: &str) -> impl Iterator<Item = u64> + '_ {
+    std::iter::once(deletion_hash(key, 0..0)).chain(
+        key.char_indices()
+            .map(move |(i, c)| deletion_hash(key, i..i + c.len_utf8())),
+    )
+}
+
+/// Levenshtein distance (on characters) of at most one.
+fn within_one_edit(a: &str, b: &str) -> bool {
+    let prefix: usize = a
+        .chars()
+        .zip(b.chars())
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x.len_utf8())
+        .sum();
+    let (ra, rb) = (&a[prefix..], &b[prefix..]);
+    fn tail(s: &str) -> &str {
+        s.chars().next().map_or("", |c| &s[c.len_utf8()..])
+    }
+    let (ta, tb) = (tail(ra), tail(rb));
+    ra == rb || ta == tb || ta == rb || ra == tb
+}
+
 impl<'a> RosterIndex<'a> {
     /// Builds every index over the roster, in parallel.
     pub fn build(persons: &'a [Person], rules: &BlockingRules) -> RosterIndex<'a> {
@@ -150,67 +251,63 @@ impl<'a> RosterIndex<'a> {
                 .filter_map(|(i, p)| f(p).map(|k| (k, i as u32)))
                 .collect()
         };
-        let ((exact_id, id_without_region), (name_birth, name_year)) = rayon::join(
+        let ((exact_id, id_without_region), (frequencies, forms, form_of)) = rayon::join(
             || {
                 rayon::join(
                     || KeyIndex::build(collect(&|p| id_key(&p.id_number))),
                     || KeyIndex::build(collect(&|p| id_without_region_key(&p.id_number))),
                 )
             },
+            || name_forms(persons),
+        );
+        let (views, rank) = rayon::join(
             || {
-                rayon::join(
-                    || {
-                        KeyIndex::build(collect(&|p| {
-                            (!p.name_key.is_empty())
-                                .then(|| name_birth_key(&p.name_key, p.birth_date))
-                        }))
-                    },
-                    || {
-                        KeyIndex::build(collect(&|p| {
-                            (!p.name_key.is_empty())
-                                .then(|| name_year_key(&p.name_key, p.birth_date.year()))
-                        }))
-                    },
-                )
+                persons
+                    .par_iter()
+                    .zip(form_of.par_iter())
+                    .map(|(p, &f)| PersonView::of(p, f))
+                    .collect::<Vec<_>>()
             },
+            || person_ranks(persons),
         );
-        let counts: AHashMap<&str, u32> = persons
-            .par_iter()
-            .filter(|p| !p.name_key.is_empty())
-            .fold(AHashMap::new, |mut m: AHashMap<&str, u32>, p| {
-                *m.entry(p.name_key.as_str()).or_insert(0) += 1;
-                m
-            })
-            .reduce(AHashMap::new, |mut a, b| {
-                if a.len() < b.len() {
-                    return merge(b, a);
-                }
-                for (k, v) in b {
-                    *a.entry(k).or_insert(0) += v;
-                }
-                a
-            });
-        let total: u64 = counts.values().map(|&c| u64::from(c)).sum();
-        let mut distinct: Vec<(&str, u32)> = counts.into_iter().collect();
-        distinct.par_sort_unstable();
-        let names = fst::Map::from_iter(distinct.iter().map(|&(k, c)| (k, u64::from(c))))
-            .unwrap_or_default();
-        let frequencies = NameFrequencies::from_counts(
-            distinct
-                .into_iter()
-                .map(|(k, c)| (k.to_string(), c))
-                .collect(),
-            total,
-        );
+        drop(form_of);
+        let (name_start, name_persons, name_days, name_traits) =
+            by_name(&views, &forms, frequencies.len());
+        let wants = |d: u32| rules.fst_distance_short == d || rules.fst_distance_long == d;
+        let deletions = wants(1).then(|| {
+            KeyIndex::build(
+                (0..frequencies.len() as u32)
+                    .into_par_iter()
+                    .flat_map_iter(|id| {
+                        let key = frequencies.key(id);
+                        deletion_variants(key)
+                            .map(move |h| (h, id))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect(),
+            )
+        });
+        let names = (rules.fst_distance_short >= 2 || rules.fst_distance_long >= 2).then(|| {
+            fst::Map::from_iter(
+                (0..frequencies.len() as u32).map(|id| (frequencies.key(id), u64::from(id))),
+            )
+            .unwrap_or_default()
+        });
         RosterIndex {
             persons,
             rules: rules.clone(),
             exact_id,
             id_without_region,
-            name_birth,
-            name_year,
+            name_start,
+            name_persons,
+            name_days,
+            name_traits,
+            views,
+            rank,
+            deletions,
             names,
             frequencies,
+            forms,
         }
     }
 
@@ -222,13 +319,49 @@ impl<'a> RosterIndex<'a> {
         &self.frequencies
     }
 
+    /// Orders two persons by person number (through their ranks).
+    pub(crate) fn person_order(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        match &self.rank {
+            None => a.cmp(&b),
+            Some(r) => r[a as usize].cmp(&r[b as usize]),
+        }
+    }
+
+    /// The name features of person `i` (see [`NameForm`]) and the id of
+    /// their name form: persons with the same form compare alike by name.
+    #[cfg(test)]
+    pub(crate) fn name_form(&self, i: u32) -> (u32, &NameForm) {
+        let f = self.views[i as usize].form;
+        (f, &self.forms[f as usize])
+    }
+
+    /// The name form numbered `f`.
+    pub(crate) fn form(&self, f: u32) -> &NameForm {
+        &self.forms[f as usize]
+    }
+
+    /// Person `i`'s packed comparison fields.
+    pub(crate) fn view(&self, i: u32) -> &PersonView {
+        &self.views[i as usize]
+    }
+
     /// Approximate heap bytes of the indexes (not of the roster itself).
     pub fn approx_bytes(&self) -> usize {
         self.exact_id.bytes()
             + self.id_without_region.bytes()
-            + self.name_birth.bytes()
-            + self.name_year.bytes()
-            + self.names.as_fst().as_bytes().len()
+            + self.name_start.capacity() * 4
+            + self.name_persons.capacity() * 4
+            + self.name_days.capacity() * 4
+            + self.name_traits.capacity() * std::mem::size_of::<Traits>()
+            + self.views.capacity() * std::mem::size_of::<PersonView>()
+            + self.rank.as_ref().map_or(0, |r| r.capacity() * 4)
+            + self.deletions.as_ref().map_or(0, KeyIndex::bytes)
+            + self
+                .names
+                .as_ref()
+                .map_or(0, |n| n.as_fst().as_bytes().len())
+            + self.frequencies.approx_bytes()
+            + self.forms.capacity() * std::mem::size_of::<NameForm>()
     }
 
     /// The persons whose valid ID is exactly this number.
@@ -250,6 +383,7 @@ impl<'a> RosterIndex<'a> {
                 BlockKind::ExactId,
                 None,
                 self.by_id(id),
+                None,
                 record,
                 &mut found,
                 &mut out,
@@ -259,6 +393,7 @@ impl<'a> RosterIndex<'a> {
                     BlockKind::IdWithoutRegion,
                     None,
                     self.id_without_region.get(k),
+                    None,
                     record,
                     &mut found,
                     &mut out,
@@ -271,6 +406,7 @@ impl<'a> RosterIndex<'a> {
                     BlockKind::RepairedId,
                     None,
                     self.by_id(c.as_str()),
+                    None,
                     record,
                     &mut found,
                     &mut out,
@@ -282,12 +418,14 @@ impl<'a> RosterIndex<'a> {
         if !key.is_empty() {
             let birth = record.effective_birth_date();
             let years = birth_years(record);
-            self.name_blocks(key, birth, years, false, record, &mut found, &mut out);
-            // Near spellings only when no ID led anywhere: the automaton is
-            // the costliest lookup, and an agreeing ID already found the person.
+            if let Some(id) = self.frequencies.id(key) {
+                self.name_blocks(id, birth, years, false, record, &mut found, &mut out);
+            }
+            // Near spellings only when no ID led anywhere: the costliest
+            // lookups, and an agreeing ID already found the person.
             if (birth.is_some() || years.is_some()) && !id_found {
                 for near in self.near_keys(key) {
-                    self.name_blocks(&near, birth, years, true, record, &mut found, &mut out);
+                    self.name_blocks(near, birth, years, true, record, &mut found, &mut out);
                 }
             }
         }
@@ -300,7 +438,7 @@ impl<'a> RosterIndex<'a> {
     #[allow(clippy::too_many_arguments)]
     fn name_blocks(
         &self,
-        key: &str,
+        key_id: u32,
         birth: Option<NaiveDate>,
         years: Option<(i32, i32)>,
         fuzzy: bool,
@@ -313,48 +451,83 @@ impl<'a> RosterIndex<'a> {
         } else {
             (BlockKind::NameBirthDate, BlockKind::NameBirthYear)
         };
+        let key = self.frequencies.key(key_id);
+        let (lo, hi) = (
+            self.name_start[key_id as usize] as usize,
+            self.name_start[key_id as usize + 1] as usize,
+        );
+        let days = &self.name_days[lo..hi];
+        let born = |from: i32, to: i32| {
+            let a = days.partition_point(|&d| d < from);
+            let b = a + days[a..].partition_point(|&d| d <= to);
+            (
+                &self.name_persons[lo + a..lo + b],
+                Some(&self.name_traits[lo + a..lo + b]),
+            )
+        };
         if let Some(b) = birth {
-            let hits = self.name_birth.get(name_birth_key(key, b));
-            self.take(date_kind, Some(key), hits, record, found, out);
+            let d = b.num_days_from_ce();
+            let (hits, traits) = born(d, d);
+            self.take(date_kind, Some(key), hits, traits, record, found, out);
             // A day and month swapped by a clerk still meets its person.
             if let Some(s) =
                 NaiveDate::from_ymd_opt(b.year(), b.day(), b.month()).filter(|&s| s != b)
             {
-                let hits = self.name_birth.get(name_birth_key(key, s));
-                self.take(date_kind, Some(key), hits, record, found, out);
+                let d = s.num_days_from_ce();
+                let (hits, traits) = born(d, d);
+                self.take(date_kind, Some(key), hits, traits, record, found, out);
             }
         }
         if let Some((lo, hi)) = years {
-            let mut hits: Vec<u32> = Vec::new();
-            for y in lo..=hi {
-                hits.extend_from_slice(self.name_year.get(name_year_key(key, y)));
-            }
-            self.take(year_kind, Some(key), &hits, record, found, out);
+            let from = NaiveDate::from_ymd_opt(lo, 1, 1).map_or(i32::MIN, |d| d.num_days_from_ce());
+            let to = NaiveDate::from_ymd_opt(hi, 12, 31).map_or(i32::MAX, |d| d.num_days_from_ce());
+            let (hits, traits) = born(from, to);
+            self.take(year_kind, Some(key), hits, traits, record, found, out);
         }
     }
 
     /// Distinct roster name keys within the configured edit distance, the
-    /// key itself excluded, at most `max_fuzzy_keys` (most frequent first
-    /// would favour the wrong people; lexicographic order is deterministic).
-    fn near_keys(&self, key: &str) -> Vec<String> {
+    /// key itself excluded, at most `max_fuzzy_keys`, in lexicographic order
+    /// (most frequent first would favour the wrong people; lexicographic
+    /// order is deterministic). Returned as ids in `frequencies`, whose ids
+    /// follow the keys' lexicographic order.
+    fn near_keys(&self, key: &str) -> Vec<u32> {
         let dist = if key.chars().count() <= self.rules.short_key_len {
             self.rules.fst_distance_short
         } else {
             self.rules.fst_distance_long
         };
-        if dist == 0 {
-            return Vec::new();
-        }
-        let Ok(aut) = Levenshtein::new(key, dist) else {
-            return Vec::new();
-        };
-        let mut stream = self.names.search(aut).into_stream();
         let mut out = Vec::new();
-        while let Some((k, _)) = stream.next() {
-            if k != key.as_bytes() {
-                out.push(String::from_utf8_lossy(k).into_owned());
-                if out.len() >= self.rules.max_fuzzy_keys {
-                    break;
+        match dist {
+            0 => {}
+            1 => {
+                let Some(del) = &self.deletions else {
+                    return out;
+                };
+                for h in deletion_variants(key) {
+                    for &id in del.get(h) {
+                        let k = self.frequencies.key(id);
+                        if k != key && within_one_edit(k, key) {
+                            out.push(id);
+                        }
+                    }
+                }
+                out.sort_unstable();
+                out.dedup();
+                out.truncate(self.rules.max_fuzzy_keys);
+            }
+            _ => {
+                let (Some(names), Ok(aut)) = (&self.names, Levenshtein::new(key, dist)) else {
+                    return out;
+                };
+                let mut stream = names.search(aut).into_stream();
+                while let Some((k, id)) = stream.next() {
+                    if k != key.as_bytes() {
+                        out.push(id as u32);
+                        if out.len() >= self.rules.max_fuzzy_keys {
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -362,11 +535,14 @@ impl<'a> RosterIndex<'a> {
     }
 
     /// Adds a block's persons, cutting it to the cap when oversized.
+    /// `traits`, when given, holds the hits' sex and cities in the same order.
+    #[allow(clippy::too_many_arguments)]
     fn take(
         &self,
         kind: BlockKind,
         name_key: Option<&str>,
         hits: &[u32],
+        traits: Option<&[Traits]>,
         record: &DeathRecord,
         found: &mut Vec<u32>,
         out: &mut Candidates,
@@ -377,23 +553,32 @@ impl<'a> RosterIndex<'a> {
             return;
         }
         // Keep those agreeing on sex and city first, then roster order.
+        let theirs = record.region.as_deref().and_then(|r| r.get(..4));
+        let their_city = theirs.map_or(NOT_A_CITY, city_of);
         let mut ranked: Vec<(u8, u32)> = hits
             .iter()
-            .map(|&i| {
-                let p = &self.persons[i as usize];
-                let sex = record.sex.is_some_and(|s| s == p.sex);
-                let city = record
-                    .region
-                    .as_deref()
-                    .and_then(|r| r.get(..4))
-                    .is_some_and(|r| {
+            .enumerate()
+            .map(|(k, &i)| {
+                let t = traits.map_or_else(|| Traits::from(&self.views[i as usize]), |ts| ts[k]);
+                let sex = record.sex.is_some_and(|s| s == t.sex);
+                let city = theirs.is_some_and(|r| {
+                    if their_city != NOT_A_CITY
+                        && t.insured_city != NOT_A_CITY
+                        && t.residence_city != NOT_A_CITY
+                    {
+                        t.insured_city == their_city || t.residence_city == their_city
+                    } else {
+                        let p = &self.persons[i as usize];
                         p.insured_region.get(..4) == Some(r)
                             || p.residence_region.get(..4) == Some(r)
-                    });
+                    }
+                });
                 (2 - u8::from(sex) - u8::from(city), i)
             })
             .collect();
-        ranked.sort_unstable();
+        // The cap smallest (rank, roster index); their order does not
+        // matter, the candidates are sorted in the end.
+        ranked.select_nth_unstable(cap.saturating_sub(1));
         found.extend(ranked.iter().take(cap).map(|&(_, i)| i));
         out.capped_blocks.push(CappedBlock {
             kind,
@@ -404,11 +589,105 @@ impl<'a> RosterIndex<'a> {
     }
 }
 
-fn merge<'k>(mut a: AHashMap<&'k str, u32>, b: AHashMap<&'k str, u32>) -> AHashMap<&'k str, u32> {
-    for (k, v) in b {
-        *a.entry(k).or_insert(0) += v;
+/// The roster's distinct names: their keys' frequencies, one [`NameForm`]
+/// per distinct (name_norm, name_key), and each person's form. Forms are
+/// numbered in (name_norm, name_key) order, keys in key order, so the same
+/// roster always gives the same numbers.
+fn name_forms(persons: &[Person]) -> (NameFrequencies, Vec<NameForm>, Vec<u32>) {
+    type Forms<'p> = AHashMap<(&'p str, &'p str), u32>;
+    let counts: Forms<'_> = persons
+        .par_iter()
+        .fold(Forms::new, |mut m, p| {
+            *m.entry((p.name_norm.as_str(), p.name_key.as_str()))
+                .or_insert(0) += 1;
+            m
+        })
+        .reduce(Forms::new, |a, b| {
+            let (mut big, small) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+            for (k, v) in small {
+                *big.entry(k).or_insert(0) += v;
+            }
+            big
+        });
+    let mut distinct: Vec<((&str, &str), u32)> = counts.into_iter().collect();
+    distinct.par_sort_unstable();
+    let mut key_counts: AHashMap<CompactString, u32> = AHashMap::new();
+    for &((_, key), n) in &distinct {
+        if !key.is_empty() {
+            *key_counts.entry(CompactString::from(key)).or_insert(0) += n;
+        }
     }
-    a
+    let frequencies = NameFrequencies::from_counts(key_counts);
+    let forms: Vec<NameForm> = distinct
+        .par_iter()
+        .map(|&((norm, key), _)| NameForm::new(norm, frequencies.id(key)))
+        .collect();
+    let ids: Forms<'_> = distinct
+        .iter()
+        .enumerate()
+        .map(|(i, &(k, _))| (k, i as u32))
+        .collect();
+    let form_of = persons
+        .par_iter()
+        .map(|p| ids[&(p.name_norm.as_str(), p.name_key.as_str())])
+        .collect();
+    (frequencies, forms, form_of)
+}
+
+/// The name index (see `RosterIndex::name_start`): persons with a name
+/// key, grouped by key id, by birth date within a key, then roster order,
+/// with their traits alongside.
+fn by_name(
+    views: &[PersonView],
+    forms: &[NameForm],
+    keys: usize,
+) -> (Vec<u32>, Vec<u32>, Vec<i32>, Vec<Traits>) {
+    let mut entries: Vec<(u32, i32, u32)> = views
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            forms[v.form as usize]
+                .key_id
+                .map(|k| (k, v.birth.num_days_from_ce(), i as u32))
+        })
+        .collect();
+    entries.par_sort_unstable();
+    let mut start = vec![0u32; keys + 1];
+    for &(k, _, _) in &entries {
+        start[k as usize + 1] += 1;
+    }
+    for k in 1..start.len() {
+        start[k] += start[k - 1];
+    }
+    let traits = entries
+        .par_iter()
+        .map(|&(_, _, i)| Traits::from(&views[i as usize]))
+        .collect();
+    let (days, who): (Vec<i32>, Vec<u32>) = entries.into_par_iter().map(|(_, d, i)| (d, i)).unzip();
+    (start, who, days, traits)
+}
+
+/// Each person's position in person-number order, or `None` when the
+/// roster is in that order (equal numbers keep roster order, as a stable
+/// sort by person number would).
+fn person_ranks(persons: &[Person]) -> Option<Vec<u32>> {
+    if persons
+        .par_windows(2)
+        .all(|w| w[0].person_no <= w[1].person_no)
+    {
+        return None;
+    }
+    let mut order: Vec<u32> = (0..persons.len() as u32).collect();
+    order.par_sort_by(|&a, &b| {
+        persons[a as usize]
+            .person_no
+            .cmp(&persons[b as usize].person_no)
+    });
+    let mut rank = vec![0u32; persons.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
+    Some(rank)
 }
 
 /// The birth years to search: a funeral record's age range; none when the
@@ -467,7 +746,7 @@ mod tests {
     fn a_swapped_digit_id_finds_the_true_person() {
         let ps = roster();
         let idx = RosterIndex::build(&ps, &rules());
-        let mut b = ps[2].id_number.clone().into_bytes();
+        let mut b = ps[2].id_number.as_bytes().to_vec();
         let i = (8..16).find(|&i| b[i] != b[i + 1]).unwrap();
         b.swap(i, i + 1);
         let r = DeathRecord::new(
@@ -485,7 +764,7 @@ mod tests {
     fn a_wrong_digit_id_finds_the_true_person() {
         let ps = roster();
         let idx = RosterIndex::build(&ps, &rules());
-        let mut b = ps[0].id_number.clone().into_bytes();
+        let mut b = ps[0].id_number.as_bytes().to_vec();
         b[15] = if b[15] == b'3' { b'4' } else { b'3' };
         let r = DeathRecord::new(
             "funeral",
@@ -582,6 +861,57 @@ mod tests {
     }
 
     #[test]
+    fn indexed_and_packed_comparisons_agree_with_the_reference_comparison() {
+        use crate::matching::compare::{
+            NameCache, compare_indexed, compare_prepared, compare_without_id,
+        };
+        let mut ps = roster();
+        ps.push(person("T0", "陳秀英", "440304", d(1942, 3, 15), 124));
+        ps.push(person("T1", "阿依古丽·买买提", "650102", d(1950, 1, 2), 11));
+        ps.push(person("T2", "王 秀英", "44a304", d(1942, 3, 15), 126));
+        ps.push(person("T3", "刘秀英", "440305", d(1942, 3, 16), 128));
+        let r = MatchRules::default_rules();
+        let idx = RosterIndex::build(&ps, &r.blocking);
+        let death = d(2026, 10, 1);
+        let mut records = Vec::new();
+        for (name, id, region) in [
+            ("王秀英", "", Some("440304")),
+            ("王秀瑛", "", Some("441402")),
+            ("陈秀英", "", Some("4403")),
+            ("阿依古丽买买提", "", Some("650102")),
+            ("牛秀英", "", None),
+            ("王秀英华", "", Some("44a3")),
+            ("刘芳", "", Some("320102")),
+            ("", "", Some("440304")),
+            ("王秀英", ps[0].id_number.as_str(), Some("440304")),
+            ("李建国", ps[0].id_number.as_str(), Some("110101")),
+        ] {
+            let mut rec = DeathRecord::new("funeral", "k", name, id, death);
+            rec.region = region.map(str::to_string);
+            rec.sex = Some(2);
+            rec.birth_year_range = Some((1941, 1943));
+            records.push(rec);
+        }
+        for rec in &records {
+            let prepared = PreparedRecord::new(rec);
+            let key_id = idx.name_frequencies().id(&rec.name_key);
+            let (mut a, mut b) = (NameCache::new(), NameCache::new());
+            for i in 0..ps.len() as u32 {
+                let want = compare_prepared(&ps[i as usize], &prepared, &r);
+                let (f, form) = idx.name_form(i);
+                let p = &ps[i as usize];
+                let got = compare_indexed(p, f, form, &prepared, key_id, &mut a, &r);
+                assert_eq!(got, want, "{} vs {}", p.name, rec.name);
+                if rec.id_status == IdStatus::Empty {
+                    let got =
+                        compare_without_id(p, idx.view(i), form, &prepared, key_id, &mut b, &r);
+                    assert_eq!(got, want, "{} vs {} (packed)", p.name, rec.name);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn name_frequencies_come_from_the_roster() {
         let ps = roster();
         let idx = RosterIndex::build(&ps, &rules());
@@ -627,11 +957,11 @@ mod bench {
                 let region = ["440304", "510104", "110101", "320102"][i % 4];
                 let id = id_for(region, birth, ((i / 4) % 1000) as u16);
                 Person {
-                    person_no: format!("{i:016}"),
-                    name: name.clone(),
-                    name_norm: norm.clone(),
-                    name_key: key.clone(),
-                    id_number: id,
+                    person_no: format!("{i:016}").into(),
+                    name: name.into(),
+                    name_norm: norm.into(),
+                    name_key: key.into(),
+                    id_number: id.into(),
                     sex: 1,
                     birth_date: birth,
                     insured_region: region.into(),

@@ -329,6 +329,12 @@ pub struct PreparedRecord<'r> {
     name_plain: String,
     toned: String,
     folded: Vec<String>,
+    /// The record's name as [`NameForm`] hashes (its key id is the index's
+    /// business: see [`compare_indexed`]).
+    form: NameForm,
+    /// The city of the record's region as [`city_of`] reads it; `None` when
+    /// the region is missing or shorter than four characters.
+    city: Option<u16>,
 }
 
 impl<'r> PreparedRecord<'r> {
@@ -346,12 +352,72 @@ impl<'r> PreparedRecord<'r> {
                 fold_syllables(&identity::pinyin_syllables(&record.name_norm)),
             )
         };
+        let form = NameForm::of(&record.name_norm, &toned, &folded, None);
+        let city = record
+            .region
+            .as_deref()
+            .filter(|r| r.len() >= 4)
+            .map(city_of);
         PreparedRecord {
             record,
             repairs,
             name_plain: without_dots(&record.name_norm),
             toned,
             folded,
+            form,
+            city,
+        }
+    }
+}
+
+/// What comparing a name needs beyond the strings themselves, computed once
+/// per distinct roster name (and once per record): the key's id in the
+/// roster's frequencies, and 64-bit hashes of the toned pinyin and of the
+/// folded syllables, so that the per-pair path compares numbers instead of
+/// building pinyin. Two different names whose hashes collide (about one
+/// chance in 2^64 per pair) would be taken for homophones or confusable
+/// spellings, never for the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameForm {
+    pub key_id: Option<u32>,
+    toned: u64,
+    folded: u64,
+    has_dot: bool,
+}
+
+fn hash_parts<'s>(parts: impl Iterator<Item = &'s str>) -> u64 {
+    // Length-prefixed, so that different splits never hash alike by construction.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in (part.len() as u32)
+            .to_le_bytes()
+            .iter()
+            .chain(part.as_bytes())
+        {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+impl NameForm {
+    /// The form of a roster name, `key_id` being its key's id.
+    pub fn new(norm: &str, key_id: Option<u32>) -> NameForm {
+        if norm.is_empty() {
+            return NameForm::of(norm, "", &[], key_id);
+        }
+        let toned = identity::pinyin_toned(norm);
+        let folded = fold_syllables(&identity::pinyin_syllables(norm));
+        NameForm::of(norm, &toned, &folded, key_id)
+    }
+
+    fn of(norm: &str, toned: &str, folded: &[String], key_id: Option<u32>) -> NameForm {
+        NameForm {
+            key_id,
+            toned: hash_parts(std::iter::once(toned)),
+            folded: hash_parts(folded.iter().map(String::as_str)),
+            has_dot: norm.contains('·'),
         }
     }
 }
@@ -367,9 +433,203 @@ pub fn compare_prepared(
     rec: &PreparedRecord<'_>,
     rules: &MatchRules,
 ) -> Comparison {
+    let name = compare_name(person, rec, rules.name.similar_threshold);
+    compare_with_name(person, rec, name)
+}
+
+/// Marks a region whose first four characters are not digits: compared as text.
+pub const NOT_A_CITY: u16 = u16::MAX;
+
+/// The first four digits of a region code (its city) as a number, or
+/// [`NOT_A_CITY`].
+pub fn city_of(region: &str) -> u16 {
+    region
+        .get(..4)
+        .and_then(|c| {
+            c.bytes().try_fold(0u16, |acc, b| {
+                b.is_ascii_digit().then(|| acc * 10 + u16::from(b - b'0'))
+            })
+        })
+        .unwrap_or(NOT_A_CITY)
+}
+
+/// What comparing a roster person with a record that has no ID reads,
+/// packed into 16 bytes: the matcher's index keeps one per person, so
+/// that the hundreds of namesakes a funeral record without an ID meets are
+/// compared without touching the roster's strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonView {
+    pub birth: NaiveDate,
+    /// The person's name form (see [`NameForm`]) in the index.
+    pub form: u32,
+    /// [`city_of`] the insured and residence regions.
+    pub insured_city: u16,
+    pub residence_city: u16,
+    pub sex: u8,
+    /// The registered name needed no normalising (`name == name_norm`),
+    /// so "same name as written" is a property of the name form.
+    pub name_is_norm: bool,
+}
+
+impl PersonView {
+    pub fn of(p: &Person, form: u32) -> PersonView {
+        PersonView {
+            birth: p.birth_date,
+            form,
+            insured_city: city_of(&p.insured_region),
+            residence_city: city_of(&p.residence_region),
+            sex: p.sex,
+            name_is_norm: p.name == p.name_norm,
+        }
+    }
+}
+
+/// What a record's name comes to against one name form, except the
+/// `exact` level (which depends on the name as written).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NameVerdict {
+    /// The level when the names as written differ (`Missing` when either
+    /// normalised name is empty).
+    below_exact: NameLevel,
+    /// The form's normalised name equals the record's name as written.
+    norm_is_their_name: bool,
+}
+
+/// Name verdicts of one record by name form: persons sharing a form compare
+/// alike, so a record met by hundreds of namesakes judges the name once.
+pub(crate) type NameCache = ahash::AHashMap<u32, NameVerdict>;
+
+fn name_verdict(
+    person: &Person,
+    form: &NameForm,
+    rec: &PreparedRecord<'_>,
+    record_key_id: Option<u32>,
+    rules: &MatchRules,
+) -> NameVerdict {
+    let record = rec.record;
+    let below_exact = if person.name_norm.is_empty() || record.name_norm.is_empty() {
+        NameLevel::Missing
+    } else if person.name_norm == record.name_norm
+        || ((form.has_dot || rec.form.has_dot)
+            && person
+                .name_norm
+                .chars()
+                .filter(|&c| c != '·')
+                .eq(rec.name_plain.chars()))
+    {
+        NameLevel::Normalised
+    } else if match form.key_id {
+        Some(id) => Some(id) == record_key_id,
+        None => person.name_key == record.name_key,
+    } {
+        if form.toned == rec.form.toned {
+            NameLevel::TonedPinyin
+        } else {
+            NameLevel::TonelessPinyin
+        }
+    } else if form.folded == rec.form.folded {
+        NameLevel::Confusable
+    } else if strsim::jaro_winkler(&person.name_key, &record.name_key)
+        >= rules.name.similar_threshold
+    {
+        NameLevel::Similar
+    } else {
+        NameLevel::Different
+    };
+    NameVerdict {
+        below_exact,
+        norm_is_their_name: person.name_norm == record.name,
+    }
+}
+
+/// [`compare_prepared`] for a roster person whose name features the index
+/// computed (`form`, number `form_id`), against a record whose key has id
+/// `record_key_id` in the same index. Gives the same levels as
+/// [`compare_prepared`]; only faster.
+pub(crate) fn compare_indexed(
+    person: &Person,
+    form_id: u32,
+    form: &NameForm,
+    rec: &PreparedRecord<'_>,
+    record_key_id: Option<u32>,
+    name_cache: &mut NameCache,
+    rules: &MatchRules,
+) -> Comparison {
+    let v = *name_cache
+        .entry(form_id)
+        .or_insert_with(|| name_verdict(person, form, rec, record_key_id, rules));
+    let name = if v.below_exact == NameLevel::Missing {
+        NameLevel::Missing
+    } else if person.name == rec.record.name {
+        NameLevel::Exact
+    } else {
+        v.below_exact
+    };
+    compare_with_name(person, rec, name)
+}
+
+/// [`compare_indexed`] for a record with no ID (`IdStatus::Empty`): its ID
+/// level is `missing` whoever the person is, and everything else is read
+/// off the person's [`PersonView`]; `person` itself is read only for a
+/// name that needed normalising or a region that is not a plain code.
+pub(crate) fn compare_without_id(
+    person: &Person,
+    view: &PersonView,
+    form: &NameForm,
+    rec: &PreparedRecord<'_>,
+    record_key_id: Option<u32>,
+    name_cache: &mut NameCache,
+    rules: &MatchRules,
+) -> Comparison {
+    debug_assert_eq!(rec.record.id_status, IdStatus::Empty);
+    let record = rec.record;
+    let v = *name_cache
+        .entry(view.form)
+        .or_insert_with(|| name_verdict(person, form, rec, record_key_id, rules));
+    let exact = if view.name_is_norm {
+        v.norm_is_their_name
+    } else {
+        person.name == record.name
+    };
+    let name = if v.below_exact == NameLevel::Missing {
+        NameLevel::Missing
+    } else if exact {
+        NameLevel::Exact
+    } else {
+        v.below_exact
+    };
+    let sex = match record.sex {
+        Some(s) if s == view.sex => SexLevel::Agree,
+        Some(_) => SexLevel::Disagree,
+        None => SexLevel::Missing,
+    };
+    let (ic, rc) = (view.insured_city, view.residence_city);
+    let region = match rec.city {
+        None => RegionLevel::Missing,
+        Some(c) if c != NOT_A_CITY && ic != NOT_A_CITY && rc != NOT_A_CITY => {
+            if ic == c || rc == c {
+                RegionLevel::City
+            } else if ic / 100 == c / 100 || rc / 100 == c / 100 {
+                RegionLevel::Province
+            } else {
+                RegionLevel::Different
+            }
+        }
+        Some(_) => compare_region(person, record),
+    };
+    Comparison {
+        id: IdLevel::Missing,
+        name,
+        birth: compare_birth(view.birth, record),
+        sex,
+        region,
+    }
+}
+
+/// Every level but the name's, which the caller has judged.
+fn compare_with_name(person: &Person, rec: &PreparedRecord<'_>, name: NameLevel) -> Comparison {
     let record = rec.record;
     let id = compare_id(person, rec);
-    let name = compare_name(person, rec, rules.name.similar_threshold);
     let mut birth = compare_birth(person.birth_date, record);
     let mut sex = match record.sex {
         Some(s) if s == person.sex => SexLevel::Agree,
@@ -584,7 +844,7 @@ pub(crate) mod tests {
         );
         r.sex = Some(p.sex);
         r.birth_date = Some(p.birth_date);
-        r.region = Some(p.insured_region.clone());
+        r.region = Some(p.insured_region.to_string());
         r
     }
 
@@ -609,7 +869,7 @@ pub(crate) mod tests {
     fn a_broken_id_one_digit_from_the_persons_is_repaired() {
         let p = wang();
         let mut r = record_of(&p, "k");
-        let mut wrong = p.id_number.clone().into_bytes();
+        let mut wrong = p.id_number.as_bytes().to_vec();
         wrong[9] = if wrong[9] == b'7' { b'8' } else { b'7' };
         let wrong = String::from_utf8(wrong).unwrap();
         r = DeathRecord {
@@ -622,7 +882,7 @@ pub(crate) mod tests {
     #[test]
     fn swapped_adjacent_digits_are_repaired() {
         let p = wang();
-        let mut b = p.id_number.clone().into_bytes();
+        let mut b = p.id_number.as_bytes().to_vec();
         let i = (0..16).find(|&i| b[i] != b[i + 1]).unwrap();
         b.swap(i, i + 1);
         let r = DeathRecord::new(

@@ -70,15 +70,15 @@ fn roster(dir: &Path, as_of: NaiveDate) -> Vec<Person> {
             let id = identity::parse_on(&r["id_number"], as_of).ok()?.id;
             let (name_norm, name_key) = names_of(&r["name"]);
             Some(Person {
-                person_no: r["person_no"].clone(),
-                name: r["name"].clone(),
-                name_norm,
-                name_key,
-                id_number: id.as_str().to_string(),
+                person_no: r["person_no"].as_str().into(),
+                name: r["name"].as_str().into(),
+                name_norm: name_norm.into(),
+                name_key: name_key.into(),
+                id_number: id.as_str().into(),
                 sex: r["sex"].parse().ok()?,
                 birth_date: date(&r["birth_date"])?,
-                insured_region: r["insured_region"].clone(),
-                residence_region: r["residence_region"].clone(),
+                insured_region: r["insured_region"].as_str().into(),
+                residence_region: r["residence_region"].as_str().into(),
                 benefit_start: date(&r["benefit_start"])?,
             })
         })

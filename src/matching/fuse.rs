@@ -153,7 +153,7 @@ pub fn fuse_assigned(
             DeathEvent {
                 band,
                 person_index,
-                person_no: person_index.map(|p| persons[p as usize].person_no.clone()),
+                person_no: person_index.map(|p| persons[p as usize].person_no.to_string()),
                 records: recs,
                 sources,
                 evidence_strength,

@@ -6,32 +6,38 @@
 //! and nothing here may print a full ID number.
 
 use chrono::{Datelike, NaiveDate};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{self, IdError};
 
 /// A pensioner of the active roster, as the store loads it for matching.
+///
+/// The text fields are [`CompactString`]s: every one of them is short (a
+/// 16-digit person number, an 18-character ID, a name of a few characters,
+/// a 6-digit region) and fits inline, so ten million pensioners take about
+/// 1.8 GB and no allocation each instead of about 4 GB and seven.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Person {
     /// The agency's own stable person number: what a match points at.
-    pub person_no: String,
+    pub person_no: CompactString,
     /// The name as registered; only used to tell an exact match from one
     /// that needed normalising.
-    pub name: String,
+    pub name: CompactString,
     /// [`identity::normalize_name`] of the registered name.
-    pub name_norm: String,
+    pub name_norm: CompactString,
     /// [`identity::pinyin_key`] of `name_norm`: the blocking and frequency key.
-    pub name_key: String,
+    pub name_key: CompactString,
     /// A valid 18-character resident ID (legacy 15-digit rows upgraded).
-    pub id_number: String,
+    pub id_number: CompactString,
     /// GB/T 2261.1: 1 male, 2 female (always known for pensioners).
     pub sex: u8,
     pub birth_date: NaiveDate,
     /// 6-digit region of the paying agency.
-    pub insured_region: String,
+    pub insured_region: CompactString,
     /// 6-digit region where the person lives now; death records are often
     /// filed where people live, not where they are insured.
-    pub residence_region: String,
+    pub residence_region: CompactString,
     /// A death before the pension started is a timeline error worth a flag.
     pub benefit_start: NaiveDate,
 }
@@ -162,15 +168,15 @@ impl Person {
     ) -> Person {
         let (name_norm, name_key) = names_of(name);
         Person {
-            person_no: person_no.to_string(),
-            name: name.to_string(),
-            name_norm,
-            name_key,
-            id_number: id_number.to_string(),
+            person_no: person_no.into(),
+            name: name.into(),
+            name_norm: name_norm.into(),
+            name_key: name_key.into(),
+            id_number: id_number.into(),
             sex,
             birth_date,
-            insured_region: insured_region.to_string(),
-            residence_region: residence_region.to_string(),
+            insured_region: insured_region.into(),
+            residence_region: residence_region.into(),
             benefit_start,
         }
     }

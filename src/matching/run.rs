@@ -166,7 +166,13 @@ async fn run_inner(
         .claim_match_records(run_id, &rules.version, scope)
         .await?;
     let persons = store.load_match_persons().await?;
-    let records = store.load_claimed_records(run_id).await?;
+    // A full run reads every record through the fast table scan: a record
+    // changed since its claim is read at its newer version, and stays
+    // pending (its progress keeps the claimed version) for the next run.
+    let records = match scope {
+        MatchScope::All => store.load_match_records().await?,
+        MatchScope::Pending => store.load_claimed_records(run_id).await?,
+    };
     let kept = match scope {
         MatchScope::All => Vec::new(),
         MatchScope::Pending => store.load_kept_matches(run_id).await?,

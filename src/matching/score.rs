@@ -8,6 +8,7 @@
 //! runner-up arrives as a number) and never touch storage.
 
 use ahash::AHashMap;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::compare::{Comparison, IdLevel};
@@ -85,10 +86,15 @@ impl Safeguard {
     }
 }
 
-/// How often each pinyin name key occurs in the active roster.
+/// How often each pinyin name key occurs in the active roster. Each
+/// distinct key also has an id, its position in lexicographic order, so
+/// that the matcher can keep a person's key frequency as a number.
 #[derive(Debug, Clone, Default)]
 pub struct NameFrequencies {
-    counts: AHashMap<String, u32>,
+    /// Distinct keys, ascending; a key's id is its position.
+    keys: Vec<CompactString>,
+    counts: Vec<u32>,
+    ids: AHashMap<CompactString, u32>,
     total: u64,
     /// Probability that two random roster persons share a name key
     /// (sum of squared shares): Splink's `u` for name agreement on average.
@@ -97,33 +103,43 @@ pub struct NameFrequencies {
 
 impl NameFrequencies {
     pub fn from_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> NameFrequencies {
-        let mut counts: AHashMap<String, u32> = AHashMap::new();
-        let mut total = 0u64;
+        let mut counts: AHashMap<CompactString, u32> = AHashMap::new();
         for k in keys.into_iter().filter(|k| !k.is_empty()) {
-            total += 1;
             match counts.get_mut(k) {
                 Some(c) => *c += 1,
                 None => {
-                    counts.insert(k.to_string(), 1);
+                    counts.insert(k.into(), 1);
                 }
             }
         }
-        NameFrequencies::from_counts(counts, total)
+        NameFrequencies::from_counts(counts)
     }
 
-    pub fn from_counts(counts: AHashMap<String, u32>, total: u64) -> NameFrequencies {
+    /// From (key, count) pairs with distinct, non-empty keys.
+    pub fn from_counts(counts: impl IntoIterator<Item = (CompactString, u32)>) -> NameFrequencies {
+        let mut pairs: Vec<(CompactString, u32)> = counts.into_iter().collect();
+        pairs.sort_unstable();
+        let total: u64 = pairs.iter().map(|&(_, c)| u64::from(c)).sum();
         let t = total.max(1) as f64;
         // Summed in a fixed order: floating-point addition is not
-        // associative, and the map's iteration order changes from run to
+        // associative, and a map's iteration order changes from run to
         // run, which made identical runs differ in the last digit.
-        let mut squares: Vec<u64> = counts
-            .values()
-            .map(|&c| u64::from(c) * u64::from(c))
+        let mut squares: Vec<u64> = pairs
+            .iter()
+            .map(|&(_, c)| u64::from(c) * u64::from(c))
             .collect();
         squares.sort_unstable();
         let u_average = squares.iter().map(|&sq| sq as f64 / (t * t)).sum();
+        let ids = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.clone(), i as u32))
+            .collect();
+        let (keys, counts) = pairs.into_iter().unzip();
         NameFrequencies {
+            keys,
             counts,
+            ids,
             total,
             u_average,
         }
@@ -131,8 +147,31 @@ impl NameFrequencies {
 
     /// Share of the roster with this name key (0 when absent).
     pub fn frequency(&self, key: &str) -> f64 {
-        let c = self.counts.get(key).copied().unwrap_or(0);
-        c as f64 / self.total.max(1) as f64
+        self.id(key).map_or(0.0, |id| self.frequency_of(id))
+    }
+
+    /// Share of the roster with the key whose id this is.
+    pub fn frequency_of(&self, id: u32) -> f64 {
+        f64::from(self.counts[id as usize]) / self.total.max(1) as f64
+    }
+
+    /// The id of a key present in the roster.
+    pub fn id(&self, key: &str) -> Option<u32> {
+        self.ids.get(key).copied()
+    }
+
+    /// The key whose id this is.
+    pub fn key(&self, id: u32) -> &str {
+        &self.keys[id as usize]
+    }
+
+    /// Distinct keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 
     pub fn u_average(&self) -> f64 {
@@ -141,6 +180,10 @@ impl NameFrequencies {
 
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    pub(crate) fn approx_bytes(&self) -> usize {
+        self.keys.capacity() * 24 + self.counts.capacity() * 4 + self.ids.capacity() * 32
     }
 }
 
@@ -165,28 +208,24 @@ pub struct PairScore {
     pub tf: Option<TfAdjustment>,
 }
 
-/// Name agreement weighs less for common names: log2(u_average / tf(name)),
-/// Splink's adjustment, clamped by the rules and reduced on fuzzy levels.
-/// The higher of the two keys' frequencies is used, so a fuzzy match onto a
-/// rare spelling of a common name earns no rarity bonus.
-pub fn tf_adjustment(
+/// The numbers of a TF adjustment: whether the record's key was the one
+/// used, its floored frequency, the floored average, and the bits added.
+/// Both the per-pair path and the explanation go through here, so they
+/// cannot disagree.
+fn tf_numbers(
     c: &Comparison,
-    person_key: &str,
-    record_key: &str,
+    person_frequency: f64,
+    record_frequency: f64,
     freqs: &NameFrequencies,
     rules: &MatchRules,
-) -> Option<TfAdjustment> {
+) -> Option<(bool, f64, f64, f64)> {
     if !rules.tf.enabled || !c.name.agrees() || freqs.total() == 0 {
         return None;
     }
-    let (key, f) = {
-        let fp = freqs.frequency(person_key);
-        let fr = freqs.frequency(record_key);
-        if fr > fp {
-            (record_key, fr)
-        } else {
-            (person_key, fp)
-        }
+    let (record_key, f) = if record_frequency > person_frequency {
+        (true, record_frequency)
+    } else {
+        (false, person_frequency)
     };
     let frequency = f.max(rules.tf.min_frequency);
     let u_average = freqs.u_average().max(rules.tf.min_frequency);
@@ -198,12 +237,39 @@ pub fn tf_adjustment(
         // spelling may be the slip. Common names still weigh less.
         adjustment = adjustment.min(0.0) * rules.tf.fuzzy_factor;
     }
-    Some(TfAdjustment {
-        name_key: key.to_string(),
-        frequency,
-        u_average,
-        adjustment,
+    Some((record_key, frequency, u_average, adjustment))
+}
+
+/// Name agreement weighs less for common names: log2(u_average / tf(name)),
+/// Splink's adjustment, clamped by the rules and reduced on fuzzy levels.
+/// The higher of the two keys' frequencies is used, so a fuzzy match onto a
+/// rare spelling of a common name earns no rarity bonus.
+pub fn tf_adjustment(
+    c: &Comparison,
+    person_key: &str,
+    record_key: &str,
+    freqs: &NameFrequencies,
+    rules: &MatchRules,
+) -> Option<TfAdjustment> {
+    let (fp, fr) = (freqs.frequency(person_key), freqs.frequency(record_key));
+    tf_numbers(c, fp, fr, freqs, rules).map(|(rec, frequency, u_average, adjustment)| {
+        TfAdjustment {
+            name_key: if rec { record_key } else { person_key }.to_string(),
+            frequency,
+            u_average,
+            adjustment,
+        }
     })
+}
+
+fn total_of(c: &Comparison, tf_bits: f64, rules: &MatchRules) -> f64 {
+    rules.prior
+        + c.id.weight(rules)
+        + c.name.weight(rules)
+        + c.birth.weight(rules)
+        + c.sex.weight(rules)
+        + c.region.weight(rules)
+        + tf_bits
 }
 
 /// The sum of the level weights, the prior and the TF adjustment.
@@ -215,18 +281,25 @@ pub fn score_pair(
     rules: &MatchRules,
 ) -> PairScore {
     let tf = tf_adjustment(&c, person_key, record_key, freqs, rules);
-    let total = rules.prior
-        + c.id.weight(rules)
-        + c.name.weight(rules)
-        + c.birth.weight(rules)
-        + c.sex.weight(rules)
-        + c.region.weight(rules)
-        + tf.as_ref().map_or(0.0, |t| t.adjustment);
+    let total = total_of(&c, tf.as_ref().map_or(0.0, |t| t.adjustment), rules);
     PairScore {
         comparison: c,
         total,
         tf,
     }
+}
+
+/// [`score_pair`]'s total from the two keys' frequencies, without building
+/// the explanation's parts: the per-candidate path of the matcher.
+pub(crate) fn pair_total(
+    c: &Comparison,
+    person_frequency: f64,
+    record_frequency: f64,
+    freqs: &NameFrequencies,
+    rules: &MatchRules,
+) -> f64 {
+    let tf = tf_numbers(c, person_frequency, record_frequency, freqs, rules);
+    total_of(c, tf.map_or(0.0, |t| t.3), rules)
 }
 
 /// What the safeguards need to know beyond the pair itself.

@@ -109,18 +109,18 @@ impl Default for TrainingOptions {
 fn as_record(p: &Person) -> DeathRecord {
     DeathRecord {
         source: "roster".into(),
-        record_key: p.person_no.clone(),
-        name: p.name.clone(),
-        name_norm: p.name_norm.clone(),
-        name_key: p.name_key.clone(),
-        id_raw: p.id_number.clone(),
-        id_number: Some(p.id_number.clone()),
+        record_key: p.person_no.to_string(),
+        name: p.name.to_string(),
+        name_norm: p.name_norm.to_string(),
+        name_key: p.name_key.to_string(),
+        id_raw: p.id_number.to_string(),
+        id_number: Some(p.id_number.to_string()),
         id_status: IdStatus::Valid,
         sex: Some(p.sex),
         birth_date: Some(p.birth_date),
         birth_year_range: None,
         death_date: p.birth_date,
-        region: Some(p.insured_region.clone()),
+        region: Some(p.insured_region.to_string()),
     }
 }
 
@@ -405,12 +405,12 @@ mod tests {
             let id = if k % 5 == 0 {
                 String::new()
             } else {
-                p.id_number.clone()
+                p.id_number.to_string()
             };
             let mut r = DeathRecord::new("civil_affairs", &key, &p.name, &id, d(2026, 10, 1));
             r.birth_date = Some(p.birth_date);
             r.sex = Some(p.sex);
-            r.region = Some(p.insured_region.clone());
+            r.region = Some(p.insured_region.to_string());
             records.push(r);
         }
         (persons, records)

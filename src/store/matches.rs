@@ -69,12 +69,7 @@ pub(super) const RECORD_COLUMNS: &str = "d.source, d.record_key, d.name_raw, d.n
 impl RecordRow {
     pub(super) fn into_record(self) -> DeathRecord {
         let r = self;
-        let id_status = match r.id_status.as_str() {
-            "valid" => IdStatus::Valid,
-            "upgraded" => IdStatus::Upgraded15,
-            "invalid" => IdStatus::Invalid,
-            _ => IdStatus::Empty,
-        };
+        let id_status = id_status_of(&r.id_status);
         let region = r.region.filter(|s| !s.is_empty()).or_else(|| {
             (r.source == "funeral")
                 .then(|| funeral_home_city(&r.record_key))
@@ -103,7 +98,7 @@ impl RecordRow {
 
 /// A funeral home's code carries the city it serves (`FH440300-07`): the
 /// best region a record without a home address has.
-fn funeral_home_city(record_key: &str) -> Option<String> {
+pub(super) fn funeral_home_city(record_key: &str) -> Option<String> {
     let code = record_key.strip_prefix("FH")?;
     let city = code.get(..6)?;
     city.bytes()
@@ -111,47 +106,101 @@ fn funeral_home_city(record_key: &str) -> Option<String> {
         .then(|| city.to_string())
 }
 
+pub(super) fn id_status_of(text: &str) -> IdStatus {
+    match text {
+        "valid" => IdStatus::Valid,
+        "upgraded" => IdStatus::Upgraded15,
+        "invalid" => IdStatus::Invalid,
+        _ => IdStatus::Empty,
+    }
+}
+
+/// Rows per multi-row `INSERT` of matches on PostgreSQL (11 parameters each).
+const MATCHES_PER_STATEMENT: usize = 1000;
+
 impl Store {
     /// Pensioners being paid, in person-number order (the matcher's roster).
+    /// Rows are converted as they are read, never all held at once.
     pub async fn load_match_persons(&self) -> Result<Vec<Person>> {
-        let rows = with_pool!(self, pool => {
-            sqlx::query_as::<_, PersonRow>(
-                "SELECT person_no, name, name_norm, name_key, id_number, sex, birth_date, \
-                 insured_region, residence_region, benefit_start FROM pensioners \
-                 WHERE status = 'active' ORDER BY person_no",
-            )
-            .fetch_all(pool)
-            .await
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Person {
-                person_no: r.person_no,
-                name: r.name,
-                name_norm: r.name_norm,
-                name_key: r.name_key,
-                id_number: r.id_number,
-                sex: u8::try_from(r.sex).unwrap_or(0),
-                birth_date: r.birth_date,
-                insured_region: r.insured_region,
-                residence_region: r.residence_region,
-                benefit_start: r.benefit_start,
-            })
-            .collect())
+        let started = std::time::Instant::now();
+        let persons = self.load_match_persons_inner().await?;
+        tracing::info!(
+            persons = persons.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "loaded the active roster for matching"
+        );
+        Ok(persons)
+    }
+
+    async fn load_match_persons_inner(&self) -> Result<Vec<Person>> {
+        use futures::TryStreamExt;
+        match self {
+            Store::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                let mut handle = conn.lock_handle().await?;
+                super::matches_bulk::load_persons(handle.as_raw_handle())
+            }
+            Store::Postgres(pool) => {
+                let mut rows = sqlx::query_as::<_, PersonRow>(
+                    "SELECT person_no, name, name_norm, name_key, id_number, sex, birth_date, \
+                     insured_region, residence_region, benefit_start FROM pensioners \
+                     WHERE status = 'active' ORDER BY person_no",
+                )
+                .fetch(pool);
+                let mut out = Vec::new();
+                while let Some(r) = rows.try_next().await? {
+                    out.push(Person {
+                        person_no: r.person_no.into(),
+                        name: r.name.into(),
+                        name_norm: r.name_norm.into(),
+                        name_key: r.name_key.into(),
+                        id_number: r.id_number.into(),
+                        sex: u8::try_from(r.sex).unwrap_or(0),
+                        birth_date: r.birth_date,
+                        insured_region: r.insured_region.into(),
+                        residence_region: r.residence_region.into(),
+                        benefit_start: r.benefit_start,
+                    });
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Every stored death record, ordered by (source, record_key).
     pub async fn load_match_records(&self) -> Result<Vec<DeathRecord>> {
-        let rows = with_pool!(self, pool => {
-            sqlx::query_as::<_, RecordRow>(
-                "SELECT source, record_key, name_raw, name_norm, name_key, id_raw, id_number, \
-                 id_status, sex, birth_date, birth_year_min, birth_year_max, death_date, region \
-                 FROM death_records ORDER BY source, record_key",
-            )
-            .fetch_all(pool)
-            .await
-        })?;
-        Ok(rows.into_iter().map(RecordRow::into_record).collect())
+        let started = std::time::Instant::now();
+        let records = self.load_match_records_inner().await?;
+        tracing::info!(
+            records = records.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "loaded the death records for matching"
+        );
+        Ok(records)
+    }
+
+    async fn load_match_records_inner(&self) -> Result<Vec<DeathRecord>> {
+        use futures::TryStreamExt;
+        match self {
+            Store::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                let mut handle = conn.lock_handle().await?;
+                super::matches_bulk::load_records(handle.as_raw_handle())
+            }
+            Store::Postgres(pool) => {
+                let mut rows = sqlx::query_as::<_, RecordRow>(
+                    "SELECT source, record_key, name_raw, name_norm, name_key, id_raw, id_number, \
+                     id_status, sex, birth_date, birth_year_min, birth_year_max, death_date, region \
+                     FROM death_records ORDER BY source, record_key",
+                )
+                .fetch(pool);
+                let mut out = Vec::new();
+                while let Some(r) = rows.try_next().await? {
+                    out.push(r.into_record());
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Pairs reviewers rejected: (source, record_key, person_no).
@@ -167,34 +216,73 @@ impl Store {
     }
 
     /// Replaces every stored match with `matches` in one transaction: a
-    /// full re-match under the current rules.
+    /// full re-match under the current rules. SQLite binds each row through
+    /// the C API; PostgreSQL takes them in multi-row statements.
     pub async fn replace_matches(&self, run_id: i64, matches: &[StoredMatch]) -> Result<()> {
+        let started = std::time::Instant::now();
         let now = now_utc_text();
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM matches").execute(&mut *tx).await?;
-            for m in matches {
-                sqlx::query(
-                    "INSERT INTO matches (source, record_key, person_no, score, band, runner_up, margin, \
-                     explanation, rules_version, run_id, matched_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(&m.source)
-                .bind(&m.record_key)
-                .bind(&m.person_no)
-                .bind(m.score)
-                .bind(&m.band)
-                .bind(&m.runner_up)
-                .bind(m.margin)
-                .bind(&m.explanation)
-                .bind(&m.rules_version)
-                .bind(run_id)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await?;
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM matches").execute(&mut *tx).await?;
+                {
+                    let mut handle = tx.lock_handle().await?;
+                    super::matches_bulk::insert_matches(
+                        handle.as_raw_handle(),
+                        run_id,
+                        &now,
+                        matches,
+                    )?;
+                }
+                tx.commit().await?;
             }
-            tx.commit().await?;
-        });
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM matches").execute(&mut *tx).await?;
+                for chunk in matches.chunks(MATCHES_PER_STATEMENT) {
+                    let mut sql = String::from(
+                        "INSERT INTO matches (source, record_key, person_no, score, band, runner_up, \
+                         margin, explanation, rules_version, run_id, matched_at) VALUES ",
+                    );
+                    for i in 0..chunk.len() {
+                        let b = i * 11;
+                        if i > 0 {
+                            sql.push(',');
+                        }
+                        sql.push('(');
+                        for c in 1..=11 {
+                            if c > 1 {
+                                sql.push(',');
+                            }
+                            sql.push_str(&format!("${}", b + c));
+                        }
+                        sql.push(')');
+                    }
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for m in chunk {
+                        q = q
+                            .bind(&m.source)
+                            .bind(&m.record_key)
+                            .bind(&m.person_no)
+                            .bind(m.score)
+                            .bind(&m.band)
+                            .bind(&m.runner_up)
+                            .bind(m.margin)
+                            .bind(&m.explanation)
+                            .bind(&m.rules_version)
+                            .bind(run_id)
+                            .bind(&now);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        tracing::info!(
+            matches = matches.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "stored the matches"
+        );
         Ok(())
     }
 

@@ -24,6 +24,7 @@ mod deaths_bulk;
 pub mod evidence;
 pub mod match_state;
 pub mod matches;
+mod matches_bulk;
 pub mod pensioners;
 pub mod quarantine;
 pub mod runs;

@@ -1,0 +1,301 @@
+//! The matcher's bulk reads and writes on SQLite through the C API: the
+//! active roster and the death records read straight from SQLite's row
+//! buffers into the matcher's plain types, and the matches written with one
+//! prepared statement. At ten million pensioners, sqlx's owned row copies,
+//! its worker-thread hand-off and its date decoding were most of the load,
+//! and holding every row before converting it doubled the memory.
+//!
+//! Every `unsafe` block relies on the facts `sqlite_bulk` states: `db` is a
+//! live handle the caller holds locked (inside an open transaction for
+//! writes), column pointers are read before the next step, and every bound
+//! buffer outlives the `sqlite3_step` that reads it.
+
+use std::ffi::{CStr, c_int};
+use std::ptr::{self, NonNull};
+
+use chrono::NaiveDate;
+use compact_str::CompactString;
+use libsqlite3_sys as ffi;
+
+use super::matches::{StoredMatch, funeral_home_city, id_status_of};
+use super::sqlite_bulk::BulkError;
+use super::{Result, StoreError};
+use crate::matching::model::{DeathRecord, Person};
+
+fn error(db: *mut ffi::sqlite3, code: c_int) -> BulkError {
+    // SAFETY: `db` is live; the message is copied before any further call.
+    let message = unsafe {
+        let p = ffi::sqlite3_errmsg(db);
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    };
+    BulkError { code, message }
+}
+
+/// A prepared statement, finalized when dropped.
+struct Statement {
+    db: *mut ffi::sqlite3,
+    stmt: *mut ffi::sqlite3_stmt,
+}
+
+impl Statement {
+    fn prepare(db: NonNull<ffi::sqlite3>, sql: &CStr) -> Result<Statement, BulkError> {
+        let db = db.as_ptr();
+        let mut stmt = ptr::null_mut();
+        // SAFETY: `db` is live and `sql` NUL-terminated.
+        let rc =
+            unsafe { ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &mut stmt, ptr::null_mut()) };
+        if rc != ffi::SQLITE_OK {
+            return Err(error(db, rc));
+        }
+        Ok(Statement { db, stmt })
+    }
+
+    /// Steps to the next row; `false` when done.
+    fn next(&mut self) -> Result<bool, BulkError> {
+        // SAFETY: `stmt` is a live statement.
+        match unsafe { ffi::sqlite3_step(self.stmt) } {
+            ffi::SQLITE_ROW => Ok(true),
+            ffi::SQLITE_DONE => Ok(false),
+            rc => Err(error(self.db, rc)),
+        }
+    }
+
+    /// Column `i` of the current row as text; `None` when NULL. Valid
+    /// until the next step.
+    fn text(&self, i: c_int) -> Option<&str> {
+        // SAFETY: the statement is on a row; the pointer and length are
+        // read together, before any further call on the statement.
+        unsafe {
+            if ffi::sqlite3_column_type(self.stmt, i) == ffi::SQLITE_NULL {
+                return None;
+            }
+            let p = ffi::sqlite3_column_text(self.stmt, i);
+            let len = ffi::sqlite3_column_bytes(self.stmt, i);
+            let bytes = if p.is_null() {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(p, len.max(0) as usize)
+            };
+            Some(std::str::from_utf8(bytes).unwrap_or_default())
+        }
+    }
+
+    fn int(&self, i: c_int) -> Option<i64> {
+        // SAFETY: the statement is on a row.
+        unsafe {
+            (ffi::sqlite3_column_type(self.stmt, i) != ffi::SQLITE_NULL)
+                .then(|| ffi::sqlite3_column_int64(self.stmt, i))
+        }
+    }
+}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        // SAFETY: `stmt` came from a successful prepare and is finalized once.
+        unsafe { ffi::sqlite3_finalize(self.stmt) };
+    }
+}
+
+/// `YYYY-MM-DD` (what the store writes) without the parsing machinery;
+/// anything else through chrono.
+fn date(text: &str) -> Option<NaiveDate> {
+    let b = text.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r)?.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        return NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?);
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+}
+
+fn unreadable(what: &str, whose: &str, text: Option<&str>) -> StoreError {
+    StoreError::Corrupt(format!("{whose}: {what} {text:?} is not a date"))
+}
+
+/// In table order: the rows are not stored in person-number order (an
+/// export is sorted by region first), and reading them through the primary
+/// key's index made every row a random read (two minutes at ten million
+/// rows, against a few seconds for the scan and a sort in memory).
+const PERSONS: &CStr = c"SELECT person_no, name, name_norm, name_key, id_number, sex, birth_date, \
+    insured_region, residence_region, benefit_start FROM pensioners \
+    WHERE status = 'active'";
+
+/// The active roster in person-number order.
+pub fn load_persons(db: NonNull<ffi::sqlite3>) -> Result<Vec<Person>> {
+    use rayon::slice::ParallelSliceMut;
+    let mut persons = scan_persons(db)?;
+    persons.par_sort_unstable_by(|a, b| a.person_no.cmp(&b.person_no));
+    Ok(persons)
+}
+
+fn scan_persons(db: NonNull<ffi::sqlite3>) -> Result<Vec<Person>> {
+    // Sized once: growing a vector of ten million persons by doubling would
+    // hold the old and the new copy at once (a third more peak memory).
+    let mut rows = Statement::prepare(db, c"SELECT max(rowid) FROM pensioners")?;
+    let capacity = if rows.next()? {
+        rows.int(0).unwrap_or(0)
+    } else {
+        0
+    };
+    drop(rows);
+    let mut s = Statement::prepare(db, PERSONS)?;
+    let mut out = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    while s.next()? {
+        let t = |i| CompactString::from(s.text(i).unwrap_or_default());
+        let person_no = t(0);
+        let birth = s.text(6);
+        let start = s.text(9);
+        out.push(Person {
+            birth_date: birth.and_then(date).ok_or_else(|| {
+                unreadable("birth date", &format!("pensioner {person_no}"), birth)
+            })?,
+            benefit_start: start.and_then(date).ok_or_else(|| {
+                unreadable("benefit start", &format!("pensioner {person_no}"), start)
+            })?,
+            name: t(1),
+            name_norm: t(2),
+            name_key: t(3),
+            id_number: t(4),
+            sex: s.int(5).and_then(|v| u8::try_from(v).ok()).unwrap_or(0),
+            insured_region: t(7),
+            residence_region: t(8),
+            person_no,
+        });
+    }
+    Ok(out)
+}
+
+const RECORDS: &CStr =
+    c"SELECT source, record_key, name_raw, name_norm, name_key, id_raw, id_number, \
+    id_status, sex, birth_date, birth_year_min, birth_year_max, death_date, region \
+    FROM death_records ORDER BY source, record_key";
+
+/// Every stored death record, ordered by (source, record_key).
+pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<Vec<DeathRecord>> {
+    let mut s = Statement::prepare(db, RECORDS)?;
+    let mut out = Vec::new();
+    while s.next()? {
+        let t = |i| s.text(i).unwrap_or_default().to_string();
+        let (source, record_key) = (t(0), t(1));
+        let whose = || format!("death record {source} {record_key}");
+        let birth = s.text(9);
+        let birth_date = match birth {
+            None | Some("") => None,
+            Some(text) => {
+                Some(date(text).ok_or_else(|| unreadable("birth date", &whose(), birth))?)
+            }
+        };
+        let death = s.text(12);
+        let death_date = death
+            .and_then(date)
+            .ok_or_else(|| unreadable("death date", &whose(), death))?;
+        let year = |i| s.int(i).and_then(|v| i32::try_from(v).ok());
+        let region = s
+            .text(13)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .or_else(|| {
+                (source == "funeral")
+                    .then(|| funeral_home_city(&record_key))
+                    .flatten()
+            });
+        out.push(DeathRecord {
+            name: t(2),
+            name_norm: t(3),
+            name_key: t(4),
+            id_raw: t(5),
+            id_number: s.text(6).map(str::to_string),
+            id_status: id_status_of(s.text(7).unwrap_or_default()),
+            sex: s
+                .int(8)
+                .and_then(|v| u8::try_from(v).ok())
+                .filter(|v| *v == 1 || *v == 2),
+            birth_date,
+            birth_year_range: year(10).zip(year(11)),
+            death_date,
+            region,
+            source,
+            record_key,
+        });
+    }
+    Ok(out)
+}
+
+const INSERT_MATCH: &CStr = c"INSERT INTO matches (source, record_key, person_no, score, band, \
+    runner_up, margin, explanation, rules_version, run_id, matched_at) \
+    VALUES (?,?,?,?,?,?,?,?,?,?,?)";
+
+/// Inserts `matches` with one prepared statement; the caller holds the
+/// connection locked inside an open transaction.
+pub fn insert_matches(
+    db: NonNull<ffi::sqlite3>,
+    run_id: i64,
+    now: &str,
+    matches: &[StoredMatch],
+) -> Result<(), BulkError> {
+    let s = Statement::prepare(db, INSERT_MATCH)?;
+    for m in matches {
+        // SAFETY: the statement has 11 parameters; every bound buffer (the
+        // match's strings and `now`) lives until the reset below.
+        unsafe {
+            let text = |i: c_int, v: &str| {
+                ffi::sqlite3_bind_text(
+                    s.stmt,
+                    i,
+                    v.as_ptr().cast(),
+                    v.len() as c_int,
+                    ffi::SQLITE_STATIC(),
+                )
+            };
+            let mut rc = 0;
+            rc |= text(1, &m.source);
+            rc |= text(2, &m.record_key);
+            rc |= text(3, &m.person_no);
+            rc |= ffi::sqlite3_bind_double(s.stmt, 4, m.score);
+            rc |= text(5, &m.band);
+            rc |= match &m.runner_up {
+                Some(r) => text(6, r),
+                None => ffi::sqlite3_bind_null(s.stmt, 6),
+            };
+            rc |= match m.margin {
+                Some(v) => ffi::sqlite3_bind_double(s.stmt, 7, v),
+                None => ffi::sqlite3_bind_null(s.stmt, 7),
+            };
+            rc |= text(8, &m.explanation);
+            rc |= text(9, &m.rules_version);
+            rc |= ffi::sqlite3_bind_int64(s.stmt, 10, run_id);
+            rc |= text(11, now);
+            if rc != ffi::SQLITE_OK {
+                return Err(error(s.db, rc));
+            }
+            let step = ffi::sqlite3_step(s.stmt);
+            ffi::sqlite3_reset(s.stmt);
+            ffi::sqlite3_clear_bindings(s.stmt);
+            if step != ffi::SQLITE_DONE {
+                return Err(error(s.db, step));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_dates_are_read_with_or_without_the_fast_path() {
+        let d = NaiveDate::from_ymd_opt(1942, 3, 5);
+        assert_eq!(date("1942-03-05"), d);
+        assert_eq!(date("1942-3-5"), d);
+        assert_eq!(date("1942-13-05"), None);
+        assert_eq!(date(""), None);
+    }
+}
