@@ -37,6 +37,14 @@ if [ ! -f "$DIR/prepared" ]; then
         "$ROOT/target/release/examples/pull_generated" "sqlite://$DB" "$DIR"
     touch "$DIR/prepared"
 fi
+if [ ! -f "$DIR/evidence-imported" ]; then
+    # Evidence of life and passed video sessions: the matcher's counter-evidence.
+    VIGIL_LOG=warn /usr/bin/time -f "evidence import: %e s, peak RSS %M KiB" \
+        "$VIGIL" --database-url "sqlite://$DB" evidence import "$DIR/evidence_of_life.csv" >/dev/null
+    VIGIL_LOG=warn /usr/bin/time -f "video import: %e s, peak RSS %M KiB" \
+        "$VIGIL" --database-url "sqlite://$DB" video import "$DIR/video_results.csv" >/dev/null
+    touch "$DIR/evidence-imported"
+fi
 
 echo "== vigil match --full ($N pensioners)"
 VIGIL_LOG=info,sqlx=warn /usr/bin/time -v "$VIGIL" --database-url "sqlite://$DB" match --full \
@@ -48,7 +56,7 @@ d = sys.argv[1]
 out, err = open(f"{d}/match.out").read(), open(f"{d}/match.err").read()
 err = re.sub(r"\x1b\[[0-9;]*m", "", err)
 num = lambda pat, text: float(re.search(pat, text).group(1))
-records = int(re.search(r"matched (\d+) death records against (\d+)", out).group(1))
+records = int(re.search(r"matched (?:all )?(\d+) death records against (\d+)", out).group(1))
 persons = int(re.search(r"against (\d+) active", out).group(1))
 index_s, match_s = num(r"index built in ([\d.]+) s", out), num(r"matched in ([\d.]+) s", out)
 wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", err).group(1).split(":")

@@ -567,7 +567,8 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
             action: MatchesAction::Export { format, out },
         } => {
             let store = open_store(&settings).await?;
-            let matches = store.list_matches().await?;
+            let rules = load_rules(None)?;
+            let matches = vigil::matching::run::match_verdicts(&store, &rules).await?;
             let mut text = String::new();
             match format {
                 ExportFormat::Csv => {
@@ -579,7 +580,7 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                             csv_field(&m.record_key),
                             csv_field(&m.person_no),
                             m.score,
-                            m.band
+                            m.band.as_str()
                         ));
                     }
                 }
@@ -590,6 +591,8 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                             serde_json::json!({
                                 "source": m.source, "record_key": m.record_key,
                                 "person_no": m.person_no, "score": m.score, "band": m.band,
+                                "record_score": m.record_score, "record_band": m.record_band,
+                                "carried": m.carried,
                                 "runner_up": m.runner_up, "margin": m.margin,
                                 "rules_version": m.rules_version,
                             })
@@ -939,15 +942,16 @@ async fn evaluate_against(
             kind: rec[3].to_string(),
         });
     }
-    let matches: Vec<Judged> = store
-        .list_matches()
+    let rules = load_rules(None)?;
+    let matches: Vec<Judged> = vigil::matching::run::match_verdicts(store, &rules)
         .await?
         .into_iter()
         .map(|m| Judged {
             source: m.source,
             record_key: m.record_key,
             person_no: m.person_no,
-            band: m.band,
+            band: m.band.as_str().to_string(),
+            record_band: m.record_band,
         })
         .collect();
     Ok(evaluate(&matches, &rows))
@@ -959,10 +963,16 @@ fn print_eval(r: &vigil::matching::eval::EvalReport) {
         r.true_links
     );
     println!(
-        "   auto:          {:>7} matches, precision {:.3}%, recall {:.2}%",
+        "   auto:          {:>7} records (each carries its match's band), precision {:.3}%, recall {:.2}%",
         r.auto,
         r.auto_precision * 100.0,
         r.auto_recall * 100.0
+    );
+    println!(
+        "     of them auto on their own evidence: {} records, precision {:.3}%, recall {:.2}%",
+        r.record_auto,
+        r.record_auto_precision * 100.0,
+        r.record_auto_recall * 100.0
     );
     println!(
         "   auto + review: {:>7} matches, precision {:.3}%, recall {:.2}%",

@@ -25,8 +25,11 @@ pub struct Judged {
     pub source: String,
     pub record_key: String,
     pub person_no: String,
-    /// `auto` or `review`.
+    /// The band of the match the record takes part in (a pensioner's
+    /// fused death): `auto` or `review`.
     pub band: String,
+    /// The record's own band, before fusion.
+    pub record_band: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -37,6 +40,12 @@ pub struct EvalReport {
     pub auto_correct: u64,
     pub auto_precision: f64,
     pub auto_recall: f64,
+    /// Records `auto` on their own evidence (without another source's
+    /// record of the same death carrying them).
+    pub record_auto: u64,
+    pub record_auto_correct: u64,
+    pub record_auto_precision: f64,
+    pub record_auto_recall: f64,
     pub auto_or_review: u64,
     pub auto_or_review_correct: u64,
     pub auto_or_review_precision: f64,
@@ -90,6 +99,10 @@ pub fn evaluate(matches: &[Judged], truth: &[TruthRow]) -> EvalReport {
         } else if !correct {
             *r.false_review_by_kind.entry(t.kind.clone()).or_default() += 1;
         }
+        if m.record_band == "auto" {
+            r.record_auto += 1;
+            r.record_auto_correct += u64::from(correct);
+        }
     }
     for t in truth {
         if t.kind == "pensioner"
@@ -101,6 +114,8 @@ pub fn evaluate(matches: &[Judged], truth: &[TruthRow]) -> EvalReport {
     }
     r.auto_precision = ratio(r.auto_correct, r.auto);
     r.auto_recall = ratio(r.auto_correct, r.true_links);
+    r.record_auto_precision = ratio(r.record_auto_correct, r.record_auto);
+    r.record_auto_recall = ratio(r.record_auto_correct, r.true_links);
     r.auto_or_review_precision = ratio(r.auto_or_review_correct, r.auto_or_review);
     r.auto_or_review_recall = ratio(r.auto_or_review_correct, r.true_links);
     r
@@ -125,6 +140,7 @@ mod tests {
             record_key: key.into(),
             person_no: person.into(),
             band: band.into(),
+            record_band: band.into(),
         }
     }
 
@@ -147,5 +163,19 @@ mod tests {
         assert!((r.auto_or_review_recall - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(r.false_auto_by_kind.get("doppelganger"), Some(&1));
         assert_eq!(r.missed_by_source.get("ps"), Some(&1));
+    }
+
+    #[test]
+    fn a_record_carried_by_its_match_counts_as_auto_but_not_on_its_own() {
+        let t = vec![
+            truth("ps", "1", Some("A"), "pensioner"),
+            truth("ps", "2", Some("A"), "pensioner"),
+        ];
+        let mut carried = judged("2", "A", "auto");
+        carried.record_band = "review".into();
+        let r = evaluate(&[judged("1", "A", "auto"), carried], &t);
+        assert_eq!((r.auto, r.auto_correct, r.auto_recall), (2, 2, 1.0));
+        assert_eq!((r.record_auto, r.record_auto_correct), (1, 1));
+        assert_eq!(r.record_auto_recall, 0.5);
     }
 }

@@ -179,6 +179,30 @@ pub fn fuse_assigned(
     events
 }
 
+/// The verdict a record carries as part of its match: a match is a
+/// pensioner's fused death, and one record whose ID and name agree makes
+/// it `auto`. A record that is not `auto` on its own (a funeral record
+/// with only a name and an age, say) takes the match's band and its best
+/// score when the match is `auto` and the record's death date is within
+/// `fusion.carry_within_days` of the match's; otherwise it keeps its own.
+/// Returns (score, band, carried).
+pub fn match_verdict(
+    own: (f64, Band),
+    own_death_date: NaiveDate,
+    event: Option<(Band, NaiveDate, f64)>,
+    rules: &MatchRules,
+) -> (f64, Band, bool) {
+    match event {
+        Some((Band::Auto, date, best))
+            if own.1 == Band::Review
+                && (own_death_date - date).num_days().abs() <= rules.fusion.carry_within_days =>
+        {
+            (best, Band::Auto, true)
+        }
+        _ => (own.0, own.1, false),
+    }
+}
+
 /// Timeline checks of a death date against a pensioner.
 pub fn timeline(p: &Person, death: NaiveDate, rules: &MatchRules) -> Vec<TimelineFlag> {
     let mut flags = Vec::new();
@@ -230,6 +254,37 @@ mod tests {
             &RejectedPairs::new(),
         );
         fuse(&b.matches, recs, ps, rules)
+    }
+
+    #[test]
+    fn a_record_is_carried_to_auto_only_by_an_auto_match_of_the_same_death() {
+        let rules = MatchRules::default_rules();
+        let died = d(2026, 10, 3);
+        let auto = Some((Band::Auto, died, 24.0));
+        // A name-and-age record of the same death takes the match's verdict.
+        assert_eq!(
+            match_verdict((9.0, Band::Review), d(2026, 10, 5), auto, &rules),
+            (24.0, Band::Auto, true)
+        );
+        // A namesake who died on another day keeps its own.
+        assert_eq!(
+            match_verdict((9.0, Band::Review), d(2026, 10, 9), auto, &rules),
+            (9.0, Band::Review, false)
+        );
+        // A review match carries nothing; an auto record keeps its own score.
+        let review = Some((Band::Review, died, 11.0));
+        assert_eq!(
+            match_verdict((9.0, Band::Review), died, review, &rules),
+            (9.0, Band::Review, false)
+        );
+        assert_eq!(
+            match_verdict((20.0, Band::Auto), died, auto, &rules),
+            (20.0, Band::Auto, false)
+        );
+        assert_eq!(
+            match_verdict((9.0, Band::Review), died, None, &rules),
+            (9.0, Band::Review, false)
+        );
     }
 
     #[test]

@@ -151,6 +151,17 @@ pub struct FusionRules {
     pub funeral: f64,
     /// Age at death above which the timeline is flagged.
     pub max_age: i32,
+    /// A record that is not `auto` on its own evidence (a funeral record
+    /// with only a name and an age, say) is carried to `auto` by its
+    /// match, another source's `auto` record of the same pensioner, only
+    /// when its death date is within this many days of the match's: a
+    /// namesake's death on another day is not the same death.
+    #[serde(default = "default_carry_within_days")]
+    pub carry_within_days: i64,
+}
+
+fn default_carry_within_days() -> i64 {
+    3
 }
 
 pub const SOURCES: [&str; 3] = ["public_security", "civil_affairs", "funeral"];
@@ -360,6 +371,9 @@ impl MatchRules {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(key, "must be a non-negative number");
             }
+        }
+        if !(0..=31).contains(&self.fusion.carry_within_days) {
+            return bad("fusion.carry_within_days", "must be between 0 and 31");
         }
         if !(80..=150).contains(&self.fusion.max_age) {
             return bad("fusion.max_age", "must be between 80 and 150");

@@ -319,10 +319,79 @@ async fn run_inner(
     })
     .await
     .map_err(|e| MatchRunError::Worker(e.to_string()))?;
+    let started = std::time::Instant::now();
     store
         .commit_match_run(run_id, &rules.version, scope, &stored, &events)
         .await?;
+    tracing::info!(
+        matches = stored.len(),
+        events = events.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "stored the matches"
+    );
     Ok(summary)
+}
+
+/// A matched record with the verdict of its match
+/// ([`super::fuse::match_verdict`]): what `vigil matches export` writes and
+/// `vigil eval` scores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MatchVerdict {
+    pub source: String,
+    pub record_key: String,
+    pub person_no: String,
+    /// The match's score and band as this record carries them.
+    pub score: f64,
+    pub band: Band,
+    /// The record's own, before its match carried it.
+    pub record_score: f64,
+    pub record_band: String,
+    /// Carried to `auto` by another source's record of the same death.
+    pub carried: bool,
+    pub runner_up: Option<String>,
+    pub margin: Option<f64>,
+    pub rules_version: String,
+}
+
+/// Every stored match with its match's verdict, in (source, record_key)
+/// order.
+pub async fn match_verdicts(
+    store: &Store,
+    rules: &MatchRules,
+) -> Result<Vec<MatchVerdict>, MatchRunError> {
+    let band_of = |s: &str| match s {
+        "auto" => Band::Auto,
+        "review" => Band::Review,
+        _ => Band::None,
+    };
+    Ok(store
+        .list_match_rows()
+        .await?
+        .into_iter()
+        .map(|r| {
+            let event = r
+                .event_band
+                .as_deref()
+                .zip(r.event_death_date)
+                .map(|(b, d)| (band_of(b), d, r.event_score));
+            let own = (r.record_score, band_of(&r.record_band));
+            let (score, band, carried) =
+                super::fuse::match_verdict(own, r.record_death_date, event, rules);
+            MatchVerdict {
+                source: r.source,
+                record_key: r.record_key,
+                person_no: r.person_no,
+                score,
+                band,
+                record_score: r.record_score,
+                record_band: r.record_band,
+                carried,
+                runner_up: r.runner_up,
+                margin: r.margin,
+                rules_version: r.rules_version,
+            }
+        })
+        .collect())
 }
 
 /// The ten largest capped blocks, each once, with how many records hit it.

@@ -248,11 +248,8 @@ impl Store {
     pub async fn latest_life_dates(&self) -> Result<Vec<(String, NaiveDate)>> {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, (String, NaiveDate)>(
-                "SELECT id_number, MAX(d) FROM ( \
-                   SELECT id_number, event_date AS d FROM life_evidence \
-                   UNION ALL \
-                   SELECT id_number, session_date AS d FROM video_sessions WHERE result = 'passed' \
-                 ) AS alive GROUP BY id_number ORDER BY id_number",
+                "SELECT id_number, MAX(proven_on) FROM proofs_of_life \
+                 GROUP BY id_number ORDER BY id_number",
             )
             .fetch_all(pool)
             .await

@@ -11,7 +11,8 @@
 //!
 //! Bulk writes go through one JSON array parameter (`json_each` on SQLite,
 //! `jsonb_array_elements` on PostgreSQL), so that a hundred thousand matches
-//! are a handful of statements on either backend.
+//! are a handful of statements on either backend; SQLite takes the matches
+//! themselves, the bulk of it, through one prepared statement on its C API.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -76,13 +77,9 @@ struct KeptRow {
 const PENDING: &str = "(p.source IS NULL OR p.rules_version <> $2 \
      OR p.record_version <> d.version \
      OR EXISTS (SELECT 1 FROM matches m JOIN pensioners pe ON pe.person_no = m.person_no \
-       JOIN life_evidence e ON e.id_number = pe.id_number \
+       JOIN proofs_of_life l ON l.id_number = pe.id_number \
        WHERE m.source = d.source AND m.record_key = d.record_key \
-       AND e.event_date > d.death_date AND e.run_id > p.run_id) \
-     OR EXISTS (SELECT 1 FROM matches m JOIN pensioners pe ON pe.person_no = m.person_no \
-       JOIN video_sessions v ON v.id_number = pe.id_number \
-       WHERE m.source = d.source AND m.record_key = d.record_key AND v.result = 'passed' \
-       AND v.session_date > d.death_date AND v.run_id > p.run_id))";
+       AND l.proven_on > d.death_date AND l.run_id > p.run_id))";
 
 /// Rows per bulk statement: big enough to amortise, small enough to keep
 /// one statement's JSON text in the tens of megabytes.
@@ -110,6 +107,69 @@ fn bulk_select(backend: Backend, casts: &[&str]) -> String {
                 cols.join(", ")
             )
         }
+    }
+}
+
+/// How a backend's transaction takes a run's matches: SQLite through one
+/// prepared statement on its C API (the explanations make this the
+/// largest write of a run), PostgreSQL through JSON array chunks.
+trait MatchWriter {
+    async fn insert_matches(
+        &mut self,
+        json_sql: &str,
+        run_id: i64,
+        now: &str,
+        matches: &[StoredMatch],
+    ) -> Result<()>;
+}
+
+impl MatchWriter for sqlx::Transaction<'_, sqlx::Sqlite> {
+    async fn insert_matches(
+        &mut self,
+        _json_sql: &str,
+        run_id: i64,
+        now: &str,
+        matches: &[StoredMatch],
+    ) -> Result<()> {
+        let mut handle = self.lock_handle().await?;
+        super::matches_bulk::insert_matches(handle.as_raw_handle(), run_id, now, matches)?;
+        Ok(())
+    }
+}
+
+impl MatchWriter for sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn insert_matches(
+        &mut self,
+        json_sql: &str,
+        run_id: i64,
+        now: &str,
+        matches: &[StoredMatch],
+    ) -> Result<()> {
+        for chunk in matches.chunks(CHUNK) {
+            let rows: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|m| {
+                    serde_json::json!([
+                        m.source,
+                        m.record_key,
+                        m.person_no,
+                        m.score,
+                        m.band,
+                        m.runner_up,
+                        m.margin,
+                        m.explanation,
+                        m.rules_version,
+                        run_id,
+                        now
+                    ])
+                })
+                .collect();
+            sqlx::query(sqlx::AssertSqlSafe(json_sql))
+                .bind(serde_json::Value::Array(rows).to_string())
+                .execute(&mut **self)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -228,30 +288,6 @@ impl Store {
                  AND c.record_key = matches.record_key)"
             }
         };
-        let match_chunks: Vec<String> = matches
-            .chunks(CHUNK)
-            .map(|chunk| {
-                let rows: Vec<serde_json::Value> = chunk
-                    .iter()
-                    .map(|m| {
-                        serde_json::json!([
-                            m.source,
-                            m.record_key,
-                            m.person_no,
-                            m.score,
-                            m.band,
-                            m.runner_up,
-                            m.margin,
-                            m.explanation,
-                            m.rules_version,
-                            run_id,
-                            now
-                        ])
-                    })
-                    .collect();
-                serde_json::Value::Array(rows).to_string()
-            })
-            .collect();
         let event_chunks: Vec<String> = events
             .chunks(CHUNK)
             .map(|chunk| {
@@ -286,12 +322,7 @@ impl Store {
             )
             .execute(&mut *tx)
             .await?;
-            for chunk in &match_chunks {
-                sqlx::query(sqlx::AssertSqlSafe(match_sql.as_str()))
-                    .bind(chunk)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            tx.insert_matches(&match_sql, run_id, &now, matches).await?;
             sqlx::query("DELETE FROM death_events").execute(&mut *tx).await?;
             for chunk in &event_chunks {
                 sqlx::query(sqlx::AssertSqlSafe(event_sql.as_str()))

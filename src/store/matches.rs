@@ -7,7 +7,7 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::{Result, Store, now_utc_text};
+use super::{Result, Store};
 use crate::matching::model::{DeathRecord, IdStatus, Person};
 use crate::with_pool;
 
@@ -27,6 +27,27 @@ pub struct StoredMatch {
     pub rules_version: String,
     pub run_id: i64,
     pub matched_at: String,
+}
+
+/// A matched record and its pensioner's fused death (see
+/// [`Store::list_match_rows`]).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct MatchRow {
+    pub source: String,
+    pub record_key: String,
+    pub person_no: String,
+    /// The record's own score and band, as its explanation gives them.
+    pub record_score: f64,
+    pub record_band: String,
+    pub record_death_date: NaiveDate,
+    /// The fused death of the pensioner: its band and chosen date.
+    pub event_band: Option<String>,
+    pub event_death_date: Option<NaiveDate>,
+    /// The best score among the pensioner's matched records.
+    pub event_score: f64,
+    pub runner_up: Option<String>,
+    pub margin: Option<f64>,
+    pub rules_version: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -116,7 +137,6 @@ pub(super) fn id_status_of(text: &str) -> IdStatus {
 }
 
 /// Rows per multi-row `INSERT` of matches on PostgreSQL (11 parameters each).
-const MATCHES_PER_STATEMENT: usize = 1000;
 
 impl Store {
     /// Pensioners being paid, in person-number order (the matcher's roster).
@@ -215,75 +235,28 @@ impl Store {
         Ok(rows)
     }
 
-    /// Replaces every stored match with `matches` in one transaction: a
-    /// full re-match under the current rules. SQLite binds each row through
-    /// the C API; PostgreSQL takes them in multi-row statements.
-    pub async fn replace_matches(&self, run_id: i64, matches: &[StoredMatch]) -> Result<()> {
-        let started = std::time::Instant::now();
-        let now = now_utc_text();
-        match self {
-            Store::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("DELETE FROM matches").execute(&mut *tx).await?;
-                {
-                    let mut handle = tx.lock_handle().await?;
-                    super::matches_bulk::insert_matches(
-                        handle.as_raw_handle(),
-                        run_id,
-                        &now,
-                        matches,
-                    )?;
-                }
-                tx.commit().await?;
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("DELETE FROM matches").execute(&mut *tx).await?;
-                for chunk in matches.chunks(MATCHES_PER_STATEMENT) {
-                    let mut sql = String::from(
-                        "INSERT INTO matches (source, record_key, person_no, score, band, runner_up, \
-                         margin, explanation, rules_version, run_id, matched_at) VALUES ",
-                    );
-                    for i in 0..chunk.len() {
-                        let b = i * 11;
-                        if i > 0 {
-                            sql.push(',');
-                        }
-                        sql.push('(');
-                        for c in 1..=11 {
-                            if c > 1 {
-                                sql.push(',');
-                            }
-                            sql.push_str(&format!("${}", b + c));
-                        }
-                        sql.push(')');
-                    }
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for m in chunk {
-                        q = q
-                            .bind(&m.source)
-                            .bind(&m.record_key)
-                            .bind(&m.person_no)
-                            .bind(m.score)
-                            .bind(&m.band)
-                            .bind(&m.runner_up)
-                            .bind(m.margin)
-                            .bind(&m.explanation)
-                            .bind(&m.rules_version)
-                            .bind(run_id)
-                            .bind(&now);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-            }
-        }
-        tracing::info!(
-            matches = matches.len(),
-            seconds = started.elapsed().as_secs_f64(),
-            "stored the matches"
-        );
-        Ok(())
+    /// One row per matched death record with what the verdict of the match
+    /// it takes part in is made of: the record's own score, band and death
+    /// date, and its pensioner's fused death (band, chosen date, the best
+    /// score among its records). `matching::fuse::match_verdict` decides.
+    /// In (source, record_key) order.
+    pub async fn list_match_rows(&self) -> Result<Vec<MatchRow>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, MatchRow>(
+                "SELECT m.source, m.record_key, m.person_no, m.score AS record_score, \
+                 m.band AS record_band, d.death_date AS record_death_date, \
+                 e.band AS event_band, e.death_date AS event_death_date, \
+                 MAX(m.score) OVER (PARTITION BY m.person_no) AS event_score, \
+                 m.runner_up, m.margin, m.rules_version \
+                 FROM matches m \
+                 JOIN death_records d ON d.source = m.source AND d.record_key = m.record_key \
+                 LEFT JOIN death_events e ON e.person_no = m.person_no \
+                 ORDER BY m.source, m.record_key",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows)
     }
 
     /// Stored matches in (source, record_key) order.

@@ -227,6 +227,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "events",
                 include_str!("../../migrations/sqlite/0005_events.sql"),
             ),
+            (
+                7,
+                "proofs_of_life",
+                include_str!("../../migrations/sqlite/0007_proofs_of_life.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -253,6 +258,11 @@ fn migrator(backend: Backend) -> Migrator {
                 5,
                 "events",
                 include_str!("../../migrations/postgres/0005_events.sql"),
+            ),
+            (
+                7,
+                "proofs_of_life",
+                include_str!("../../migrations/postgres/0007_proofs_of_life.sql"),
             ),
         ],
     };
