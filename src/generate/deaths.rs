@@ -373,15 +373,26 @@ fn hard_negative(
             } else {
                 Sex::Female
             };
-            let name = if t.name.minority {
-                let n = sample_name(rng, sex, true);
-                Name {
-                    family: t.name.family,
-                    ..n
+            // Families do not give two of their own the same name, nor
+            // one that sounds the same: the relative's name differs from
+            // the pensioner's in its toneless pinyin.
+            let key_of = |n: &Name| crate::identity::pinyin_key(&n.render());
+            let theirs = key_of(&t.name);
+            let mut name = t.name;
+            for _ in 0..32 {
+                name = if t.name.minority {
+                    let n = sample_name(rng, sex, true);
+                    Name {
+                        family: t.name.family,
+                        ..n
+                    }
+                } else {
+                    sample_with_surname(rng, sex, t.name.family)
+                };
+                if key_of(&name) != theirs {
+                    break;
                 }
-            } else {
-                sample_with_surname(rng, sex, t.name.family)
-            };
+            }
             let birth = birth_for_age(plan.as_of, age, rng);
             let person = Person {
                 name,

@@ -183,18 +183,24 @@ pub fn fuse_assigned(
 /// pensioner's fused death, and one record whose ID and name agree makes
 /// it `auto`. A record that is not `auto` on its own (a funeral record
 /// with only a name and an age, say) takes the match's band and its best
-/// score when the match is `auto` and the record's death date is within
-/// `fusion.carry_within_days` of the match's; otherwise it keeps its own.
-/// Returns (score, band, carried).
+/// score when the match is `auto`, the record's death date is within
+/// `fusion.carry_within_days` of the match's (dying on the day a pensioner
+/// is known to have died is itself strong evidence), and no runner-up fits
+/// the record within `fusion.carry_min_margin` (a record that fits two
+/// people equally is not carried); otherwise it keeps its own. Returns
+/// (score, band, carried).
 pub fn match_verdict(
     own: (f64, Band),
+    own_margin: Option<f64>,
     own_death_date: NaiveDate,
     event: Option<(Band, NaiveDate, f64)>,
     rules: &MatchRules,
 ) -> (f64, Band, bool) {
+    let clear = own_margin.is_none_or(|m| m >= rules.fusion.carry_min_margin);
     match event {
         Some((Band::Auto, date, best))
             if own.1 == Band::Review
+                && clear
                 && (own_death_date - date).num_days().abs() <= rules.fusion.carry_within_days =>
         {
             (best, Band::Auto, true)
@@ -263,27 +269,39 @@ mod tests {
         let auto = Some((Band::Auto, died, 24.0));
         // A name-and-age record of the same death takes the match's verdict.
         assert_eq!(
-            match_verdict((9.0, Band::Review), d(2026, 10, 5), auto, &rules),
+            match_verdict((9.0, Band::Review), None, d(2026, 10, 4), auto, &rules),
             (24.0, Band::Auto, true)
         );
         // A namesake who died on another day keeps its own.
         assert_eq!(
-            match_verdict((9.0, Band::Review), d(2026, 10, 9), auto, &rules),
+            match_verdict((9.0, Band::Review), None, d(2026, 10, 6), auto, &rules),
             (9.0, Band::Review, false)
         );
         // A review match carries nothing; an auto record keeps its own score.
         let review = Some((Band::Review, died, 11.0));
         assert_eq!(
-            match_verdict((9.0, Band::Review), died, review, &rules),
+            match_verdict((9.0, Band::Review), None, died, review, &rules),
             (9.0, Band::Review, false)
         );
         assert_eq!(
-            match_verdict((20.0, Band::Auto), died, auto, &rules),
+            match_verdict((20.0, Band::Auto), None, died, auto, &rules),
             (20.0, Band::Auto, false)
         );
         assert_eq!(
-            match_verdict((9.0, Band::Review), died, None, &rules),
+            match_verdict((9.0, Band::Review), None, died, None, &rules),
             (9.0, Band::Review, false)
+        );
+        // A record that fits a runner-up almost as well is not carried; one
+        // with a clear margin is.
+        let near = Some(rules.fusion.carry_min_margin / 2.0);
+        assert_eq!(
+            match_verdict((9.0, Band::Review), near, died, auto, &rules),
+            (9.0, Band::Review, false)
+        );
+        let clear = Some(rules.fusion.carry_min_margin);
+        assert_eq!(
+            match_verdict((9.0, Band::Review), clear, died, auto, &rules),
+            (24.0, Band::Auto, true)
         );
     }
 

@@ -158,10 +158,17 @@ pub struct FusionRules {
     /// namesake's death on another day is not the same death.
     #[serde(default = "default_carry_within_days")]
     pub carry_within_days: i64,
+    /// ... and only when no runner-up fits the record within this margin.
+    #[serde(default = "default_carry_min_margin")]
+    pub carry_min_margin: f64,
 }
 
 fn default_carry_within_days() -> i64 {
-    3
+    1
+}
+
+fn default_carry_min_margin() -> f64 {
+    0.5
 }
 
 pub const SOURCES: [&str; 3] = ["public_security", "civil_affairs", "funeral"];
@@ -374,6 +381,9 @@ impl MatchRules {
         }
         if !(0..=31).contains(&self.fusion.carry_within_days) {
             return bad("fusion.carry_within_days", "must be between 0 and 31");
+        }
+        if self.fusion.carry_min_margin.is_nan() || self.fusion.carry_min_margin < 0.0 {
+            return bad("fusion.carry_min_margin", "must not be negative");
         }
         if !(80..=150).contains(&self.fusion.max_age) {
             return bad("fusion.max_age", "must be between 80 and 150");

@@ -376,7 +376,7 @@ pub async fn match_verdicts(
                 .map(|(b, d)| (band_of(b), d, r.event_score));
             let own = (r.record_score, band_of(&r.record_band));
             let (score, band, carried) =
-                super::fuse::match_verdict(own, r.record_death_date, event, rules);
+                super::fuse::match_verdict(own, r.margin, r.record_death_date, event, rules);
             MatchVerdict {
                 source: r.source,
                 record_key: r.record_key,

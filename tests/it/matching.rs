@@ -396,7 +396,13 @@ async fn death_events(db: &TestDb) {
         let days = (own_date.parse::<NaiveDate>().unwrap() - e.death_date)
             .num_days()
             .abs();
-        let should = e.band == "auto" && own.band == "review" && days <= 3;
+        let clear = own
+            .margin
+            .is_none_or(|m| m >= rules.fusion.carry_min_margin);
+        let should = e.band == "auto"
+            && own.band == "review"
+            && clear
+            && days <= rules.fusion.carry_within_days;
         assert_eq!(v.carried, should, "{v:?} {e:?}");
         if v.carried {
             carried += 1;
@@ -411,7 +417,10 @@ async fn death_events(db: &TestDb) {
             assert_eq!((v.score, v.band.as_str()), (own.score, own.band.as_str()));
         }
     }
-    assert!(carried > 0, "no record was carried by another source's auto record");
+    assert!(
+        carried > 0,
+        "no record was carried by another source's auto record"
+    );
     // Conflicting dates are flagged and every record keeps its own date.
     for e in &events {
         let dates: std::collections::BTreeSet<_> = e
