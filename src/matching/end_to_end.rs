@@ -165,7 +165,7 @@ fn funeral(dir: &Path) -> Vec<DeathRecord> {
                 _ => None,
             };
             if let Some(age) = v["age"].as_i64() {
-                r.birth_year_range = Some(birth_year_range_from_age(age as i32, death, 1));
+                r.birth_year_range = Some(birth_year_range_from_age(age as i32, death, 0));
             }
             // No address: the home's own code names its city (FH<city>-NN).
             r.region = Some(s("address_region"))
@@ -251,6 +251,8 @@ fn generated_deaths_are_found_with_auto_precision_and_recall_near_the_targets() 
         Ok(path) => MatchRules::from_toml(&fs::read_to_string(path).unwrap()).unwrap(),
         Err(_) => MatchRules::default_rules(),
     };
+
+    super::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
 
     let t0 = Instant::now();
     let index = RosterIndex::build(&persons, &rules.blocking);

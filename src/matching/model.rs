@@ -116,6 +116,18 @@ pub fn birth_year_range_from_age(age: i32, death_date: NaiveDate, slack: i32) ->
     (y - 1 - slack, y + slack)
 }
 
+/// Widens the birth-year range of every record that only gives an age by
+/// `slack` years on each side (the rules' `blocking.age_slack_years`): the
+/// connectors store the range the age allows exactly, the matcher decides
+/// how far to trust it.
+pub fn widen_age_ranges(records: &mut [DeathRecord], slack: i32) {
+    for r in records {
+        if let Some((lo, hi)) = r.birth_year_range {
+            r.birth_year_range = Some((lo - slack, hi + slack));
+        }
+    }
+}
+
 impl DeathRecord {
     /// A record with its identity fields derived from the raw name and ID;
     /// sex, birth, region are left empty for the caller to fill.

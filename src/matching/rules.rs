@@ -138,6 +138,16 @@ pub struct BlockingRules {
     pub short_key_len: usize,
     /// Most distinct near-spelled keys taken from the fst per record.
     pub max_fuzzy_keys: usize,
+    /// Years added on each side of the birth-year range a record that only
+    /// gives an age allows: nominal age (虚岁) runs a year or two over the
+    /// age in full years, and clerks slip by one. Used for blocking and for
+    /// the `year_only` birth level alike.
+    #[serde(default = "default_age_slack_years")]
+    pub age_slack_years: i32,
+}
+
+fn default_age_slack_years() -> i32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,6 +342,9 @@ impl MatchRules {
         }
         if !(0.0..=1.0).contains(&self.tf.fuzzy_factor) {
             return bad("tf.fuzzy_factor", "must be between 0 and 1");
+        }
+        if !(0..=3).contains(&self.blocking.age_slack_years) {
+            return bad("blocking.age_slack_years", "must be between 0 and 3");
         }
         if self.blocking.max_block == 0 {
             return bad("blocking.max_block", "must be at least 1");

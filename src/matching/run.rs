@@ -169,10 +169,11 @@ async fn run_inner(
     // A full run reads every record through the fast table scan: a record
     // changed since its claim is read at its newer version, and stays
     // pending (its progress keeps the claimed version) for the next run.
-    let records = match scope {
+    let mut records = match scope {
         MatchScope::All => store.load_match_records().await?,
         MatchScope::Pending => store.load_claimed_records(run_id).await?,
     };
+    super::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
     let kept = match scope {
         MatchScope::All => Vec::new(),
         MatchScope::Pending => store.load_kept_matches(run_id).await?,
