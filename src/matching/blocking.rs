@@ -28,7 +28,7 @@ use fst::{IntoStreamer, Streamer};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::compare::{NOT_A_CITY, NameForm, PersonView, PreparedRecord, city_of};
+use super::compare::{NOT_A_CITY, NameForm, PersonView, PreparedRecord, city_of, county_of};
 use super::model::{DeathRecord, IdStatus, Person};
 use super::rules::BlockingRules;
 use super::score::NameFrequencies;
@@ -170,21 +170,28 @@ fn fnv(bytes: &[u8], mut h: u64) -> u64 {
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-/// A person's sex and the cities of their two regions ([`city_of`]): what
-/// ranks the persons of an oversized block.
+/// A person's name form, sex, and the cities and counties of their two
+/// regions ([`city_of`], [`county_of`]): what ranks the persons of an
+/// oversized block.
 #[derive(Debug, Clone, Copy)]
 struct Traits {
-    sex: u8,
+    form: u32,
     insured_city: u16,
     residence_city: u16,
+    sex: u8,
+    insured_county: u8,
+    residence_county: u8,
 }
 
 impl From<&PersonView> for Traits {
     fn from(v: &PersonView) -> Traits {
         Traits {
-            sex: v.sex,
+            form: v.form,
             insured_city: v.insured_city,
             residence_city: v.residence_city,
+            sex: v.sex,
+            insured_county: v.insured_county,
+            residence_county: v.residence_county,
         }
     }
 }
@@ -384,7 +391,7 @@ impl<'a> RosterIndex<'a> {
                 None,
                 self.by_id(id),
                 None,
-                record,
+                rec,
                 &mut found,
                 &mut out,
             );
@@ -394,7 +401,7 @@ impl<'a> RosterIndex<'a> {
                     None,
                     self.id_without_region.get(k),
                     None,
-                    record,
+                    rec,
                     &mut found,
                     &mut out,
                 );
@@ -407,7 +414,7 @@ impl<'a> RosterIndex<'a> {
                     None,
                     self.by_id(c.as_str()),
                     None,
-                    record,
+                    rec,
                     &mut found,
                     &mut out,
                 );
@@ -419,13 +426,13 @@ impl<'a> RosterIndex<'a> {
             let birth = record.effective_birth_date();
             let years = birth_years(record);
             if let Some(id) = self.frequencies.id(key) {
-                self.name_blocks(id, birth, years, false, record, &mut found, &mut out);
+                self.name_blocks(id, birth, years, false, rec, &mut found, &mut out);
             }
             // Near spellings only when no ID led anywhere: the costliest
             // lookups, and an agreeing ID already found the person.
             if (birth.is_some() || years.is_some()) && !id_found {
                 for near in self.near_keys(key) {
-                    self.name_blocks(near, birth, years, true, record, &mut found, &mut out);
+                    self.name_blocks(near, birth, years, true, rec, &mut found, &mut out);
                 }
             }
         }
@@ -442,7 +449,7 @@ impl<'a> RosterIndex<'a> {
         birth: Option<NaiveDate>,
         years: Option<(i32, i32)>,
         fuzzy: bool,
-        record: &DeathRecord,
+        rec: &PreparedRecord<'_>,
         found: &mut Vec<u32>,
         out: &mut Candidates,
     ) {
@@ -468,21 +475,21 @@ impl<'a> RosterIndex<'a> {
         if let Some(b) = birth {
             let d = b.num_days_from_ce();
             let (hits, traits) = born(d, d);
-            self.take(date_kind, Some(key), hits, traits, record, found, out);
+            self.take(date_kind, Some(key), hits, traits, rec, found, out);
             // A day and month swapped by a clerk still meets its person.
             if let Some(s) =
                 NaiveDate::from_ymd_opt(b.year(), b.day(), b.month()).filter(|&s| s != b)
             {
                 let d = s.num_days_from_ce();
                 let (hits, traits) = born(d, d);
-                self.take(date_kind, Some(key), hits, traits, record, found, out);
+                self.take(date_kind, Some(key), hits, traits, rec, found, out);
             }
         }
         if let Some((lo, hi)) = years {
             let from = NaiveDate::from_ymd_opt(lo, 1, 1).map_or(i32::MIN, |d| d.num_days_from_ce());
             let to = NaiveDate::from_ymd_opt(hi, 12, 31).map_or(i32::MAX, |d| d.num_days_from_ce());
             let (hits, traits) = born(from, to);
-            self.take(year_kind, Some(key), hits, traits, record, found, out);
+            self.take(year_kind, Some(key), hits, traits, rec, found, out);
         }
     }
 
@@ -535,7 +542,7 @@ impl<'a> RosterIndex<'a> {
     }
 
     /// Adds a block's persons, cutting it to the cap when oversized.
-    /// `traits`, when given, holds the hits' sex and cities in the same order.
+    /// `traits`, when given, holds the hits' traits in the same order.
     #[allow(clippy::too_many_arguments)]
     fn take(
         &self,
@@ -543,7 +550,7 @@ impl<'a> RosterIndex<'a> {
         name_key: Option<&str>,
         hits: &[u32],
         traits: Option<&[Traits]>,
-        record: &DeathRecord,
+        rec: &PreparedRecord<'_>,
         found: &mut Vec<u32>,
         out: &mut Candidates,
     ) {
@@ -552,28 +559,45 @@ impl<'a> RosterIndex<'a> {
             found.extend_from_slice(hits);
             return;
         }
-        // Keep those agreeing on sex and city first, then roster order.
+        // Keep those most like the record first: the same city (2), the
+        // same county within it (1), the same sex (1), a name that sounds
+        // the same with its tones (1); then roster order.
+        let record = rec.record;
         let theirs = record.region.as_deref().and_then(|r| r.get(..4));
         let their_city = theirs.map_or(NOT_A_CITY, city_of);
+        let their_county = record.region.as_deref().map_or(0, county_of);
+        let their_toned = rec.toned_hash();
         let mut ranked: Vec<(u8, u32)> = hits
             .iter()
             .enumerate()
             .map(|(k, &i)| {
                 let t = traits.map_or_else(|| Traits::from(&self.views[i as usize]), |ts| ts[k]);
                 let sex = record.sex.is_some_and(|s| s == t.sex);
-                let city = theirs.is_some_and(|r| {
-                    if their_city != NOT_A_CITY
-                        && t.insured_city != NOT_A_CITY
-                        && t.residence_city != NOT_A_CITY
+                let (city, county) = match theirs {
+                    None => (false, false),
+                    Some(_)
+                        if their_city != NOT_A_CITY
+                            && t.insured_city != NOT_A_CITY
+                            && t.residence_city != NOT_A_CITY =>
                     {
-                        t.insured_city == their_city || t.residence_city == their_city
-                    } else {
-                        let p = &self.persons[i as usize];
-                        p.insured_region.get(..4) == Some(r)
-                            || p.residence_region.get(..4) == Some(r)
+                        let ins = t.insured_city == their_city;
+                        let res = t.residence_city == their_city;
+                        let county = their_county != 0
+                            && ((ins && t.insured_county == their_county)
+                                || (res && t.residence_county == their_county));
+                        (ins || res, county)
                     }
-                });
-                (2 - u8::from(sex) - u8::from(city), i)
+                    Some(r) => {
+                        let p = &self.persons[i as usize];
+                        let city = p.insured_region.get(..4) == Some(r)
+                            || p.residence_region.get(..4) == Some(r);
+                        (city, false)
+                    }
+                };
+                let toned = self.forms[t.form as usize].toned_hash() == their_toned;
+                let closeness =
+                    2 * u8::from(city) + u8::from(county) + u8::from(sex) + u8::from(toned);
+                (5 - closeness, i)
             })
             .collect();
         // The cap smallest (rank, roster index); their order does not

@@ -338,6 +338,13 @@ pub struct PreparedRecord<'r> {
 }
 
 impl<'r> PreparedRecord<'r> {
+    /// The record's toned pinyin, hashed as [`NameForm`]s hash it: what
+    /// ranks the namesakes of an oversized block by how closely their name
+    /// sounds like the record's.
+    pub(crate) fn toned_hash(&self) -> u64 {
+        self.form.toned
+    }
+
     pub fn new(record: &'r DeathRecord) -> PreparedRecord<'r> {
         let repairs = if record.id_status == IdStatus::Invalid {
             identity::repair_candidates_on(&record.id_raw, record.death_date)
@@ -383,6 +390,12 @@ pub struct NameForm {
     toned: u64,
     folded: u64,
     has_dot: bool,
+}
+
+impl NameForm {
+    pub(crate) fn toned_hash(&self) -> u64 {
+        self.toned
+    }
 }
 
 fn hash_parts<'s>(parts: impl Iterator<Item = &'s str>) -> u64 {
@@ -469,6 +482,9 @@ pub struct PersonView {
     /// The registered name needed no normalising (`name == name_norm`),
     /// so "same name as written" is a property of the name form.
     pub name_is_norm: bool,
+    /// [`county_of`] the insured and residence regions.
+    pub insured_county: u8,
+    pub residence_county: u8,
 }
 
 impl PersonView {
@@ -480,8 +496,24 @@ impl PersonView {
             residence_city: city_of(&p.residence_region),
             sex: p.sex,
             name_is_norm: p.name == p.name_norm,
+            insured_county: county_of(&p.insured_region),
+            residence_county: county_of(&p.residence_region),
         }
     }
+}
+
+/// Digits 5-6 of a region code (the county within its city) as a number;
+/// 0 for `00` (the city itself) and for anything that is not two digits:
+/// 0 never counts as agreeing.
+pub fn county_of(region: &str) -> u8 {
+    region
+        .get(4..6)
+        .and_then(|c| {
+            c.bytes().try_fold(0u8, |acc, b| {
+                b.is_ascii_digit().then(|| acc * 10 + (b - b'0'))
+            })
+        })
+        .unwrap_or(0)
 }
 
 /// What a record's name comes to against one name form, except the
