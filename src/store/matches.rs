@@ -136,11 +136,12 @@ pub(super) fn id_status_of(text: &str) -> IdStatus {
     }
 }
 
-/// Rows per multi-row `INSERT` of matches on PostgreSQL (11 parameters each).
-
 impl Store {
-    /// Pensioners being paid, in person-number order (the matcher's roster).
-    /// Rows are converted as they are read, never all held at once.
+    /// The matcher's roster, in person-number order: pensioners being paid,
+    /// and those whose death is already matched whatever their status now
+    /// (a pension suspended or stopped because of a match keeps it, and its
+    /// evidence, through a full re-match). Rows are converted as they are
+    /// read, never all held at once.
     pub async fn load_match_persons(&self) -> Result<Vec<Person>> {
         let started = std::time::Instant::now();
         let persons = self.load_match_persons_inner().await?;
@@ -164,7 +165,8 @@ impl Store {
                 let mut rows = sqlx::query_as::<_, PersonRow>(
                     "SELECT person_no, name, name_norm, name_key, id_number, sex, birth_date, \
                      insured_region, residence_region, benefit_start FROM pensioners \
-                     WHERE status = 'active' ORDER BY person_no",
+                     WHERE status = 'active' OR person_no IN (SELECT person_no FROM matches) \
+                     ORDER BY person_no",
                 )
                 .fetch(pool);
                 let mut out = Vec::new();

@@ -125,9 +125,9 @@ fn unreadable(what: &str, whose: &str, text: Option<&str>) -> StoreError {
 /// rows, against a few seconds for the scan and a sort in memory).
 const PERSONS: &CStr = c"SELECT person_no, name, name_norm, name_key, id_number, sex, birth_date, \
     insured_region, residence_region, benefit_start FROM pensioners \
-    WHERE status = 'active'";
+    WHERE status = 'active' OR person_no IN (SELECT person_no FROM matches)";
 
-/// The active roster in person-number order.
+/// The matcher's roster (see `Store::load_match_persons`) in person-number order.
 pub fn load_persons(db: NonNull<ffi::sqlite3>) -> Result<Vec<Person>> {
     use rayon::slice::ParallelSliceMut;
     let mut persons = scan_persons(db)?;

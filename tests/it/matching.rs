@@ -137,6 +137,48 @@ async fn finds_deaths(db: &TestDb) {
 }
 
 both_backends!(
+    a_match_survives_its_pensioner_leaving_the_active_roster,
+    suspended_keeps_match
+);
+async fn suspended_keeps_match(db: &TestDb) {
+    prepared(db).await;
+    let rules = MatchRules::default_rules();
+    run_match(&db.store, &rules, "system:test").await.unwrap();
+    let before = matches_now(db).await;
+    let held = before.iter().find(|m| m.3 == "auto").unwrap().clone();
+    // The pension is suspended because of the match (or stopped for any
+    // reason): a full re-match keeps the match and its evidence.
+    vigil::with_pool!(&db.store, pool => {
+        sqlx::query("UPDATE pensioners SET status = 'suspended' WHERE person_no = $1")
+            .bind(&held.2)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
+    .unwrap();
+    run_match(&db.store, &rules, "system:test").await.unwrap();
+    let after = matches_now(db).await;
+    assert!(
+        after
+            .iter()
+            .any(|m| (&m.0, &m.1, &m.2, &m.3) == (&held.0, &held.1, &held.2, &held.3)),
+        "the match of {} went when the pension was suspended",
+        held.2
+    );
+    assert_eq!(
+        after
+            .iter()
+            .map(|m| (&m.0, &m.1, &m.2, &m.3))
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|m| (&m.0, &m.1, &m.2, &m.3))
+            .collect::<Vec<_>>()
+    );
+    assert!(db.store.death_event(&held.2).await.unwrap().is_some());
+}
+
+both_backends!(
     matching_twice_gives_the_same_matches_in_the_same_order,
     idempotent
 );
