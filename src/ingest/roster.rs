@@ -10,13 +10,13 @@
 //! channel in batches, and what is kept per stored pensioner is 16 bytes
 //! (a packed person number and a content hash), not the row.
 
-use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ahash::{AHashMap, AHashSet};
 use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -296,6 +296,20 @@ pub async fn import_roster(
     opts: &ImportOptions,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<ImportSummary, ImportError> {
+    // Held until the import ends: see `run_import` for why two roster
+    // imports must never run at once.
+    let lock = store.lock_roster_import().await?;
+    let result = import_locked(store, path, opts, progress).await;
+    lock.release().await;
+    result
+}
+
+async fn import_locked(
+    store: &Store,
+    path: &Path,
+    opts: &ImportOptions,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<ImportSummary, ImportError> {
     if let Some(last) = store.last_roster_as_of().await?
         && opts.as_of < last
     {
@@ -396,16 +410,23 @@ async fn run_import(
         })
         .await?;
     index.seal();
-    // Into an empty table, building the secondary indexes once at the end is
-    // several times faster than maintaining them row by row. If the import
-    // dies first, the next start of vigil builds them.
+    // Into an empty table, building the indexes once at the end is several
+    // times faster than maintaining them row by row; that includes the
+    // UNIQUE index on person_no. Uniqueness holds meanwhile because the
+    // index above classifies every row (a person twice in the file is
+    // quarantined) and because the caller holds the roster-import lock, so
+    // no other import can insert the same people concurrently. Should that
+    // ever fail, rebuilding the unique index fails loudly, here or on the
+    // next start of vigil (which also rebuilds whatever a crash left
+    // dropped).
     let bulk = stored == 0;
     if bulk {
-        store.drop_secondary_indexes().await?;
+        store.drop_roster_indexes().await?;
     }
     let result = stream_rows(store, path, opts, opened, index, summary, progress).await;
     if bulk {
         store.ensure_indexes().await?;
+        store.analyze_pensioners().await?;
     }
     result
 }
@@ -991,9 +1012,12 @@ struct RosterIndex {
     /// (packed person_no, content hash | MISSING_BIT), sorted by key.
     packed: Vec<(u64, u64)>,
     seen: Vec<bool>,
-    other: HashMap<String, (u64, bool)>,
-    new_packed: HashSet<u64>,
-    new_other: HashSet<String>,
+    other: AHashMap<String, (u64, bool)>,
+    /// Every new person of a first import passes through here: a fast
+    /// hash, not SipHash (the keys are our own file's, not an attacker's
+    /// choice of collisions against a server).
+    new_packed: AHashSet<u64>,
+    new_other: AHashSet<String>,
 }
 
 fn pack(person_no: &str) -> Option<u64> {

@@ -61,6 +61,10 @@ pub enum StoreError {
     Bulk(#[from] sqlite_bulk::BulkError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error(
+        "another roster import is running on this database ({0}); wait for it to finish and run this one again"
+    )]
+    ImportRunning(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -120,6 +124,9 @@ impl Store {
                 // append-mostly bulk path, and memory stays flat at 10M rows
                 // (index builds spill to temporary files, not RAM).
                 .pragma("cache_size", "-65536")
+                // Index builds (the end of a first import) sort with a
+                // helper thread: the machine this runs on has two cores.
+                .pragma("threads", "2")
                 .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(5));
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
@@ -169,22 +176,102 @@ impl Store {
         Ok(n as usize)
     }
 
-    /// Creates the secondary indexes if they are missing (a bulk load drops
-    /// them and rebuilds them at its end; a crash in between leaves them to
-    /// this, which every start runs).
+    /// Creates the roster's indexes if they are missing (a first load into an
+    /// empty table drops them and rebuilds them at its end; a crash in
+    /// between leaves them to this, which every start runs).
+    ///
+    /// The person-number index is UNIQUE: if it cannot be rebuilt because
+    /// the table holds the same person twice, this fails and vigil refuses
+    /// to start rather than run on a roster without its key.
     pub async fn ensure_indexes(&self) -> Result<()> {
+        with_pool!(self, pool => sqlx::query(UNIQUE_PERSON_NO).execute(pool).await.map(|_| ()))
+            .map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "the unique index pensioners_person_no cannot be built ({e}); the same \
+                     person_no is stored more than once (SELECT person_no FROM pensioners \
+                     GROUP BY person_no HAVING COUNT(*) > 1 lists them)"
+                ))
+            })?;
         for sql in SECONDARY_INDEXES {
             with_pool!(self, pool => sqlx::query(*sql).execute(pool).await.map(|_| ()))?;
         }
         Ok(())
     }
 
-    /// Drops the secondary indexes before a bulk load into an empty table.
-    pub async fn drop_secondary_indexes(&self) -> Result<()> {
-        for sql in DROP_SECONDARY_INDEXES {
+    /// Drops the roster's indexes, the unique one on `person_no` included,
+    /// before a bulk load into an empty table. Only a roster import holding
+    /// [`Store::lock_roster_import`] may call this: without the unique
+    /// index, nothing but that lock keeps a second import from storing the
+    /// same person again.
+    pub async fn drop_roster_indexes(&self) -> Result<()> {
+        for sql in DROP_ROSTER_INDEXES {
             with_pool!(self, pool => sqlx::query(*sql).execute(pool).await.map(|_| ()))?;
         }
         Ok(())
+    }
+
+    /// Gives the planner statistics after a bulk load. Autovacuum may be off
+    /// on a PostgreSQL server (it is on ours), and without statistics the
+    /// planner guesses a fresh table is tiny. SQLite plans well without them.
+    pub async fn analyze_pensioners(&self) -> Result<()> {
+        if let Store::Postgres(pool) = self {
+            sqlx::query("ANALYZE pensioners").execute(pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the database-wide roster-import lock, or fails at once with
+    /// [`StoreError::ImportRunning`] if another process (or task) holds it.
+    ///
+    /// A first import drops the unique index on `person_no` while it loads,
+    /// so two first imports at once could each store the same person. The
+    /// lock dies with its holder: on PostgreSQL it is a session advisory
+    /// lock on a connection of its own, on SQLite an OS lock on a file next
+    /// to the database (`FILE-roster.lock`). An in-memory SQLite database is
+    /// private to its process and needs none.
+    pub async fn lock_roster_import(&self) -> Result<ImportLock> {
+        match self {
+            Store::Postgres(pool) => {
+                let mut conn = pool.acquire().await?.detach();
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(ROSTER_IMPORT_LOCK_KEY)
+                    .fetch_one(&mut conn)
+                    .await?;
+                if !got {
+                    let _ = sqlx::Connection::close(conn).await;
+                    return Err(StoreError::ImportRunning(
+                        "PostgreSQL advisory lock held".to_string(),
+                    ));
+                }
+                Ok(ImportLock(LockInner::Postgres(conn)))
+            }
+            Store::Sqlite(pool) => {
+                let file: String =
+                    sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                        .fetch_one(pool)
+                        .await?;
+                if file.is_empty() {
+                    return Ok(ImportLock(LockInner::None));
+                }
+                let path = format!("{file}-roster.lock");
+                let io = |e: std::io::Error| {
+                    StoreError::Corrupt(format!("cannot open the import lock file {path}: {e}"))
+                };
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(io)?;
+                match lock.try_lock() {
+                    Ok(()) => Ok(ImportLock(LockInner::File { _held: lock })),
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        Err(StoreError::ImportRunning(format!("{path} is locked")))
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+                }
+            }
+        }
     }
 
     pub async fn close(&self) {
@@ -192,11 +279,48 @@ impl Store {
     }
 }
 
-/// Indexes that only speed up lookups (no constraint depends on them), so a
-/// bulk load may drop and rebuild them. The same text serves both backends.
+/// The roster's key. A bulk load into an empty table drops it and builds it
+/// once at the end, under the roster-import lock. Same text on both backends.
+const UNIQUE_PERSON_NO: &str =
+    "CREATE UNIQUE INDEX IF NOT EXISTS pensioners_person_no ON pensioners (person_no)";
+/// Indexes that only speed up lookups (no constraint depends on them).
 const SECONDARY_INDEXES: &[&str] =
     &["CREATE INDEX IF NOT EXISTS pensioners_id_number ON pensioners (id_number)"];
-const DROP_SECONDARY_INDEXES: &[&str] = &["DROP INDEX IF EXISTS pensioners_id_number"];
+const DROP_ROSTER_INDEXES: &[&str] = &[
+    "DROP INDEX IF EXISTS pensioners_person_no",
+    "DROP INDEX IF EXISTS pensioners_id_number",
+];
+/// `pg_try_advisory_lock` key of the roster import ("vigil roster" in ASCII).
+const ROSTER_IMPORT_LOCK_KEY: i64 = 0x7669_6769_6c72_6f73;
+
+/// Held for the whole of a roster import; see [`Store::lock_roster_import`].
+/// Dropping it releases the lock; [`ImportLock::release`] does so politely.
+#[derive(Debug)]
+pub struct ImportLock(LockInner);
+
+#[derive(Debug)]
+enum LockInner {
+    /// A connection outside the pool: dropping it closes the session, and
+    /// with it the advisory lock, even on an error path.
+    Postgres(sqlx::PgConnection),
+    /// Holds an OS lock until closed.
+    File {
+        _held: std::fs::File,
+    },
+    None,
+}
+
+impl ImportLock {
+    pub async fn release(self) {
+        if let LockInner::Postgres(mut conn) = self.0 {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(ROSTER_IMPORT_LOCK_KEY)
+                .execute(&mut conn)
+                .await;
+            let _ = sqlx::Connection::close(conn).await;
+        }
+    }
+}
 
 /// The migrations of one backend, embedded so the binary is self-contained.
 fn migrator(backend: Backend) -> Migrator {
@@ -227,6 +351,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "events",
                 include_str!("../../migrations/sqlite/0005_events.sql"),
             ),
+            (
+                6,
+                "roster key index",
+                include_str!("../../migrations/sqlite/0006_roster_key_index.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -253,6 +382,11 @@ fn migrator(backend: Backend) -> Migrator {
                 5,
                 "events",
                 include_str!("../../migrations/postgres/0005_events.sql"),
+            ),
+            (
+                6,
+                "roster key index",
+                include_str!("../../migrations/postgres/0006_roster_key_index.sql"),
             ),
         ],
     };

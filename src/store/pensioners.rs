@@ -153,76 +153,74 @@ pub fn diff_fields(
     out
 }
 
-/// Writes PostgreSQL `COPY … (FORMAT csv)` text for the insert columns.
-/// Empty unquoted fields are NULL in that format; no field we write NULL is
-/// ever an empty string, and empty strings are quoted.
-fn pg_copy_csv(rows: &[Pensioner]) -> Vec<u8> {
-    fn field(out: &mut Vec<u8>, s: &str) {
-        if s.is_empty() {
-            out.extend_from_slice(b"\"\"");
-        } else if s
-            .bytes()
-            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'))
-        {
-            out.push(b'"');
-            for b in s.bytes() {
-                if b == b'"' {
-                    out.push(b'"');
-                }
-                out.push(b);
-            }
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(s.as_bytes());
-        }
+/// Writes PostgreSQL `COPY … (FORMAT binary)` data for the insert columns,
+/// in [`INSERT_COLUMN_LIST`] order. Binary, not CSV text: the server then
+/// parses no dates, numbers or quoting, which was most of its time per row.
+///
+/// The format: a fixed header; per row a 16-bit field count, then each
+/// field as a 32-bit length (-1 for NULL) and its bytes in the type's wire
+/// form (text as UTF-8, `int4`/`int8` big-endian, `bool` one byte, `date`
+/// as days since 2000-01-01); a 16-bit -1 ends the data.
+fn pg_copy_binary(rows: &[Pensioner]) -> Vec<u8> {
+    const FIELDS: i16 = 19;
+    fn text(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as i32).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
     }
-    let mut out = Vec::with_capacity(rows.len() * 200);
+    fn int4(out: &mut Vec<u8>, v: i32) {
+        out.extend_from_slice(&4i32.to_be_bytes());
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn int8(out: &mut Vec<u8>, v: i64) {
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn date(out: &mut Vec<u8>, d: NaiveDate) {
+        let days = d.signed_duration_since(PG_EPOCH).num_days();
+        int4(out, days as i32);
+    }
+    fn null(out: &mut Vec<u8>) {
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+    let mut out = Vec::with_capacity(19 + rows.len() * 260);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes()); // flags: no OIDs
+    out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
     for p in rows {
-        field(&mut out, &p.person_no);
-        out.push(b',');
-        field(&mut out, &p.name);
-        out.push(b',');
-        field(&mut out, &p.name_norm);
-        out.push(b',');
-        field(&mut out, &p.name_key);
-        out.push(b',');
-        field(&mut out, &p.id_number);
-        out.push(b',');
-        out.extend_from_slice(if p.id_upgraded { b"t" } else { b"f" });
-        out.push(b',');
-        out.extend_from_slice(p.sex.to_string().as_bytes());
-        out.push(b',');
-        out.extend_from_slice(p.birth_date.to_string().as_bytes());
-        out.push(b',');
-        field(&mut out, &p.insured_region);
-        out.push(b',');
-        field(&mut out, &p.residence_region);
-        out.push(b',');
-        field(&mut out, &p.benefit_type);
-        out.push(b',');
-        out.extend_from_slice(p.monthly_amount_fen.to_string().as_bytes());
-        out.push(b',');
-        field(&mut out, &p.bank_account);
-        out.push(b',');
-        out.extend_from_slice(p.benefit_start.to_string().as_bytes());
-        out.push(b',');
-        field(&mut out, &p.status);
-        out.push(b',');
-        if let Some(d) = p.last_certified {
-            out.extend_from_slice(d.to_string().as_bytes());
+        out.extend_from_slice(&FIELDS.to_be_bytes());
+        text(&mut out, &p.person_no);
+        text(&mut out, &p.name);
+        text(&mut out, &p.name_norm);
+        text(&mut out, &p.name_key);
+        text(&mut out, &p.id_number);
+        out.extend_from_slice(&1i32.to_be_bytes());
+        out.push(u8::from(p.id_upgraded));
+        int4(&mut out, p.sex);
+        date(&mut out, p.birth_date);
+        text(&mut out, &p.insured_region);
+        text(&mut out, &p.residence_region);
+        text(&mut out, &p.benefit_type);
+        int8(&mut out, p.monthly_amount_fen);
+        text(&mut out, &p.bank_account);
+        date(&mut out, p.benefit_start);
+        text(&mut out, &p.status);
+        match p.last_certified {
+            Some(d) => date(&mut out, d),
+            None => null(&mut out),
         }
-        out.push(b',');
-        if let Some(phone) = &p.phone {
-            field(&mut out, phone);
+        match &p.phone {
+            Some(phone) => text(&mut out, phone),
+            None => null(&mut out),
         }
-        out.push(b',');
-        out.extend_from_slice(p.content_hash.to_string().as_bytes());
-        out.push(b',');
-        out.extend_from_slice(p.first_seen.to_string().as_bytes());
-        out.push(b'\n');
+        int8(&mut out, p.content_hash);
+        date(&mut out, p.first_seen);
     }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
     out
 }
+
+/// Day zero of PostgreSQL's binary `date`.
+const PG_EPOCH: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date");
 
 /// The change-handling part of a batch, the same on both backends: reads the
 /// stored row, records each differing field as history, writes the new row.
@@ -388,10 +386,10 @@ impl Store {
                 let mut tx = pool.begin().await?;
                 if !batch.inserts.is_empty() {
                     let sql = format!(
-                        "COPY pensioners ({INSERT_COLUMN_LIST}) FROM STDIN WITH (FORMAT csv)"
+                        "COPY pensioners ({INSERT_COLUMN_LIST}) FROM STDIN WITH (FORMAT binary)"
                     );
                     let mut copy = tx.copy_in_raw(&sql).await?;
-                    copy.send(pg_copy_csv(&batch.inserts)).await?;
+                    copy.send(pg_copy_binary(&batch.inserts)).await?;
                     copy.finish().await?;
                 }
                 apply_changes_and_presence!(tx, batch, run_id, as_of, outcome);
