@@ -601,14 +601,14 @@ fn parse_all(
                         Seen::Unchanged { was_missing } => {
                             unchanged += 1;
                             if was_missing {
-                                batch.reappeared.push(row.person_no);
+                                batch.reappeared.push(row.person_no.into());
                             }
                         }
                         Seen::AgainInFile => batch.quarantine.push(QuarantineEntry {
                             source: SOURCE.to_string(),
                             file: Some(file_name.clone()),
                             line: Some(line),
-                            record_key: Some(row.person_no.clone()),
+                            record_key: Some(row.person_no.to_string()),
                             reason: "person_no appears more than once in this file; the first row was kept"
                                 .to_string(),
                             raw: raw_text(record, enc),
@@ -844,21 +844,21 @@ fn parse_record(
         }
     };
     let mut p = Pensioner {
-        person_no: person_no.to_string(),
-        name: name.to_string(),
-        name_key: identity::name::pinyin_key(&name_norm),
-        name_norm,
-        id_number: id.as_str().to_string(),
+        person_no: person_no.into(),
+        name: name.into(),
+        name_key: identity::name::pinyin_key(&name_norm).into(),
+        name_norm: name_norm.into(),
+        id_number: id.as_str().into(),
         id_upgraded: parsed.upgraded_from_15,
         sex: i32::from(sex.code()),
         birth_date,
-        insured_region: insured_region.to_string(),
-        residence_region: residence_region.to_string(),
-        benefit_type: benefit_type.to_string(),
+        insured_region: insured_region.into(),
+        residence_region: residence_region.into(),
+        benefit_type: benefit_type.into(),
         monthly_amount_fen,
-        bank_account: bank_account.to_string(),
+        bank_account: bank_account.into(),
         benefit_start,
-        status: status.to_string(),
+        status: status.into(),
         last_certified,
         phone,
         content_hash: 0,
@@ -1227,21 +1227,21 @@ mod tests {
     fn the_content_hash_is_what_it_always_was() {
         let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
         let mut p = Pensioner {
-            person_no: "4403000000000001".to_string(),
-            name: "王秀英".to_string(),
-            name_norm: "王秀英".to_string(),
-            name_key: "wangxiuying".to_string(),
-            id_number: "44030419400110100X".to_string(),
+            person_no: "4403000000000001".into(),
+            name: "王秀英".into(),
+            name_norm: "王秀英".into(),
+            name_key: "wangxiuying".into(),
+            id_number: "44030419400110100X".into(),
             id_upgraded: false,
             sex: 2,
             birth_date: day(1940, 1, 10),
-            insured_region: "440304".to_string(),
-            residence_region: "440304".to_string(),
-            benefit_type: "employee_basic".to_string(),
+            insured_region: "440304".into(),
+            residence_region: "440304".into(),
+            benefit_type: "employee_basic".into(),
             monthly_amount_fen: 326_850,
-            bank_account: "6222021200000000000".to_string(),
+            bank_account: "6222021200000000000".into(),
             benefit_start: day(2002, 4, 1),
-            status: "active".to_string(),
+            status: "active".into(),
             last_certified: Some(day(2026, 2, 11)),
             phone: Some("13800138000".to_string()),
             content_hash: 0,
