@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 use vigil::ingest::roster::{ImportError, ImportOptions, ImportSummary, import_roster};
-use vigil::store::Store;
+use vigil::store::{Store, StoreError};
 
 use crate::both_backends;
 use crate::support::{HEADER, TestDb, person, roster_text, valid_id, write};
@@ -546,4 +546,81 @@ async fn round_trip(db: &TestDb) {
         let got = db.store.get_pensioner(&want.person_no).await.unwrap();
         assert_eq!(got.as_ref(), Some(&want));
     }
+}
+
+/// Stores a second row with the same person number as a stored one,
+/// behind the import's back.
+async fn insert_copy_of(store: &Store, person_no: &str) -> Result<(), sqlx::Error> {
+    const SQL: &str = "INSERT INTO pensioners (person_no, name, name_norm, name_key, id_number, \
+        sex, birth_date, insured_region, residence_region, benefit_type, monthly_amount_fen, \
+        bank_account, benefit_start, status, content_hash, first_seen) \
+        SELECT person_no, name, name_norm, name_key, id_number, sex, birth_date, insured_region, \
+        residence_region, benefit_type, monthly_amount_fen, bank_account, benefit_start, status, \
+        content_hash, first_seen FROM pensioners WHERE person_no = $1";
+    match store {
+        Store::Sqlite(pool) => drop(sqlx::query(SQL).bind(person_no).execute(pool).await?),
+        Store::Postgres(pool) => drop(sqlx::query(SQL).bind(person_no).execute(pool).await?),
+    }
+    Ok(())
+}
+
+both_backends!(
+    after_a_first_import_a_person_number_cannot_be_stored_twice,
+    unique_after_first_import
+);
+async fn unique_after_first_import(db: &TestDb) {
+    let rows: Vec<_> = (0..3).map(person).collect();
+    let file = write(&db.path("r.csv"), roster_text(&rows));
+    import(&db.store, &file, "2026-11-01").await.unwrap();
+    let err = insert_copy_of(&db.store, &rows[1].person_no)
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_database_error()
+            .is_some_and(|e| e.is_unique_violation()),
+        "{err}"
+    );
+    assert_eq!(db.store.count_pensioners().await.unwrap(), 3);
+}
+
+both_backends!(
+    indexes_a_crashed_first_import_left_dropped_are_rebuilt_on_open,
+    rebuilt_on_open
+);
+async fn rebuilt_on_open(db: &TestDb) {
+    let rows: Vec<_> = (0..3).map(person).collect();
+    let file = write(&db.path("r.csv"), roster_text(&rows));
+    import(&db.store, &file, "2026-11-01").await.unwrap();
+    // As if an import had died between dropping the indexes and building
+    // them: the next start builds them.
+    db.store.drop_roster_indexes().await.unwrap();
+    let reopened = Store::open(&db.url, 2).await.unwrap();
+    assert!(insert_copy_of(&reopened, &rows[0].person_no).await.is_err());
+    // And if the roster meanwhile holds a person twice, vigil refuses to
+    // start rather than run without its key.
+    db.store.drop_roster_indexes().await.unwrap();
+    insert_copy_of(&db.store, &rows[0].person_no).await.unwrap();
+    let err = Store::open(&db.url, 2).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("pensioners_person_no"), "{err}");
+    reopened.close().await;
+}
+
+both_backends!(
+    a_roster_import_is_refused_while_another_runs,
+    one_import_at_a_time
+);
+async fn one_import_at_a_time(db: &TestDb) {
+    let file = write(&db.path("r.csv"), roster_text(&[person(1)]));
+    // Another import (here: its lock) holds the database.
+    let held = db.store.lock_roster_import().await.unwrap();
+    let err = import(&db.store, &file, "2026-11-01").await.unwrap_err();
+    assert!(
+        matches!(err, ImportError::Store(StoreError::ImportRunning(_))),
+        "{err}"
+    );
+    assert_eq!(db.store.count_pensioners().await.unwrap(), 0);
+    held.release().await;
+    let s = import(&db.store, &file, "2026-11-01").await.unwrap();
+    assert_eq!(s.inserted, 1);
 }
