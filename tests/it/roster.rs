@@ -558,8 +558,12 @@ async fn insert_copy_of(store: &Store, person_no: &str) -> Result<(), sqlx::Erro
         residence_region, benefit_type, monthly_amount_fen, bank_account, benefit_start, status, \
         content_hash, first_seen FROM pensioners WHERE person_no = $1";
     match store {
-        Store::Sqlite(pool) => drop(sqlx::query(SQL).bind(person_no).execute(pool).await?),
-        Store::Postgres(pool) => drop(sqlx::query(SQL).bind(person_no).execute(pool).await?),
+        Store::Sqlite(pool) => {
+            sqlx::query(SQL).bind(person_no).execute(pool).await?;
+        }
+        Store::Postgres(pool) => {
+            sqlx::query(SQL).bind(person_no).execute(pool).await?;
+        }
     }
     Ok(())
 }
