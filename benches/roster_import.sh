@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Roster import benchmark: generate N pensioners, import them into a fresh
-# database, import the same file again, and report rows/s and peak memory.
+# database, import the same file again, and report rows/s, wall, user and
+# system seconds (user + sys above wall means both cores were busy) and peak
+# memory. Note the load average: other work on the machine slows the runs.
 #
 #   benches/roster_import.sh N sqlite
 #   benches/roster_import.sh N postgres://postgres@127.0.0.1:5432/vigil_bench
@@ -33,18 +35,18 @@ fi
 
 run() {
     local label=$1
-    local start end
-    start=$(date +%s.%N)
-    /usr/bin/time -f "$label: peak RSS %M KiB" \
+    /usr/bin/time -o "$DIR/$label.time" -f "%e %U %S %M" \
         "$VIGIL" --database-url "$URL" roster import "$DIR/roster.csv" --as-of 2026-11-01 --json >"$DIR/$label.json"
-    end=$(date +%s.%N)
-    python3 - "$DIR/$label.json" "$start" "$end" "$label" <<'PY'
+    python3 - "$DIR/$label.json" "$DIR/$label.time" "$label" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
-secs = float(sys.argv[3]) - float(sys.argv[2])
-print(f"{sys.argv[4]}: {s['read']} rows in {secs:.1f} s = {s['read']/secs:,.0f} rows/s "
+wall, user, sys_s, rss = open(sys.argv[2]).read().split()[-4:]
+wall = float(wall)
+print(f"{sys.argv[3]}: {s['read']} rows in {wall:.1f} s = {s['read']/wall:,.0f} rows/s; "
+      f"user {float(user):.1f} s, sys {float(sys_s):.1f} s, peak RSS {int(rss)//1024} MiB "
       f"(inserted {s['inserted']}, unchanged {s['unchanged']}, quarantined {s['quarantined']})")
 PY
 }
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 run first-import
 run re-import

@@ -80,6 +80,17 @@ fn is_compound(surname: &str) -> bool {
 /// dropped, traditional characters folded to simplified, and ASCII letters
 /// lower-cased.
 pub fn normalize_name(raw: &str) -> String {
+    // Most names are nothing but CJK Unified Ideographs: NFKC leaves those
+    // as they are and none is a space, separator or upper-case letter, so
+    // only the traditional → simplified step applies.
+    if !raw.is_empty() && raw.chars().all(|c| ('\u{4E00}'..='\u{9FFF}').contains(&c)) {
+        return fast2s::convert(raw);
+    }
+    normalize_any(raw)
+}
+
+/// [`normalize_name`] without its fast path, for any text.
+fn normalize_any(raw: &str) -> String {
     let mut folded = String::with_capacity(raw.len());
     for c in raw.nfkc() {
         if c.is_whitespace() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}') {
@@ -164,9 +175,12 @@ pub fn pinyin_syllables(normalized: &str) -> Vec<String> {
 }
 
 /// The toneless pinyin syllables concatenated: `王秀英`, `王秀瑛` and `王xiu英`
-/// all give `wangxiuying`.
+/// all give `wangxiuying`. Built in one string, without the per-syllable
+/// strings of [`pinyin_syllables`]: every roster row computes one.
 pub fn pinyin_key(normalized: &str) -> String {
-    syllables(normalized, false).concat()
+    let mut out = String::with_capacity(normalized.len() * 2);
+    for_each_syllable(normalized, false, |s| out.push_str(s));
+    out
 }
 
 /// Pinyin with tone numbers, space-separated (`wang2 xiu4 ying1`), with the
@@ -179,55 +193,71 @@ pub fn pinyin_toned(normalized: &str) -> String {
 
 fn syllables(normalized: &str, toned: bool) -> Vec<String> {
     let mut out = Vec::with_capacity(normalized.chars().count());
+    for_each_syllable(normalized, toned, |s| out.push(s.to_string()));
+    out
+}
+
+/// Hands each syllable of a normalised name to `emit`, in order (the rules
+/// are those of [`pinyin_syllables`]).
+fn for_each_syllable(normalized: &str, toned: bool, mut emit: impl FnMut(&str)) {
     let mut rest = normalized;
     if let Some((surname, plain, with_tone)) =
         SURNAMES.iter().find(|(s, _, _)| normalized.starts_with(s))
     {
         let readings = if toned { with_tone } else { plain };
-        out.extend(readings.iter().map(|s| (*s).to_string()));
+        for r in readings.iter() {
+            emit(r);
+        }
         rest = &normalized[surname.len()..];
     }
 
-    let mut ascii_run = String::new();
-    for c in rest.chars() {
+    // A run of ASCII letters is one syllable: it is a slice of the name.
+    let mut ascii_run: Option<usize> = None;
+    let mut syllable = String::new();
+    for (i, c) in rest.char_indices() {
         if c.is_ascii_alphabetic() {
-            ascii_run.push(c);
+            ascii_run.get_or_insert(i);
             continue;
         }
-        if !ascii_run.is_empty() {
-            out.push(std::mem::take(&mut ascii_run));
+        if let Some(start) = ascii_run.take() {
+            emit(&rest[start..i]);
         }
         if c == MIDDLE_DOT || c.is_whitespace() {
             continue;
         }
         match c.to_pinyin() {
-            Some(p) => out.push(reading(p, toned)),
-            None => out.push(c.to_string()),
+            Some(p) => {
+                syllable.clear();
+                push_reading(&mut syllable, p, toned);
+                emit(&syllable);
+            }
+            None => emit(&rest[i..i + c.len_utf8()]),
         }
     }
-    if !ascii_run.is_empty() {
-        out.push(ascii_run);
+    if let Some(start) = ascii_run {
+        emit(&rest[start..]);
     }
-    out
 }
 
 /// One syllable in plain ASCII: `ü` as `v`, `ê` as `e`, and the rare
 /// syllabic `m`/`n`/`ng` readings without their diacritics.
-fn reading(p: Pinyin, toned: bool) -> String {
+fn push_reading(out: &mut String, p: Pinyin, toned: bool) {
     let raw = if toned {
         p.with_tone_num_end()
     } else {
         p.plain()
     };
-    raw.chars()
-        .map(|c| match c {
-            'ü' => 'v',
-            'ê' => 'e',
-            'ḿ' => 'm',
-            'ń' | 'ň' | 'ǹ' => 'n',
-            other => other,
-        })
-        .collect()
+    if raw.is_ascii() {
+        out.push_str(raw);
+        return;
+    }
+    out.extend(raw.chars().map(|c| match c {
+        'ü' => 'v',
+        'ê' => 'e',
+        'ḿ' => 'm',
+        'ń' | 'ň' | 'ǹ' => 'n',
+        other => other,
+    }));
 }
 
 #[cfg(test)]
@@ -236,6 +266,15 @@ mod tests {
 
     fn key(raw: &str) -> String {
         pinyin_key(&normalize_name(raw))
+    }
+
+    #[test]
+    fn the_cjk_fast_path_normalises_as_the_general_one() {
+        let all: Vec<char> = ('\u{4E00}'..='\u{9FFF}').collect();
+        for chunk in all.chunks(3) {
+            let name: String = chunk.iter().collect();
+            assert_eq!(normalize_name(&name), normalize_any(&name), "{name}");
+        }
     }
 
     #[test]

@@ -61,6 +61,16 @@ pub enum StoreError {
     Bulk(#[from] sqlite_bulk::BulkError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error(
+        "another roster import is running on this database ({0}); wait for it to finish and run this one again"
+    )]
+    ImportRunning(String),
+    #[error("cannot take the roster-import lock {path}: {source}")]
+    LockFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -116,10 +126,12 @@ impl Store {
                 // Larger pages: fewer B-tree levels and splits for ~250-byte
                 // pensioner rows. Only takes effect when the file is created.
                 .page_size(16384)
-                // 64 MiB of page cache per connection: enough for the
-                // append-mostly bulk path, and memory stays flat at 10M rows
-                // (index builds spill to temporary files, not RAM).
+                // 64 MiB of page cache per connection (SQLITE_CACHE says
+                // why; ensure_indexes restores this after an index build).
                 .pragma("cache_size", "-65536")
+                // Index builds (the end of a first import) sort with a
+                // helper thread: the machine this runs on has two cores.
+                .pragma("threads", "2")
                 .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(5));
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
@@ -169,22 +181,171 @@ impl Store {
         Ok(n as usize)
     }
 
-    /// Creates the secondary indexes if they are missing (a bulk load drops
-    /// them and rebuilds them at its end; a crash in between leaves them to
-    /// this, which every start runs).
+    /// Creates the roster's indexes if they are missing (a first load into an
+    /// empty table drops them and rebuilds them at its end; a crash in
+    /// between leaves them to this, which every start runs).
+    ///
+    /// The person-number index is UNIQUE: if it cannot be rebuilt because
+    /// the table holds the same person twice, this fails and vigil refuses
+    /// to start rather than run on a roster without its key.
     pub async fn ensure_indexes(&self) -> Result<()> {
-        for sql in SECONDARY_INDEXES {
+        let present = self.roster_index_names().await?;
+        let missing: Vec<&IndexDef> = ROSTER_INDEXES
+            .iter()
+            .filter(|def| !present.iter().any(|p| p == def.name))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Store::Sqlite(pool) => {
+                // One index at a time (SQLite has one writer), on one
+                // connection whose page cache is cut for the build: the
+                // sorter then sorts runs that fit the CPU caches and merges
+                // them with PRAGMA threads' helper (about half the CPU of
+                // one sort in a 64 MiB cache, at 1M and 10M rows alike).
+                let mut conn = pool.acquire().await?;
+                sqlx::query(SQLITE_INDEX_BUILD_CACHE)
+                    .execute(&mut *conn)
+                    .await?;
+                let mut result = Ok(());
+                for def in &missing {
+                    result = sqlx::query(def.create)
+                        .execute(&mut *conn)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| def.error(e));
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                let restored = sqlx::query(SQLITE_CACHE).execute(&mut *conn).await;
+                result?;
+                restored?;
+            }
+            Store::Postgres(pool) => {
+                // Both at once, each on a connection of its own (outside the
+                // pool, whose acquire timeout a 10M-row build would exceed):
+                // PostgreSQL builds two indexes of one table concurrently,
+                // one per core.
+                let options = pool.connect_options();
+                futures::future::try_join_all(missing.iter().map(|def| {
+                    let options = options.clone();
+                    async move {
+                        let mut conn = options.connect().await?;
+                        sqlx::query(PG_INDEX_BUILD_MEMORY)
+                            .execute(&mut conn)
+                            .await?;
+                        let built = sqlx::query(def.create)
+                            .execute(&mut conn)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| def.error(e));
+                        let _ = sqlx::Connection::close(conn).await;
+                        built
+                    }
+                }))
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the indexes the pensioners table has now.
+    async fn roster_index_names(&self) -> Result<Vec<String>> {
+        let names = match self {
+            Store::Sqlite(pool) => sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'pensioners'",
+            )
+            .fetch_all(pool)
+            .await?,
+            Store::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT indexname::text FROM pg_indexes \
+                     WHERE tablename = 'pensioners' AND schemaname = current_schema()",
+                )
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        Ok(names)
+    }
+
+    /// Drops the roster's indexes, the unique one on `person_no` included,
+    /// before a bulk load into an empty table. Only a roster import holding
+    /// [`Store::lock_roster_import`] may call this: without the unique
+    /// index, nothing but that lock keeps a second import from storing the
+    /// same person again.
+    pub async fn drop_roster_indexes(&self) -> Result<()> {
+        for sql in DROP_ROSTER_INDEXES {
             with_pool!(self, pool => sqlx::query(*sql).execute(pool).await.map(|_| ()))?;
         }
         Ok(())
     }
 
-    /// Drops the secondary indexes before a bulk load into an empty table.
-    pub async fn drop_secondary_indexes(&self) -> Result<()> {
-        for sql in DROP_SECONDARY_INDEXES {
-            with_pool!(self, pool => sqlx::query(*sql).execute(pool).await.map(|_| ()))?;
+    /// Gives the planner statistics after a bulk load. Autovacuum may be off
+    /// on a PostgreSQL server (it is on ours), and without statistics the
+    /// planner guesses a fresh table is tiny. SQLite plans well without them.
+    pub async fn analyze_pensioners(&self) -> Result<()> {
+        if let Store::Postgres(pool) = self {
+            sqlx::query("ANALYZE pensioners").execute(pool).await?;
         }
         Ok(())
+    }
+
+    /// Takes the database-wide roster-import lock, or fails at once with
+    /// [`StoreError::ImportRunning`] if another process (or task) holds it.
+    ///
+    /// A first import drops the unique index on `person_no` while it loads,
+    /// so two first imports at once could each store the same person. The
+    /// lock dies with its holder: on PostgreSQL it is a session advisory
+    /// lock on a connection of its own, on SQLite an OS lock on a file next
+    /// to the database (`FILE-roster.lock`). An in-memory SQLite database is
+    /// private to its process and needs none.
+    pub async fn lock_roster_import(&self) -> Result<ImportLock> {
+        match self {
+            Store::Postgres(pool) => {
+                let mut conn = pool.acquire().await?.detach();
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(ROSTER_IMPORT_LOCK_KEY)
+                    .fetch_one(&mut conn)
+                    .await?;
+                if !got {
+                    let _ = sqlx::Connection::close(conn).await;
+                    return Err(StoreError::ImportRunning(
+                        "PostgreSQL advisory lock held".to_string(),
+                    ));
+                }
+                Ok(ImportLock(LockInner::Postgres(conn)))
+            }
+            Store::Sqlite(pool) => {
+                let file: String =
+                    sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                        .fetch_one(pool)
+                        .await?;
+                if file.is_empty() {
+                    return Ok(ImportLock(LockInner::None));
+                }
+                let path = format!("{file}-roster.lock");
+                let io = |source| StoreError::LockFile {
+                    path: path.clone(),
+                    source,
+                };
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(io)?;
+                match lock.try_lock() {
+                    Ok(()) => Ok(ImportLock(LockInner::File { _held: lock })),
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        Err(StoreError::ImportRunning(format!("{path} is locked")))
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+                }
+            }
+        }
     }
 
     pub async fn close(&self) {
@@ -192,11 +353,91 @@ impl Store {
     }
 }
 
-/// Indexes that only speed up lookups (no constraint depends on them), so a
-/// bulk load may drop and rebuild them. The same text serves both backends.
-const SECONDARY_INDEXES: &[&str] =
-    &["CREATE INDEX IF NOT EXISTS pensioners_id_number ON pensioners (id_number)"];
-const DROP_SECONDARY_INDEXES: &[&str] = &["DROP INDEX IF EXISTS pensioners_id_number"];
+/// An index of the pensioners table that a bulk load drops and rebuilds.
+struct IndexDef {
+    name: &'static str,
+    /// `CREATE ... IF NOT EXISTS`; the same text serves both backends.
+    create: &'static str,
+    /// A constraint, not just a lookup aid: failing to build it means the
+    /// stored data breaks the rule.
+    unique: bool,
+}
+
+impl IndexDef {
+    fn error(&self, e: sqlx::Error) -> StoreError {
+        if self.unique {
+            StoreError::Corrupt(format!(
+                "the unique index {} cannot be built ({e}); the same person_no is stored \
+                 more than once (SELECT person_no FROM pensioners GROUP BY person_no \
+                 HAVING COUNT(*) > 1 lists them)",
+                self.name
+            ))
+        } else {
+            StoreError::Sql(e)
+        }
+    }
+}
+
+/// The roster's key (UNIQUE) and its lookup index on the ID number. A bulk
+/// load into an empty table drops both and builds them once at the end,
+/// under the roster-import lock.
+const ROSTER_INDEXES: [IndexDef; 2] = [
+    IndexDef {
+        name: "pensioners_person_no",
+        create: "CREATE UNIQUE INDEX IF NOT EXISTS pensioners_person_no ON pensioners (person_no)",
+        unique: true,
+    },
+    IndexDef {
+        name: "pensioners_id_number",
+        create: "CREATE INDEX IF NOT EXISTS pensioners_id_number ON pensioners (id_number)",
+        unique: false,
+    },
+];
+const DROP_ROSTER_INDEXES: &[&str] = &[
+    "DROP INDEX IF EXISTS pensioners_person_no",
+    "DROP INDEX IF EXISTS pensioners_id_number",
+];
+/// SQLite's page cache per connection, in KiB (negative: KiB, not pages):
+/// 64 MiB serves the append-mostly bulk path, and memory stays flat at 10M
+/// rows because index builds spill to temporary files, not RAM.
+const SQLITE_CACHE: &str = "PRAGMA cache_size = -65536";
+/// While an index is built: 2 MiB, so the sorter's runs are its minimum
+/// (250 pages) and each sorts within the CPU caches.
+const SQLITE_INDEX_BUILD_CACHE: &str = "PRAGMA cache_size = -2048";
+/// Sort memory for one index build on PostgreSQL (the server default, 64
+/// MiB, sends a 1M-row build to disk).
+const PG_INDEX_BUILD_MEMORY: &str = "SET maintenance_work_mem = '256MB'";
+/// `pg_try_advisory_lock` key of the roster import ("vigil roster" in ASCII).
+const ROSTER_IMPORT_LOCK_KEY: i64 = 0x7669_6769_6c72_6f73;
+
+/// Held for the whole of a roster import; see [`Store::lock_roster_import`].
+/// Dropping it releases the lock; [`ImportLock::release`] does so politely.
+#[derive(Debug)]
+pub struct ImportLock(LockInner);
+
+#[derive(Debug)]
+enum LockInner {
+    /// A connection outside the pool: dropping it closes the session, and
+    /// with it the advisory lock, even on an error path.
+    Postgres(sqlx::PgConnection),
+    /// Holds an OS lock until closed.
+    File {
+        _held: std::fs::File,
+    },
+    None,
+}
+
+impl ImportLock {
+    pub async fn release(self) {
+        if let LockInner::Postgres(mut conn) = self.0 {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(ROSTER_IMPORT_LOCK_KEY)
+                .execute(&mut conn)
+                .await;
+            let _ = sqlx::Connection::close(conn).await;
+        }
+    }
+}
 
 /// The migrations of one backend, embedded so the binary is self-contained.
 fn migrator(backend: Backend) -> Migrator {
@@ -226,6 +467,11 @@ fn migrator(backend: Backend) -> Migrator {
                 5,
                 "events",
                 include_str!("../../migrations/sqlite/0005_events.sql"),
+            ),
+            (
+                6,
+                "roster key index",
+                include_str!("../../migrations/sqlite/0006_roster_key_index.sql"),
             ),
             (
                 7,
@@ -258,6 +504,11 @@ fn migrator(backend: Backend) -> Migrator {
                 5,
                 "events",
                 include_str!("../../migrations/postgres/0005_events.sql"),
+            ),
+            (
+                6,
+                "roster key index",
+                include_str!("../../migrations/postgres/0006_roster_key_index.sql"),
             ),
             (
                 7,

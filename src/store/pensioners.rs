@@ -5,6 +5,7 @@
 //! deleted, because a vanished record is itself something to look into.
 
 use chrono::NaiveDate;
+use compact_str::CompactString;
 use serde::Serialize;
 
 use super::quarantine::QuarantineEntry;
@@ -12,32 +13,47 @@ use super::{Result, Store, now_utc_text};
 use crate::{insert_quarantine, with_pool};
 
 /// A pensioner as stored. Field names follow spec §1 where they can.
+///
+/// The text fields are [`CompactString`]s: each is short (a person number,
+/// a name, an 18-character ID, a region code...) and so kept inline, and a
+/// roster import builds millions of these, where ten heap allocations and
+/// frees per row were a tenth of the import's CPU time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Pensioner {
     /// The agency's own person number: the stable key.
-    pub person_no: String,
+    #[sqlx(try_from = "String")]
+    pub person_no: CompactString,
     /// As registered, for display.
-    pub name: String,
+    #[sqlx(try_from = "String")]
+    pub name: CompactString,
     /// After NFKC, separator folding and traditional→simplified: what
     /// comparisons use.
-    pub name_norm: String,
+    #[sqlx(try_from = "String")]
+    pub name_norm: CompactString,
     /// Toneless pinyin, for blocking homophones together.
-    pub name_key: String,
+    #[sqlx(try_from = "String")]
+    pub name_key: CompactString,
     /// Normalised 18-character number (legacy 15-digit ones upgraded).
-    pub id_number: String,
+    #[sqlx(try_from = "String")]
+    pub id_number: CompactString,
     /// The export carried the legacy 15-digit form.
     pub id_upgraded: bool,
     /// GB/T 2261.1: 1 male, 2 female.
     pub sex: i32,
     pub birth_date: NaiveDate,
-    pub insured_region: String,
-    pub residence_region: String,
-    pub benefit_type: String,
+    #[sqlx(try_from = "String")]
+    pub insured_region: CompactString,
+    #[sqlx(try_from = "String")]
+    pub residence_region: CompactString,
+    #[sqlx(try_from = "String")]
+    pub benefit_type: CompactString,
     /// Integer fen: money is never a float.
     pub monthly_amount_fen: i64,
-    pub bank_account: String,
+    #[sqlx(try_from = "String")]
+    pub bank_account: CompactString,
     pub benefit_start: NaiveDate,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: CompactString,
     pub last_certified: Option<NaiveDate>,
     pub phone: Option<String>,
     /// Hash of every source field, so an unchanged row is recognised
@@ -101,11 +117,15 @@ pub fn diff_fields(
             out.push((field, a, b));
         }
     };
-    cmp("name", Some(old.name.clone()), Some(new.name.clone()));
+    cmp(
+        "name",
+        Some(old.name.to_string()),
+        Some(new.name.to_string()),
+    );
     cmp(
         "id_number",
-        Some(old.id_number.clone()),
-        Some(new.id_number.clone()),
+        Some(old.id_number.to_string()),
+        Some(new.id_number.to_string()),
     );
     cmp("sex", Some(old.sex.to_string()), Some(new.sex.to_string()));
     cmp(
@@ -115,18 +135,18 @@ pub fn diff_fields(
     );
     cmp(
         "insured_region",
-        Some(old.insured_region.clone()),
-        Some(new.insured_region.clone()),
+        Some(old.insured_region.to_string()),
+        Some(new.insured_region.to_string()),
     );
     cmp(
         "residence_region",
-        Some(old.residence_region.clone()),
-        Some(new.residence_region.clone()),
+        Some(old.residence_region.to_string()),
+        Some(new.residence_region.to_string()),
     );
     cmp(
         "benefit_type",
-        Some(old.benefit_type.clone()),
-        Some(new.benefit_type.clone()),
+        Some(old.benefit_type.to_string()),
+        Some(new.benefit_type.to_string()),
     );
     cmp(
         "monthly_amount_fen",
@@ -135,15 +155,19 @@ pub fn diff_fields(
     );
     cmp(
         "bank_account",
-        Some(old.bank_account.clone()),
-        Some(new.bank_account.clone()),
+        Some(old.bank_account.to_string()),
+        Some(new.bank_account.to_string()),
     );
     cmp(
         "benefit_start",
         Some(old.benefit_start.to_string()),
         Some(new.benefit_start.to_string()),
     );
-    cmp("status", Some(old.status.clone()), Some(new.status.clone()));
+    cmp(
+        "status",
+        Some(old.status.to_string()),
+        Some(new.status.to_string()),
+    );
     cmp(
         "last_certified",
         old.last_certified.map(|d| d.to_string()),
@@ -153,76 +177,74 @@ pub fn diff_fields(
     out
 }
 
-/// Writes PostgreSQL `COPY … (FORMAT csv)` text for the insert columns.
-/// Empty unquoted fields are NULL in that format; no field we write NULL is
-/// ever an empty string, and empty strings are quoted.
-fn pg_copy_csv(rows: &[Pensioner]) -> Vec<u8> {
-    fn field(out: &mut Vec<u8>, s: &str) {
-        if s.is_empty() {
-            out.extend_from_slice(b"\"\"");
-        } else if s
-            .bytes()
-            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'))
-        {
-            out.push(b'"');
-            for b in s.bytes() {
-                if b == b'"' {
-                    out.push(b'"');
-                }
-                out.push(b);
-            }
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(s.as_bytes());
-        }
+/// Writes PostgreSQL `COPY … (FORMAT binary)` data for the insert columns,
+/// in [`INSERT_COLUMN_LIST`] order. Binary, not CSV text: the server then
+/// parses no dates, numbers or quoting, which was most of its time per row.
+///
+/// The format: a fixed header; per row a 16-bit field count, then each
+/// field as a 32-bit length (-1 for NULL) and its bytes in the type's wire
+/// form (text as UTF-8, `int4`/`int8` big-endian, `bool` one byte, `date`
+/// as days since 2000-01-01); a 16-bit -1 ends the data.
+fn pg_copy_binary(rows: &[Pensioner]) -> Vec<u8> {
+    const FIELDS: i16 = 19;
+    fn text(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as i32).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
     }
-    let mut out = Vec::with_capacity(rows.len() * 200);
+    fn int4(out: &mut Vec<u8>, v: i32) {
+        out.extend_from_slice(&4i32.to_be_bytes());
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn int8(out: &mut Vec<u8>, v: i64) {
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn date(out: &mut Vec<u8>, d: NaiveDate) {
+        let days = d.signed_duration_since(PG_EPOCH).num_days();
+        int4(out, days as i32);
+    }
+    fn null(out: &mut Vec<u8>) {
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+    let mut out = Vec::with_capacity(19 + rows.len() * 260);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes()); // flags: no OIDs
+    out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
     for p in rows {
-        field(&mut out, &p.person_no);
-        out.push(b',');
-        field(&mut out, &p.name);
-        out.push(b',');
-        field(&mut out, &p.name_norm);
-        out.push(b',');
-        field(&mut out, &p.name_key);
-        out.push(b',');
-        field(&mut out, &p.id_number);
-        out.push(b',');
-        out.extend_from_slice(if p.id_upgraded { b"t" } else { b"f" });
-        out.push(b',');
-        out.extend_from_slice(p.sex.to_string().as_bytes());
-        out.push(b',');
-        out.extend_from_slice(p.birth_date.to_string().as_bytes());
-        out.push(b',');
-        field(&mut out, &p.insured_region);
-        out.push(b',');
-        field(&mut out, &p.residence_region);
-        out.push(b',');
-        field(&mut out, &p.benefit_type);
-        out.push(b',');
-        out.extend_from_slice(p.monthly_amount_fen.to_string().as_bytes());
-        out.push(b',');
-        field(&mut out, &p.bank_account);
-        out.push(b',');
-        out.extend_from_slice(p.benefit_start.to_string().as_bytes());
-        out.push(b',');
-        field(&mut out, &p.status);
-        out.push(b',');
-        if let Some(d) = p.last_certified {
-            out.extend_from_slice(d.to_string().as_bytes());
+        out.extend_from_slice(&FIELDS.to_be_bytes());
+        text(&mut out, &p.person_no);
+        text(&mut out, &p.name);
+        text(&mut out, &p.name_norm);
+        text(&mut out, &p.name_key);
+        text(&mut out, &p.id_number);
+        out.extend_from_slice(&1i32.to_be_bytes());
+        out.push(u8::from(p.id_upgraded));
+        int4(&mut out, p.sex);
+        date(&mut out, p.birth_date);
+        text(&mut out, &p.insured_region);
+        text(&mut out, &p.residence_region);
+        text(&mut out, &p.benefit_type);
+        int8(&mut out, p.monthly_amount_fen);
+        text(&mut out, &p.bank_account);
+        date(&mut out, p.benefit_start);
+        text(&mut out, &p.status);
+        match p.last_certified {
+            Some(d) => date(&mut out, d),
+            None => null(&mut out),
         }
-        out.push(b',');
-        if let Some(phone) = &p.phone {
-            field(&mut out, phone);
+        match &p.phone {
+            Some(phone) => text(&mut out, phone),
+            None => null(&mut out),
         }
-        out.push(b',');
-        out.extend_from_slice(p.content_hash.to_string().as_bytes());
-        out.push(b',');
-        out.extend_from_slice(p.first_seen.to_string().as_bytes());
-        out.push(b'\n');
+        int8(&mut out, p.content_hash);
+        date(&mut out, p.first_seen);
     }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
     out
 }
+
+/// Day zero of PostgreSQL's binary `date`.
+const PG_EPOCH: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date");
 
 /// The change-handling part of a batch, the same on both backends: reads the
 /// stored row, records each differing field as history, writes the new row.
@@ -231,7 +253,7 @@ macro_rules! apply_changes_and_presence {
         let sql_select = format!("SELECT {PENSIONER_COLUMNS} FROM pensioners WHERE person_no = $1");
         for new in &$batch.changes {
             let old: Option<Pensioner> = sqlx::query_as(sqlx::AssertSqlSafe(sql_select.clone()))
-                .bind(&new.person_no)
+                .bind(new.person_no.as_str())
                 .fetch_optional(&mut *$tx)
                 .await?;
             let Some(old) = old else {
@@ -247,13 +269,21 @@ macro_rules! apply_changes_and_presence {
                 $outcome.changed += 1;
             }
             for (field, before, after) in diffs {
-                insert_history!($tx, &new.person_no, $run_id, $as_of, field, before, after);
+                insert_history!(
+                    $tx,
+                    new.person_no.as_str(),
+                    $run_id,
+                    $as_of,
+                    field,
+                    before,
+                    after
+                );
             }
             if let Some(since) = old.missing_since {
                 $outcome.reappeared += 1;
                 insert_history!(
                     $tx,
-                    &new.person_no,
+                    new.person_no.as_str(),
                     $run_id,
                     $as_of,
                     "reappeared",
@@ -268,24 +298,24 @@ macro_rules! apply_changes_and_presence {
                  bank_account = $12, benefit_start = $13, status = $14, last_certified = $15, \
                  phone = $16, content_hash = $17, missing_since = NULL WHERE person_no = $18",
             )
-            .bind(&new.name)
-            .bind(&new.name_norm)
-            .bind(&new.name_key)
-            .bind(&new.id_number)
+            .bind(new.name.as_str())
+            .bind(new.name_norm.as_str())
+            .bind(new.name_key.as_str())
+            .bind(new.id_number.as_str())
             .bind(new.id_upgraded)
             .bind(new.sex)
             .bind(new.birth_date)
-            .bind(&new.insured_region)
-            .bind(&new.residence_region)
-            .bind(&new.benefit_type)
+            .bind(new.insured_region.as_str())
+            .bind(new.residence_region.as_str())
+            .bind(new.benefit_type.as_str())
             .bind(new.monthly_amount_fen)
-            .bind(&new.bank_account)
+            .bind(new.bank_account.as_str())
             .bind(new.benefit_start)
-            .bind(&new.status)
+            .bind(new.status.as_str())
             .bind(new.last_certified)
             .bind(&new.phone)
             .bind(new.content_hash)
-            .bind(&new.person_no)
+            .bind(new.person_no.as_str())
             .execute(&mut *$tx)
             .await?;
         }
@@ -388,10 +418,10 @@ impl Store {
                 let mut tx = pool.begin().await?;
                 if !batch.inserts.is_empty() {
                     let sql = format!(
-                        "COPY pensioners ({INSERT_COLUMN_LIST}) FROM STDIN WITH (FORMAT csv)"
+                        "COPY pensioners ({INSERT_COLUMN_LIST}) FROM STDIN WITH (FORMAT binary)"
                     );
                     let mut copy = tx.copy_in_raw(&sql).await?;
-                    copy.send(pg_copy_csv(&batch.inserts)).await?;
+                    copy.send(pg_copy_binary(&batch.inserts)).await?;
                     copy.finish().await?;
                 }
                 apply_changes_and_presence!(tx, batch, run_id, as_of, outcome);

@@ -42,8 +42,10 @@ fn error(db: *mut ffi::sqlite3, code: c_int) -> BulkError {
     BulkError { code, message }
 }
 
-/// `YYYY-MM-DD` into a stack buffer, without the formatting machinery.
-fn date_text(d: NaiveDate, buf: &mut [u8; 10]) {
+/// `YYYY-MM-DD` into a stack buffer, without the formatting machinery
+/// (years outside 0..=9999 are clamped: callers with such dates must not
+/// use it).
+pub(crate) fn date_text(d: NaiveDate, buf: &mut [u8; 10]) {
     let y = d.year().clamp(0, 9999) as u32;
     let (m, day) = (d.month(), d.day());
     let digits = [

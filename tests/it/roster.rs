@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 use vigil::ingest::roster::{ImportError, ImportOptions, ImportSummary, import_roster};
-use vigil::store::Store;
+use vigil::store::{Store, StoreError};
 
 use crate::both_backends;
 use crate::support::{HEADER, TestDb, person, roster_text, valid_id, write};
@@ -430,4 +430,201 @@ fn vigil_row(n: u32) -> crate::support::Row {
     r.id_number = valid_id("510104", &birth, seq);
     r.birth_date = format!("{}-{}-{}", &birth[..4], &birth[4..6], &birth[6..]);
     r
+}
+
+both_backends!(
+    every_field_of_a_new_pensioner_reads_back_as_imported,
+    round_trip
+);
+async fn round_trip(db: &TestDb) {
+    use vigil::store::pensioners::Pensioner;
+    // A: every optional field present, an amount past 32 bits.
+    let mut a = person(0);
+    a.monthly_amount = "123456789012.99".to_string();
+    // B: a traditional-script name, a legacy 15-digit ID, no certification
+    // date and no phone (NULLs), a start date before PostgreSQL's epoch.
+    let mut b = person(3);
+    let b_full = b.id_number.clone();
+    b.id_number = format!("{}{}", &b_full[..6], &b_full[8..17]);
+    b.name = "劉德華".to_string();
+    b.residence_region = "110101".to_string();
+    b.benefit_type = "resident_basic".to_string();
+    b.monthly_amount = "0.07".to_string();
+    b.benefit_start = "1999-12-31".to_string();
+    b.status = "suspended".to_string();
+    b.last_certified = String::new();
+    b.phone = String::new();
+    // C: no certification date, a phone with + and -, arriving in a later
+    // import when the table is no longer empty (the other write path:
+    // indexes kept, rows checked against them).
+    let mut c = person(5);
+    c.last_certified = String::new();
+    c.phone = "+86-755-1234567".to_string();
+    c.status = "terminated".to_string();
+
+    let first = write(&db.path("r1.csv"), roster_text(&[a.clone(), b.clone()]));
+    let s = import(&db.store, &first, "2026-11-01").await.unwrap();
+    assert_eq!((s.inserted, s.quarantined), (2, 0));
+    let second = write(
+        &db.path("r2.csv"),
+        roster_text(&[a.clone(), b.clone(), c.clone()]),
+    );
+    let s = import(&db.store, &second, "2026-11-02").await.unwrap();
+    assert_eq!((s.inserted, s.unchanged, s.quarantined), (1, 2, 0));
+
+    let expect = |mut p: Pensioner| {
+        p.content_hash = vigil::ingest::roster::content_hash(&p) as i64;
+        p
+    };
+    let want_a = expect(Pensioner {
+        person_no: a.person_no.as_str().into(),
+        name: "王秀英".into(),
+        name_norm: "王秀英".into(),
+        name_key: "wangxiuying".into(),
+        id_number: a.id_number.as_str().into(),
+        id_upgraded: false,
+        sex: 2,
+        birth_date: day("1940-01-10"),
+        insured_region: "440304".into(),
+        residence_region: "440304".into(),
+        benefit_type: "employee_basic".into(),
+        monthly_amount_fen: 12_345_678_901_299,
+        bank_account: "6222021200000000000".into(),
+        benefit_start: day("2002-04-01"),
+        status: "active".into(),
+        last_certified: Some(day("2026-02-11")),
+        phone: Some("13800138000".to_string()),
+        content_hash: 0,
+        first_seen: day("2026-11-01"),
+        missing_since: None,
+    });
+    let want_b = expect(Pensioner {
+        person_no: b.person_no.as_str().into(),
+        name: "劉德華".into(),
+        name_norm: "刘德华".into(),
+        name_key: "liudehua".into(),
+        id_number: b_full.into(),
+        id_upgraded: true,
+        sex: 1,
+        birth_date: day("1943-04-13"),
+        insured_region: "440304".into(),
+        residence_region: "110101".into(),
+        benefit_type: "resident_basic".into(),
+        monthly_amount_fen: 7,
+        bank_account: "6222021200000000003".into(),
+        benefit_start: day("1999-12-31"),
+        status: "suspended".into(),
+        last_certified: None,
+        phone: None,
+        content_hash: 0,
+        first_seen: day("2026-11-01"),
+        missing_since: None,
+    });
+    let want_c = expect(Pensioner {
+        person_no: c.person_no.as_str().into(),
+        name: "杨国强".into(),
+        name_norm: "杨国强".into(),
+        name_key: "yangguoqiang".into(),
+        id_number: c.id_number.as_str().into(),
+        id_upgraded: false,
+        sex: 1,
+        birth_date: day("1945-06-15"),
+        insured_region: "440304".into(),
+        residence_region: "440304".into(),
+        benefit_type: "employee_basic".into(),
+        monthly_amount_fen: 326_850,
+        bank_account: "6222021200000000005".into(),
+        benefit_start: day("2002-04-01"),
+        status: "terminated".into(),
+        last_certified: None,
+        phone: Some("+86-755-1234567".to_string()),
+        content_hash: 0,
+        first_seen: day("2026-11-02"),
+        missing_since: None,
+    });
+    for want in [want_a, want_b, want_c] {
+        let got = db.store.get_pensioner(&want.person_no).await.unwrap();
+        assert_eq!(got.as_ref(), Some(&want));
+    }
+}
+
+/// Stores a second row with the same person number as a stored one,
+/// behind the import's back.
+async fn insert_copy_of(store: &Store, person_no: &str) -> Result<(), sqlx::Error> {
+    const SQL: &str = "INSERT INTO pensioners (person_no, name, name_norm, name_key, id_number, \
+        sex, birth_date, insured_region, residence_region, benefit_type, monthly_amount_fen, \
+        bank_account, benefit_start, status, content_hash, first_seen) \
+        SELECT person_no, name, name_norm, name_key, id_number, sex, birth_date, insured_region, \
+        residence_region, benefit_type, monthly_amount_fen, bank_account, benefit_start, status, \
+        content_hash, first_seen FROM pensioners WHERE person_no = $1";
+    match store {
+        Store::Sqlite(pool) => {
+            sqlx::query(SQL).bind(person_no).execute(pool).await?;
+        }
+        Store::Postgres(pool) => {
+            sqlx::query(SQL).bind(person_no).execute(pool).await?;
+        }
+    }
+    Ok(())
+}
+
+both_backends!(
+    after_a_first_import_a_person_number_cannot_be_stored_twice,
+    unique_after_first_import
+);
+async fn unique_after_first_import(db: &TestDb) {
+    let rows: Vec<_> = (0..3).map(person).collect();
+    let file = write(&db.path("r.csv"), roster_text(&rows));
+    import(&db.store, &file, "2026-11-01").await.unwrap();
+    let err = insert_copy_of(&db.store, &rows[1].person_no)
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_database_error()
+            .is_some_and(|e| e.is_unique_violation()),
+        "{err}"
+    );
+    assert_eq!(db.store.count_pensioners().await.unwrap(), 3);
+}
+
+both_backends!(
+    indexes_a_crashed_first_import_left_dropped_are_rebuilt_on_open,
+    rebuilt_on_open
+);
+async fn rebuilt_on_open(db: &TestDb) {
+    let rows: Vec<_> = (0..3).map(person).collect();
+    let file = write(&db.path("r.csv"), roster_text(&rows));
+    import(&db.store, &file, "2026-11-01").await.unwrap();
+    // As if an import had died between dropping the indexes and building
+    // them: the next start builds them.
+    db.store.drop_roster_indexes().await.unwrap();
+    let reopened = Store::open(&db.url, 2).await.unwrap();
+    assert!(insert_copy_of(&reopened, &rows[0].person_no).await.is_err());
+    // And if the roster meanwhile holds a person twice, vigil refuses to
+    // start rather than run without its key.
+    db.store.drop_roster_indexes().await.unwrap();
+    insert_copy_of(&db.store, &rows[0].person_no).await.unwrap();
+    let err = Store::open(&db.url, 2).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("pensioners_person_no"), "{err}");
+    reopened.close().await;
+}
+
+both_backends!(
+    a_roster_import_is_refused_while_another_runs,
+    one_import_at_a_time
+);
+async fn one_import_at_a_time(db: &TestDb) {
+    let file = write(&db.path("r.csv"), roster_text(&[person(1)]));
+    // Another import (here: its lock) holds the database.
+    let held = db.store.lock_roster_import().await.unwrap();
+    let err = import(&db.store, &file, "2026-11-01").await.unwrap_err();
+    assert!(
+        matches!(err, ImportError::Store(StoreError::ImportRunning(_))),
+        "{err}"
+    );
+    assert_eq!(db.store.count_pensioners().await.unwrap(), 0);
+    held.release().await;
+    let s = import(&db.store, &file, "2026-11-01").await.unwrap();
+    assert_eq!(s.inserted, 1);
 }
