@@ -83,6 +83,9 @@ pub enum SexLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RegionLevel {
+    /// Same county (all six digits, not a city's own `..00` code) as the
+    /// insured or residence region.
+    County,
     /// Same city (first 4 digits) as the insured or residence region.
     City,
     Province,
@@ -287,7 +290,8 @@ impl SexLevel {
 }
 
 impl RegionLevel {
-    pub const ALL: [RegionLevel; 4] = [
+    pub const ALL: [RegionLevel; 5] = [
+        RegionLevel::County,
         RegionLevel::City,
         RegionLevel::Province,
         RegionLevel::Different,
@@ -295,6 +299,7 @@ impl RegionLevel {
     ];
     pub fn weight(self, r: &MatchRules) -> f64 {
         match self {
+            RegionLevel::County => r.region.county,
             RegionLevel::City => r.region.city,
             RegionLevel::Province => r.region.province,
             RegionLevel::Different => r.region.different,
@@ -303,6 +308,7 @@ impl RegionLevel {
     }
     pub fn weight_mut(self, r: &mut MatchRules) -> &mut f64 {
         match self {
+            RegionLevel::County => &mut r.region.county,
             RegionLevel::City => &mut r.region.city,
             RegionLevel::Province => &mut r.region.province,
             RegionLevel::Different => &mut r.region.different,
@@ -311,6 +317,7 @@ impl RegionLevel {
     }
     pub fn as_str(self) -> &'static str {
         match self {
+            RegionLevel::County => "county",
             RegionLevel::City => "city",
             RegionLevel::Province => "province",
             RegionLevel::Different => "different",
@@ -335,6 +342,8 @@ pub struct PreparedRecord<'r> {
     /// The city of the record's region as [`city_of`] reads it; `None` when
     /// the region is missing or shorter than four characters.
     city: Option<u16>,
+    /// [`county_of`] the record's region (0: unknown or the city itself).
+    county: u8,
 }
 
 impl<'r> PreparedRecord<'r> {
@@ -373,6 +382,7 @@ impl<'r> PreparedRecord<'r> {
             folded,
             form,
             city,
+            county: record.region.as_deref().map_or(0, county_of),
         }
     }
 }
@@ -639,7 +649,13 @@ pub(crate) fn compare_without_id(
     let region = match rec.city {
         None => RegionLevel::Missing,
         Some(c) if c != NOT_A_CITY && ic != NOT_A_CITY && rc != NOT_A_CITY => {
-            if ic == c || rc == c {
+            let county = rec.county;
+            if county != 0
+                && ((ic == c && view.insured_county == county)
+                    || (rc == c && view.residence_county == county))
+            {
+                RegionLevel::County
+            } else if ic == c || rc == c {
                 RegionLevel::City
             } else if ic / 100 == c / 100 || rc / 100 == c / 100 {
                 RegionLevel::Province
@@ -833,7 +849,9 @@ fn compare_region(person: &Person, record: &DeathRecord) -> RegionLevel {
         person.insured_region.as_str(),
         person.residence_region.as_str(),
     ];
-    if ours.iter().any(|o| o.get(..4) == theirs.get(..4)) {
+    if county_of(theirs) != 0 && ours.iter().any(|o| o.get(..6) == theirs.get(..6)) {
+        RegionLevel::County
+    } else if ours.iter().any(|o| o.get(..4) == theirs.get(..4)) {
         RegionLevel::City
     } else if ours.iter().any(|o| o.get(..2) == theirs.get(..2)) {
         RegionLevel::Province
@@ -1053,6 +1071,8 @@ pub(crate) mod tests {
         let p = wang();
         let mut r = DeathRecord::new("funeral", "k", "王秀英", "", d(2026, 10, 1));
         for (code, level) in [
+            (Some("440304"), RegionLevel::County),
+            (Some("440300"), RegionLevel::City),
             (Some("440306"), RegionLevel::City),
             (Some("441402"), RegionLevel::Province),
             (Some("510104"), RegionLevel::Different),

@@ -102,6 +102,10 @@ pub struct SexWeights {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionWeights {
+    /// The same county: for a record with a home address and no ID, what
+    /// tells one namesake of a city from the others.
+    #[serde(default = "default_county_weight")]
+    pub county: f64,
     pub city: f64,
     pub province: f64,
     pub different: f64,
@@ -144,6 +148,10 @@ pub struct BlockingRules {
     /// the `year_only` birth level alike.
     #[serde(default = "default_age_slack_years")]
     pub age_slack_years: i32,
+}
+
+fn default_county_weight() -> f64 {
+    3.5
 }
 
 fn default_age_slack_years() -> i32 {

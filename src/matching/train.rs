@@ -346,7 +346,12 @@ fn monotone(r: &mut MatchRules) {
     ]);
     down(&mut [&mut r.sex.agree, &mut r.sex.disagree]);
     let g = &mut r.region;
-    down(&mut [&mut g.city, &mut g.province, &mut g.different]);
+    down(&mut [
+        &mut g.county,
+        &mut g.city,
+        &mut g.province,
+        &mut g.different,
+    ]);
 }
 
 #[cfg(test)]
