@@ -378,11 +378,14 @@ macro_rules! retire_version {
              run_id, $1, $2, 'updated' FROM {t} WHERE source = $3 AND record_key = $4",
             t = table.name()
         ));
+        // Unprepared (see `stored_versions`): a cached generic plan may be
+        // a sequential scan made when the table was empty.
         sqlx::query(copy)
             .bind($now)
             .bind($run_id)
             .bind($source)
             .bind($key)
+            .persistent(false)
             .execute(&mut *$tx)
             .await?;
         let delete = sqlx::AssertSqlSafe(format!(
@@ -392,6 +395,7 @@ macro_rules! retire_version {
         sqlx::query(delete)
             .bind($source)
             .bind($key)
+            .persistent(false)
             .execute(&mut *$tx)
             .await?;
     }};
@@ -585,7 +589,13 @@ impl DeathWriter {
                     // off) it hashed the whole source per batch, and a 1M
                     // pull slowed to about a thousand records/s. `LIMIT 1`
                     // keeps the lateral subquery from being flattened into
-                    // such a join.
+                    // such a join. Not a prepared statement (`persistent
+                    // (false)`): a named statement's generic plan, made
+                    // when the table was empty (or last analysed so), was
+                    // a sequential scan per key that it kept as the table
+                    // grew; a pull into a freshly analysed empty table ran
+                    // at 600 records/s, reading the whole table per key.
+                    // Planned afresh, the plan follows the table's size.
                     let sql = sqlx::AssertSqlSafe(format!(
                         "SELECT d.record_key, d.raw_sha256, d.origin, d.version \
                          FROM unnest($2::text[]) AS k(key) CROSS JOIN LATERAL ( \
@@ -597,6 +607,7 @@ impl DeathWriter {
                     sqlx::query_as::<_, StoredVersion>(sql)
                         .bind(source)
                         .bind(keys)
+                        .persistent(false)
                         .fetch_all(&mut **conn)
                         .await
                 }
