@@ -353,11 +353,19 @@ enum Decision {
     /// Older than the stored version (by file): kept in the history only.
     Stale,
     /// A new record (or one that left the other table: `moved`).
-    Insert { version: i32, moved: bool },
+    Insert {
+        version: i32,
+        moved: bool,
+    },
     /// A correction of the stored version, which goes to the history.
-    Change { version: i32 },
+    Change {
+        version: i32,
+    },
     /// A correction of the version the item `pending` of this batch brings.
-    Replace { version: i32, pending: usize },
+    Replace {
+        version: i32,
+        pending: usize,
+    },
 }
 
 /// Orders the versions of a civil-affairs file: `X.csv` < `X_v2.csv` <
@@ -1329,7 +1337,11 @@ fn parse_csv(encoding: SourceEncoding, required: &[String], bytes: &[u8]) -> Par
                 };
                 rows.push(row);
             }
-            Read::Bad(e) => bad.push((line, format!("line {line} is not valid CSV: {e}"), raw.to_string())),
+            Read::Bad(e) => bad.push((
+                line,
+                format!("line {line} is not valid CSV: {e}"),
+                raw.to_string(),
+            )),
         }
     }
     csv.text = text;
@@ -1379,16 +1391,7 @@ async fn take_csv(
     }
     let records = parsed.rows.len() as u64;
     let raws = parsed.rows.into_iter().map(Raw::Csv).collect();
-    take_raws(
-        ctx,
-        pipe,
-        name,
-        raws,
-        Arc::new(parsed.csv),
-        sha,
-        records,
-    )
-    .await
+    take_raws(ctx, pipe, name, raws, Arc::new(parsed.csv), sha, records).await
 }
 
 #[cfg(test)]

@@ -105,7 +105,9 @@ fn non_empty(v: Option<Cow<'_, str>>) -> Option<String> {
 fn trimmed(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
     match v? {
         Cow::Borrowed(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(Cow::Borrowed),
-        Cow::Owned(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(|s| Cow::Owned(s.into())),
+        Cow::Owned(s) => Some(s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| Cow::Owned(s.into())),
     }
 }
 
@@ -164,11 +166,7 @@ fn parse_date_fast(text: &str, format: &str) -> Fast {
             if width == 4 && s.starts_with(['-', '+']) {
                 return Fast::Unsure;
             }
-            let digits = s
-                .bytes()
-                .take(width)
-                .take_while(u8::is_ascii_digit)
-                .count();
+            let digits = s.bytes().take(width).take_while(u8::is_ascii_digit).count();
             if digits == 0 {
                 return Fast::NotADate;
             }
@@ -453,7 +451,11 @@ mod tests {
     fn same_as_chrono(text: &str) {
         for f in FORMATS {
             let want = NaiveDate::parse_from_str(text, f).ok();
-            assert_eq!(parse_date(text, &[f.to_string()]), want, "{text:?} in {f:?}");
+            assert_eq!(
+                parse_date(text, &[f.to_string()]),
+                want,
+                "{text:?} in {f:?}"
+            );
         }
     }
 
@@ -466,7 +468,11 @@ mod tests {
             ("1942年3月5日", "%Y年%-m月%-d日"),
             ("19420305", "%Y%m%d"),
         ] {
-            assert_eq!(parse_date_fast(text, f), Fast::Date(want.unwrap()), "{text}");
+            assert_eq!(
+                parse_date_fast(text, f),
+                Fast::Date(want.unwrap()),
+                "{text}"
+            );
         }
         assert_eq!(parse_date_fast("1942/3/5", "%Y-%m-%d"), Fast::NotADate);
         assert_eq!(parse_date_fast("1942-02-30", "%Y-%m-%d"), Fast::NotADate);
@@ -537,8 +543,8 @@ mod tests {
 
     fn token() -> impl Strategy<Value = &'static str> {
         prop::sample::select(vec![
-            "0", "1", "2", "3", "9", "00", "02", "12", "13", "29", "30", "31", "1942", "2026",
-            "-", "/", "+", " ", "\u{3000}", "\t", "年", "月", "日", ".", "%", "x", "１",
+            "0", "1", "2", "3", "9", "00", "02", "12", "13", "29", "30", "31", "1942", "2026", "-",
+            "/", "+", " ", "\u{3000}", "\t", "年", "月", "日", ".", "%", "x", "１",
         ])
     }
 
