@@ -269,6 +269,35 @@ mod tests {
     }
 
     #[test]
+    fn the_key_is_the_syllables_joined() {
+        for raw in [
+            "王秀英",
+            "欧阳修",
+            "司马 光",
+            "买买提·吐尔逊",
+            "Anna·王",
+            "王xiu英",
+            "张三ü",
+            "吕绿",
+            "嗯",
+            "呣",
+            "",
+            "·",
+            "x",
+            "單于",
+            "尉迟恭",
+            "长孙无忌",
+            "乐乐",
+            "曾",
+            "☃雪",
+        ] {
+            let n = normalize_name(raw);
+            assert_eq!(pinyin_key(&n), syllables(&n, false).concat(), "{raw}");
+            assert_eq!(pinyin_key(raw), syllables(raw, false).concat(), "{raw}");
+        }
+    }
+
+    #[test]
     fn the_cjk_fast_path_normalises_as_the_general_one() {
         let all: Vec<char> = ('\u{4E00}'..='\u{9FFF}').collect();
         for chunk in all.chunks(3) {

@@ -302,6 +302,121 @@ pub(crate) fn insert_sql(backend: Backend, table: &str, columns: &[&str], rows: 
     sql
 }
 
+/// Death records as PostgreSQL `COPY … FROM STDIN` text: one line per
+/// record, columns as in [`DEATH_COLUMNS`], tab-separated, `\N` for NULL.
+/// `None` when a date is outside years 1-9999, which the text form of a
+/// date would not carry as is (the caller then uses `INSERT`).
+fn death_copy_text(rows: &[DeathRecord]) -> Option<Vec<u8>> {
+    use std::io::Write as _;
+    fn text(out: &mut Vec<u8>, s: &str) {
+        for b in s.bytes() {
+            match b {
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                _ => out.push(b),
+            }
+        }
+    }
+    fn opt_text(out: &mut Vec<u8>, s: Option<&str>) {
+        match s {
+            Some(s) => text(out, s),
+            None => out.extend_from_slice(b"\\N"),
+        }
+    }
+    fn num(out: &mut Vec<u8>, n: Option<i64>) {
+        match n {
+            Some(n) => write!(out, "{n}").expect("writing to a Vec"),
+            None => out.extend_from_slice(b"\\N"),
+        }
+    }
+    fn date(out: &mut Vec<u8>, d: Option<NaiveDate>) -> Option<()> {
+        use chrono::Datelike as _;
+        match d {
+            Some(d) if (1..=9999).contains(&d.year()) => {
+                write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+                    .expect("writing to a Vec");
+            }
+            Some(_) => return None,
+            None => out.extend_from_slice(b"\\N"),
+        }
+        Some(())
+    }
+    let mut out = Vec::with_capacity(rows.len() * 512);
+    for r in rows {
+        text(&mut out, &r.source);
+        out.push(b'\t');
+        text(&mut out, &r.record_key);
+        out.push(b'\t');
+        text(&mut out, &r.name_raw);
+        out.push(b'\t');
+        text(&mut out, &r.name_norm);
+        out.push(b'\t');
+        text(&mut out, &r.name_key);
+        out.push(b'\t');
+        text(&mut out, &r.id_raw);
+        out.push(b'\t');
+        opt_text(&mut out, r.id_number.as_deref());
+        out.push(b'\t');
+        text(&mut out, &r.id_status);
+        out.push(b'\t');
+        num(&mut out, Some(r.id_candidates.into()));
+        out.push(b'\t');
+        num(&mut out, r.sex.map(i64::from));
+        out.push(b'\t');
+        date(&mut out, r.birth_date)?;
+        out.push(b'\t');
+        num(&mut out, r.birth_year_min.map(i64::from));
+        out.push(b'\t');
+        num(&mut out, r.birth_year_max.map(i64::from));
+        out.push(b'\t');
+        date(&mut out, Some(r.death_date))?;
+        out.push(b'\t');
+        out.push(if r.death_date_latest { b't' } else { b'f' });
+        out.push(b'\t');
+        date(&mut out, r.event_date)?;
+        out.push(b'\t');
+        opt_text(&mut out, r.region.as_deref());
+        out.push(b'\t');
+        opt_text(&mut out, r.place.as_deref());
+        out.push(b'\t');
+        text(&mut out, &r.origin);
+        out.push(b'\t');
+        text(&mut out, &r.received_at);
+        out.push(b'\t');
+        text(&mut out, &r.raw_sha256);
+        out.push(b'\t');
+        text(&mut out, &r.raw);
+        out.push(b'\t');
+        num(&mut out, Some(r.run_id));
+        out.push(b'\t');
+        num(&mut out, Some(r.version.into()));
+        out.push(b'\n');
+    }
+    Some(out)
+}
+
+/// Streams `data` (COPY text) into `COPY {table} ({columns}) FROM STDIN`.
+async fn copy_in(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    columns: &[&str],
+    data: &[u8],
+) -> std::result::Result<(), sqlx::Error> {
+    let sql = format!("COPY {table} ({}) FROM STDIN", columns.join(", "));
+    let mut copy = conn.copy_in_raw(&sql).await?;
+    for chunk in data.chunks(1 << 20) {
+        if let Err(e) = copy.send(chunk).await {
+            // Leaves the connection usable; the transaction is rolled back.
+            let _ = copy.abort(e.to_string()).await;
+            return Err(e);
+        }
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
 /// `$1, $2, …` (or `?, ?, …`) for an `IN` list starting after `skip` binds.
 pub(crate) fn in_list(backend: Backend, skip: usize, n: usize) -> String {
     (0..n)
@@ -378,11 +493,14 @@ macro_rules! retire_version {
              run_id, $1, $2, 'updated' FROM {t} WHERE source = $3 AND record_key = $4",
             t = table.name()
         ));
+        // Unprepared (see `stored_versions`): a cached generic plan may be
+        // a sequential scan made when the table was empty.
         sqlx::query(copy)
             .bind($now)
             .bind($run_id)
             .bind($source)
             .bind($key)
+            .persistent(false)
             .execute(&mut *$tx)
             .await?;
         let delete = sqlx::AssertSqlSafe(format!(
@@ -392,6 +510,7 @@ macro_rules! retire_version {
         sqlx::query(delete)
             .bind($source)
             .bind($key)
+            .persistent(false)
             .execute(&mut *$tx)
             .await?;
     }};
@@ -585,7 +704,13 @@ impl DeathWriter {
                     // off) it hashed the whole source per batch, and a 1M
                     // pull slowed to about a thousand records/s. `LIMIT 1`
                     // keeps the lateral subquery from being flattened into
-                    // such a join.
+                    // such a join. Not a prepared statement (`persistent
+                    // (false)`): a named statement's generic plan, made
+                    // when the table was empty (or last analysed so), was
+                    // a sequential scan per key that it kept as the table
+                    // grew; a pull into a freshly analysed empty table ran
+                    // at 600 records/s, reading the whole table per key.
+                    // Planned afresh, the plan follows the table's size.
                     let sql = sqlx::AssertSqlSafe(format!(
                         "SELECT d.record_key, d.raw_sha256, d.origin, d.version \
                          FROM unnest($2::text[]) AS k(key) CROSS JOIN LATERAL ( \
@@ -597,6 +722,7 @@ impl DeathWriter {
                     sqlx::query_as::<_, StoredVersion>(sql)
                         .bind(source)
                         .bind(keys)
+                        .persistent(false)
                         .fetch_all(&mut **conn)
                         .await
                 }
@@ -635,6 +761,16 @@ impl DeathWriter {
                 let conn = &mut **conn;
                 apply_batch!(conn, backend, batch, run_id, &now, source, |tx| {
                     for rows in [&batch.new_deaths, &batch.changed_deaths] {
+                        // COPY: a multi-row INSERT of 400 rows × 24 binds
+                        // cost the server about 15 µs a record to parse,
+                        // plan and bind, with the client idle meanwhile.
+                        if rows.is_empty() {
+                            continue;
+                        }
+                        if let Some(data) = death_copy_text(rows) {
+                            copy_in(&mut tx, "death_records", DEATH_COLUMNS, &data).await?;
+                            continue;
+                        }
                         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                             let sql =
                                 insert_sql(backend, "death_records", DEATH_COLUMNS, chunk.len());

@@ -704,3 +704,39 @@ async fn reclassified(db: &TestDb) {
         assert_eq!(h[0].version, 1);
     }
 }
+
+both_backends!(
+    a_field_with_line_breaks_tabs_and_backslashes_is_stored_exactly,
+    awkward_text
+);
+async fn awkward_text(db: &TestDb) {
+    let dir = db.path("civil_affairs_awkward");
+    std::fs::create_dir_all(&dir).unwrap();
+    let place = "福田区\t\"家中\"\n二楼\\N \\. \\\\x\r";
+    let text = format!(
+        "姓名,身份证号,性别,出生日期,死亡日期,死亡地点,登记机关代码,登记编号\n\
+         王秀英,440304194203151223,女,1942-03-15,2026-10-30,\"{}\",440304001,2026000009\n",
+        place.replace('"', "\"\"")
+    );
+    std::fs::write(
+        dir.join("440304001_20261107.csv"),
+        encoding_rs::GBK.encode(&text).0,
+    )
+    .unwrap();
+    let def = definition("civil_affairs", "https://unused.example", &dir);
+    let s = pull_one(&db.store, &def).await;
+    assert!(s.ok(), "{:?}", s.error);
+    assert_eq!((s.counts.read, s.counts.inserted), (1, 1));
+    let r = db
+        .store
+        .get_death_record("civil_affairs", "440304001:2026000009")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.place.as_deref(), Some(place.trim()));
+    let line = text.lines().nth(1).unwrap();
+    assert!(r.raw.starts_with(line), "{:?}", r.raw);
+    assert!(r.raw.contains("\\N \\. \\\\x\r"), "{:?}", r.raw);
+    assert_eq!(r.region, None);
+    assert_eq!(r.birth_date, Some(day("1942-03-15")));
+}
