@@ -709,12 +709,19 @@ fn compare_with_name(person: &Person, rec: &PreparedRecord<'_>, name: NameLevel)
             birth = BirthLevel::ImpliedById;
         }
     }
+    let mut region = compare_region(person, record);
+    if id.agrees() && region == RegionLevel::County {
+        // The county tells namesakes apart when there is no ID; next to an
+        // agreeing ID (whose first six digits are a county again) it would
+        // lift a fuzzy name, an informant's relative, over `auto`.
+        region = RegionLevel::City;
+    }
     Comparison {
         id,
         name,
         birth,
         sex,
-        region: compare_region(person, record),
+        region,
     }
 }
 
@@ -1064,6 +1071,18 @@ pub(crate) mod tests {
         assert_eq!(compare(&p, &r, &rules()).sex, SexLevel::Disagree);
         r.sex = None;
         assert_eq!(compare(&p, &r, &rules()).sex, SexLevel::Missing);
+    }
+
+    #[test]
+    fn the_county_counts_as_the_city_next_to_an_agreeing_id() {
+        let p = wang();
+        let mut r = record_of(&p, "k");
+        r.region = Some(p.residence_region.to_string());
+        assert_eq!(compare(&p, &r, &rules()).region, RegionLevel::City);
+        r.id_raw = String::new();
+        r.id_number = None;
+        r.id_status = IdStatus::Empty;
+        assert_eq!(compare(&p, &r, &rules()).region, RegionLevel::County);
     }
 
     #[test]
