@@ -28,7 +28,10 @@ use fst::{IntoStreamer, Streamer};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::compare::{NOT_A_CITY, NameForm, PersonView, PreparedRecord, city_of, county_of};
+use super::compare::{
+    NOT_A_CITY, NameForm, PersonView, PreparedRecord, RegionLevel, city_of, coded_region_level,
+    county_of,
+};
 use super::model::{DeathRecord, IdStatus, Person};
 use super::rules::BlockingRules;
 use super::score::NameFrequencies;
@@ -580,12 +583,13 @@ impl<'a> RosterIndex<'a> {
                             && t.insured_city != NOT_A_CITY
                             && t.residence_city != NOT_A_CITY =>
                     {
-                        let ins = t.insured_city == their_city;
-                        let res = t.residence_city == their_city;
-                        let county = their_county != 0
-                            && ((ins && t.insured_county == their_county)
-                                || (res && t.residence_county == their_county));
-                        (ins || res, county)
+                        let level = coded_region_level(
+                            (t.insured_city, t.insured_county),
+                            (t.residence_city, t.residence_county),
+                            (their_city, their_county),
+                        );
+                        let county = level == RegionLevel::County;
+                        (county || level == RegionLevel::City, county)
                     }
                     Some(r) => {
                         let p = &self.persons[i as usize];

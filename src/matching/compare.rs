@@ -512,6 +512,27 @@ impl PersonView {
     }
 }
 
+/// The region level of a person's insured and residence regions against a
+/// record's, each as ([`city_of`], [`county_of`]) with every city a real
+/// code: what [`compare_region`] decides on the text, on numbers.
+pub(crate) fn coded_region_level(
+    insured: (u16, u8),
+    residence: (u16, u8),
+    record: (u16, u8),
+) -> RegionLevel {
+    let (c, county) = record;
+    let same_county = |(city, k): (u16, u8)| county != 0 && city == c && k == county;
+    if same_county(insured) || same_county(residence) {
+        RegionLevel::County
+    } else if insured.0 == c || residence.0 == c {
+        RegionLevel::City
+    } else if insured.0 / 100 == c / 100 || residence.0 / 100 == c / 100 {
+        RegionLevel::Province
+    } else {
+        RegionLevel::Different
+    }
+}
+
 /// Digits 5-6 of a region code (the county within its city) as a number;
 /// 0 for `00` (the city itself) and for anything that is not two digits:
 /// 0 never counts as agreeing.
@@ -648,21 +669,11 @@ pub(crate) fn compare_without_id(
     let (ic, rc) = (view.insured_city, view.residence_city);
     let region = match rec.city {
         None => RegionLevel::Missing,
-        Some(c) if c != NOT_A_CITY && ic != NOT_A_CITY && rc != NOT_A_CITY => {
-            let county = rec.county;
-            if county != 0
-                && ((ic == c && view.insured_county == county)
-                    || (rc == c && view.residence_county == county))
-            {
-                RegionLevel::County
-            } else if ic == c || rc == c {
-                RegionLevel::City
-            } else if ic / 100 == c / 100 || rc / 100 == c / 100 {
-                RegionLevel::Province
-            } else {
-                RegionLevel::Different
-            }
-        }
+        Some(c) if c != NOT_A_CITY && ic != NOT_A_CITY && rc != NOT_A_CITY => coded_region_level(
+            (ic, view.insured_county),
+            (rc, view.residence_county),
+            (c, rec.county),
+        ),
         Some(_) => compare_region(person, record),
     };
     Comparison {

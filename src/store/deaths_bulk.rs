@@ -16,20 +16,7 @@ use chrono::{Datelike, NaiveDate};
 use libsqlite3_sys as ffi;
 
 use super::deaths::DeathRecord;
-use super::sqlite_bulk::BulkError;
-
-fn error(db: *mut ffi::sqlite3, code: c_int) -> BulkError {
-    // SAFETY: `db` is live; the message is copied before any further call.
-    let message = unsafe {
-        let p = ffi::sqlite3_errmsg(db);
-        if p.is_null() {
-            String::new()
-        } else {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
-    };
-    BulkError { code, message }
-}
+use super::sqlite_bulk::{BulkError, error};
 
 /// `YYYY-MM-DD` into a stack buffer.
 fn date_text(d: NaiveDate, buf: &mut [u8; 10]) {

@@ -18,22 +18,9 @@ use compact_str::CompactString;
 use libsqlite3_sys as ffi;
 
 use super::matches::{StoredMatch, funeral_home_city, id_status_of};
-use super::sqlite_bulk::BulkError;
+use super::sqlite_bulk::{BulkError, error};
 use super::{Result, StoreError};
 use crate::matching::model::{DeathRecord, Person};
-
-fn error(db: *mut ffi::sqlite3, code: c_int) -> BulkError {
-    // SAFETY: `db` is live; the message is copied before any further call.
-    let message = unsafe {
-        let p = ffi::sqlite3_errmsg(db);
-        if p.is_null() {
-            String::new()
-        } else {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
-    };
-    BulkError { code, message }
-}
 
 /// A prepared statement, finalized when dropped.
 struct Statement {

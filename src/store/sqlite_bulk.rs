@@ -28,7 +28,8 @@ pub struct BulkError {
     pub message: String,
 }
 
-fn error(db: *mut ffi::sqlite3, code: c_int) -> BulkError {
+/// The connection's last error message with `code`: every C-API caller's error.
+pub(super) fn error(db: *mut ffi::sqlite3, code: c_int) -> BulkError {
     // SAFETY: `db` is a live handle; sqlite3_errmsg returns a NUL-terminated
     // string owned by SQLite, copied before any further call.
     let message = unsafe {
