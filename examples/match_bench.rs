@@ -45,8 +45,10 @@ async fn main() {
         records.truncate(n);
     }
     let rules = MatchRules::default_rules();
+    // As `vigil match` does: age-only birth years widened by the rules' slack.
+    vigil::matching::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
     let t = Instant::now();
-    let index = RosterIndex::build(&persons, &rules.blocking);
+    let index = RosterIndex::build_for(&persons, &rules);
     let built = t.elapsed().as_secs_f64();
     if std::env::var_os("MATCH_BENCH_BLOCKS").is_some() {
         // Candidates per kind of record, to see where the pairs come from.

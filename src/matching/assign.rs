@@ -69,6 +69,10 @@ pub struct Match {
     pub score: f64,
     pub band: Band,
     pub explanation: Explanation,
+    /// Nothing in the record's own evidence speaks against its pensioner
+    /// ([`super::fuse::may_carry`]): another source's `auto` record of the
+    /// same death may carry it to `auto`.
+    pub may_carry: bool,
 }
 
 /// The result of matching a batch.
@@ -301,6 +305,7 @@ pub fn match_batch(
             person_no: person.person_no.to_string(),
             score: best.total,
             band,
+            may_carry: super::fuse::may_carry(&best.comparison, &fired),
             explanation: Explanation::new(&score, band, runner_up, fired, rules),
         });
     }

@@ -33,7 +33,7 @@ use super::compare::{
     county_of,
 };
 use super::model::{DeathRecord, IdStatus, Person};
-use super::rules::BlockingRules;
+use super::rules::{BlockingRules, MatchRules};
 use super::score::NameFrequencies;
 
 /// Which index a block came from.
@@ -161,6 +161,32 @@ pub struct RosterIndex<'a> {
     frequencies: NameFrequencies,
     /// What comparing a name needs, once per distinct (name_norm, name_key).
     forms: Vec<NameForm>,
+    /// By key id: the folded hash ([`NameForm::folded_hash`]) all the key's
+    /// forms share, or [`MIXED_FOLDS`] when they differ.
+    key_folded: Vec<u64>,
+    /// Near spellings of a record with birth years only are searched only
+    /// when they sound alike: set by [`RosterIndex::build_for`] when the
+    /// scoring rules let no other such pair reach `review`.
+    near_years_sound_alike_only: bool,
+}
+
+/// [`RosterIndex::key_folded`] of a key whose forms fold differently.
+const MIXED_FOLDS: u64 = u64::MAX;
+
+/// By key id, the folded hash shared by all the key's forms.
+fn key_folds(forms: &[NameForm], keys: usize) -> Vec<u64> {
+    let mut out: Vec<Option<u64>> = vec![None; keys];
+    for f in forms {
+        if let Some(k) = f.key_id {
+            let slot = &mut out[k as usize];
+            *slot = match *slot {
+                None => Some(f.folded_hash()),
+                Some(h) if h == f.folded_hash() => Some(h),
+                Some(_) => Some(MIXED_FOLDS),
+            };
+        }
+    }
+    out.into_iter().map(|h| h.unwrap_or(MIXED_FOLDS)).collect()
 }
 
 fn fnv(bytes: &[u8], mut h: u64) -> u64 {
@@ -249,6 +275,19 @@ fn within_one_edit(a: &str, b: &str) -> bool {
 
 impl<'a> RosterIndex<'a> {
     /// Builds every index over the roster, in parallel.
+    /// [`RosterIndex::build`] for matching under `rules`: near spellings of
+    /// a record that gives only an age are looked up only when they sound
+    /// alike, if the rules let no pair of another sounding name, no ID and
+    /// an age reach `review` (they would be scored only to be dropped).
+    pub fn build_for(persons: &'a [Person], rules: &MatchRules) -> RosterIndex<'a> {
+        let mut index = RosterIndex::build(persons, &rules.blocking);
+        index.near_years_sound_alike_only =
+            rules.best_without_id_or_sound_by_age() < rules.thresholds.review;
+        index
+    }
+
+    /// The indexes over `persons`; every near spelling is searched (see
+    /// [`RosterIndex::build_for`]).
     pub fn build(persons: &'a [Person], rules: &BlockingRules) -> RosterIndex<'a> {
         assert!(
             persons.len() < u32::MAX as usize,
@@ -283,6 +322,7 @@ impl<'a> RosterIndex<'a> {
         drop(form_of);
         let (name_start, name_persons, name_days, name_traits) =
             by_name(&views, &forms, frequencies.len());
+        let key_folded = key_folds(&forms, frequencies.len());
         let wants = |d: u32| rules.fst_distance_short == d || rules.fst_distance_long == d;
         let deletions = wants(1).then(|| {
             KeyIndex::build(
@@ -318,6 +358,8 @@ impl<'a> RosterIndex<'a> {
             names,
             frequencies,
             forms,
+            key_folded,
+            near_years_sound_alike_only: false,
         }
     }
 
@@ -372,6 +414,7 @@ impl<'a> RosterIndex<'a> {
                 .map_or(0, |n| n.as_fst().as_bytes().len())
             + self.frequencies.approx_bytes()
             + self.forms.capacity() * std::mem::size_of::<NameForm>()
+            + self.key_folded.capacity() * 8
     }
 
     /// The persons whose valid ID is exactly this number.
@@ -435,6 +478,18 @@ impl<'a> RosterIndex<'a> {
             // lookups, and an agreeing ID already found the person.
             if (birth.is_some() || years.is_some()) && !id_found {
                 for near in self.near_keys(key) {
+                    // With birth years only, a near spelling's namesakes
+                    // reach `review` only when the names sound alike
+                    // (`confusable`): at `similar` a name, an age, the sex
+                    // and the county sum to less than the threshold
+                    // (`build_for`). The others would be scored only to be
+                    // dropped; for records of an age and a common name
+                    // they were most of the matcher's work.
+                    let folded = self.key_folded[near as usize];
+                    let sounds_alike = !self.near_years_sound_alike_only
+                        || folded == rec.folded_hash()
+                        || folded == MIXED_FOLDS;
+                    let years = years.filter(|_| sounds_alike);
                     self.name_blocks(near, birth, years, true, rec, &mut found, &mut out);
                 }
             }
@@ -854,6 +909,34 @@ mod tests {
         let mut r = DeathRecord::new("funeral", "k", "欧阳澹", "", death);
         r.birth_year_range = Some(birth_year_range_from_age(87, death, 1));
         assert!(finds(&idx, &r, 2));
+    }
+
+    #[test]
+    fn an_age_only_record_searches_only_near_spellings_that_sound_alike() {
+        let ps = roster();
+        let rules = MatchRules::default_rules();
+        assert!(rules.best_without_id_or_sound_by_age() < rules.thresholds.review);
+        let pruned = RosterIndex::build_for(&ps, &rules);
+        let full = RosterIndex::build(&ps, &rules.blocking);
+        let death = d(2026, 10, 1);
+        let aged = |name: &str| {
+            let mut r = DeathRecord::new("funeral", "k", name, "", death);
+            r.birth_year_range = Some(birth_year_range_from_age(76, death, 1));
+            r
+        };
+        // 尼建国 (ni-) sounds like 李建国 (li-): searched either way.
+        let alike = aged("尼建国");
+        assert!(finds(&pruned, &alike, 1) && finds(&full, &alike, 1));
+        // 李建固 (gu, not guo) is one edit away but does not sound alike:
+        // with an age only it cannot reach review, so it is not searched.
+        let unlike = aged("李建固");
+        assert!(finds(&full, &unlike, 1));
+        assert!(!finds(&pruned, &unlike, 1));
+        // With a full birth date it still is.
+        let mut dated = unlike.clone();
+        dated.birth_year_range = None;
+        dated.birth_date = Some(d(1950, 7, 2));
+        assert!(finds(&pruned, &dated, 1));
     }
 
     #[test]

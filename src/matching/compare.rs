@@ -354,6 +354,11 @@ impl<'r> PreparedRecord<'r> {
         self.form.toned
     }
 
+    /// See [`NameForm::folded_hash`].
+    pub(crate) fn folded_hash(&self) -> u64 {
+        self.form.folded
+    }
+
     pub fn new(record: &'r DeathRecord) -> PreparedRecord<'r> {
         let repairs = if record.id_status == IdStatus::Invalid {
             identity::repair_candidates_on(&record.id_raw, record.death_date)
@@ -405,6 +410,12 @@ pub struct NameForm {
 impl NameForm {
     pub(crate) fn toned_hash(&self) -> u64 {
         self.toned
+    }
+
+    /// The name's syllables with confusable sounds folded (n-l, zh-z,
+    /// f-h, ...), hashed: equal for two names at the `confusable` level.
+    pub(crate) fn folded_hash(&self) -> u64 {
+        self.folded
     }
 }
 

@@ -255,7 +255,7 @@ fn generated_deaths_are_found_with_auto_precision_and_recall_near_the_targets() 
     super::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
 
     let t0 = Instant::now();
-    let index = RosterIndex::build(&persons, &rules.blocking);
+    let index = RosterIndex::build_for(&persons, &rules);
     let built = t0.elapsed();
     let t1 = Instant::now();
     let batch = match_batch(&index, &records, &rules, &life, &RejectedPairs::new());

@@ -12,9 +12,10 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use super::assign::Match;
+use super::compare::{BirthLevel, Comparison, IdLevel, NameLevel, RegionLevel, SexLevel};
 use super::model::{DeathRecord, Person};
 use super::rules::MatchRules;
-use super::score::Band;
+use super::score::{Band, Safeguard};
 
 /// Something about a death event a caseworker must look at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +52,8 @@ pub struct DeathEvent {
     /// Sum of the rules' strengths of the distinct sources: a second
     /// independent source adds, a second record of the same source does not.
     pub evidence_strength: f64,
-    /// The date of the most trusted source present.
+    /// The date of the most trusted source among the records of the
+    /// event's band (its `auto` records when it is `auto`).
     pub death_date: NaiveDate,
     pub flags: Vec<TimelineFlag>,
     /// The strongest band among the event's matches: one `auto` record
@@ -137,7 +139,15 @@ pub fn fuse_assigned(
                 }
             }
             let evidence_strength = sources.iter().map(|s| rules.source_strength(s)).sum();
-            let death_date = recs[0].death_date;
+            let band = idx.iter().map(|&i| bands[i]).max().unwrap_or(Band::None);
+            // The date of the most trusted source among the records that
+            // give the event its band: an `auto` death is dated by what
+            // proves it, not by a weaker record fused beside it.
+            let death_date = recs
+                .iter()
+                .find(|r| bands[r.record_index] == band)
+                .unwrap_or(&recs[0])
+                .death_date;
             let mut flags = Vec::new();
             if recs.iter().any(|r| r.death_date != death_date) {
                 flags.push(TimelineFlag::ConflictingDeathDates);
@@ -149,7 +159,6 @@ pub fn fuse_assigned(
             if let Some(p) = person_index.map(|p| &persons[p as usize]) {
                 flags.extend(timeline(p, death_date, rules));
             }
-            let band = idx.iter().map(|&i| bands[i]).max().unwrap_or(Band::None);
             DeathEvent {
                 band,
                 person_index,
@@ -179,33 +188,86 @@ pub fn fuse_assigned(
     events
 }
 
+/// Whether nothing in a record's own comparison with its pensioner speaks
+/// against them: no ID of someone else (an ID that disagrees, or agrees
+/// only without its region), a name that agrees at least in its toneless
+/// pinyin, no other birth date or sex, not another province or a far region,
+/// no evidence of life after the death. Only such a record may be carried
+/// to `auto` by another source's `auto` record of the same death
+/// ([`match_verdict`]): a namesake who died the same week elsewhere, a
+/// spouse, a relative whose death record holds the pensioner's ID, never.
+pub fn may_carry(c: &Comparison, safeguards: &[Safeguard]) -> bool {
+    matches!(c.id, IdLevel::Missing | IdLevel::Exact | IdLevel::Repaired)
+        && matches!(
+            c.name,
+            NameLevel::Exact
+                | NameLevel::Normalised
+                | NameLevel::TonedPinyin
+                | NameLevel::TonelessPinyin
+        )
+        && !matches!(c.birth, BirthLevel::Different)
+        && c.sex != SexLevel::Disagree
+        && !matches!(c.region, RegionLevel::Province | RegionLevel::Different)
+        && !safeguards.iter().any(|s| {
+            matches!(
+                s,
+                Safeguard::CounterEvidence { .. }
+                    | Safeguard::InformantPattern
+                    | Safeguard::BirthContradictsId
+                    | Safeguard::AlreadyMatched { .. }
+            )
+        })
+}
+
+/// A record `auto` on its own evidence, of a pensioner's death: what may
+/// carry the pensioner's other records (see [`match_verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Anchor<'a> {
+    pub source: &'a str,
+    pub death_date: NaiveDate,
+    pub score: f64,
+}
+
 /// The verdict a record carries as part of its match: a match is a
 /// pensioner's fused death, and one record whose ID and name agree makes
-/// it `auto`. A record that is not `auto` on its own (a funeral record
-/// with only a name and an age, say) takes the match's band and its best
-/// score when the match is `auto`, the record's death date is within
-/// `fusion.carry_within_days` of the match's (dying on the day a pensioner
-/// is known to have died is itself strong evidence), and no runner-up fits
-/// the record within `fusion.carry_min_margin` (a record that fits two
-/// people equally is not carried); otherwise it keeps its own. Returns
-/// (score, band, carried).
+/// it `auto`. A record that is `review` on its own (a funeral record with
+/// only a name and an age, say) is carried to `auto`, with the best such
+/// record's score, when
+/// - nothing in its own evidence speaks against the pensioner
+///   (`may_carry`, see [`may_carry`]);
+/// - a record of another source is `auto` on its own for the same
+///   pensioner (an anchor) and gives a death date within
+///   `fusion.carry_within_days` of the record's (dying on the day a
+///   pensioner is proven to have died is itself strong evidence);
+/// - no runner-up fits the record within `fusion.carry_min_margin` (a
+///   record that fits two people equally is not carried).
+///
+/// Otherwise it keeps its own. Returns (score, band, carried).
 pub fn match_verdict(
     own: (f64, Band),
     own_margin: Option<f64>,
+    own_source: &str,
     own_death_date: NaiveDate,
-    event: Option<(Band, NaiveDate, f64)>,
+    may_carry: bool,
+    anchors: &[Anchor<'_>],
     rules: &MatchRules,
 ) -> (f64, Band, bool) {
     let clear = own_margin.is_none_or(|m| m >= rules.fusion.carry_min_margin);
-    match event {
-        Some((Band::Auto, date, best))
-            if own.1 == Band::Review
-                && clear
-                && (own_death_date - date).num_days().abs() <= rules.fusion.carry_within_days =>
-        {
-            (best, Band::Auto, true)
-        }
-        _ => (own.0, own.1, false),
+    if own.1 != Band::Review || !may_carry || !clear {
+        return (own.0, own.1, false);
+    }
+    let best = anchors
+        .iter()
+        .filter(|a| {
+            a.source != own_source
+                && (own_death_date - a.death_date).num_days().abs()
+                    <= rules.fusion.carry_within_days
+        })
+        .map(|a| a.score)
+        .max_by(f64::total_cmp);
+    match best {
+        Some(score) => (score, Band::Auto, true),
+        None => (own.0, own.1, false),
     }
 }
 
@@ -263,46 +325,172 @@ mod tests {
     }
 
     #[test]
-    fn a_record_is_carried_to_auto_only_by_an_auto_match_of_the_same_death() {
+    fn a_record_is_carried_to_auto_only_by_another_sources_auto_record_of_the_same_death() {
         let rules = MatchRules::default_rules();
         let died = d(2026, 10, 3);
-        let auto = Some((Band::Auto, died, 24.0));
-        // A name-and-age record of the same death takes the match's verdict.
+        let anchor = |source, death_date| Anchor {
+            source,
+            death_date,
+            score: 24.0,
+        };
+        let ps = [anchor("public_security", died)];
+        let verdict = |own: (f64, Band), margin, date, may, anchors: &[Anchor<'_>]| {
+            match_verdict(own, margin, "funeral", date, may, anchors, &rules)
+        };
+        // A name-and-age record of the same death takes the anchor's verdict.
         assert_eq!(
-            match_verdict((9.0, Band::Review), None, d(2026, 10, 4), auto, &rules),
+            verdict((9.0, Band::Review), None, d(2026, 10, 4), true, &ps),
             (24.0, Band::Auto, true)
         );
         // A namesake who died on another day keeps its own.
         assert_eq!(
-            match_verdict((9.0, Band::Review), None, d(2026, 10, 6), auto, &rules),
+            verdict((9.0, Band::Review), None, d(2026, 10, 6), true, &ps),
             (9.0, Band::Review, false)
         );
-        // A review match carries nothing; an auto record keeps its own score.
-        let review = Some((Band::Review, died, 11.0));
+        // The anchor's date counts, not the event's: a record is never
+        // carried by its own date.
         assert_eq!(
-            match_verdict((9.0, Band::Review), None, died, review, &rules),
+            verdict(
+                (9.0, Band::Review),
+                None,
+                d(2026, 9, 4),
+                true,
+                &[anchor("civil_affairs", d(2026, 9, 19))]
+            ),
+            (9.0, Band::Review, false)
+        );
+        // A record of the same source carries nothing: one source, one
+        // death per pensioner.
+        assert_eq!(
+            verdict(
+                (9.0, Band::Review),
+                None,
+                died,
+                true,
+                &[anchor("funeral", died)]
+            ),
+            (9.0, Band::Review, false)
+        );
+        // No anchor, nothing carried; an auto record keeps its own score.
+        assert_eq!(
+            verdict((9.0, Band::Review), None, died, true, &[]),
             (9.0, Band::Review, false)
         );
         assert_eq!(
-            match_verdict((20.0, Band::Auto), None, died, auto, &rules),
+            verdict((20.0, Band::Auto), None, died, true, &ps),
             (20.0, Band::Auto, false)
         );
+        // A record whose own evidence speaks against the pensioner (an ID
+        // of someone else, another region) is never carried.
         assert_eq!(
-            match_verdict((9.0, Band::Review), None, died, None, &rules),
-            (9.0, Band::Review, false)
+            verdict((12.0, Band::Review), None, died, false, &ps),
+            (12.0, Band::Review, false)
         );
         // A record that fits a runner-up almost as well is not carried; one
         // with a clear margin is.
         let near = Some(rules.fusion.carry_min_margin / 2.0);
         assert_eq!(
-            match_verdict((9.0, Band::Review), near, died, auto, &rules),
+            verdict((9.0, Band::Review), near, died, true, &ps),
             (9.0, Band::Review, false)
         );
         let clear = Some(rules.fusion.carry_min_margin);
         assert_eq!(
-            match_verdict((9.0, Band::Review), clear, died, auto, &rules),
+            verdict((9.0, Band::Review), clear, died, true, &ps),
             (24.0, Band::Auto, true)
         );
+    }
+
+    #[test]
+    fn only_a_record_that_nothing_speaks_against_may_be_carried() {
+        let c = Comparison {
+            id: IdLevel::Missing,
+            name: NameLevel::Exact,
+            birth: BirthLevel::YearOnly,
+            sex: SexLevel::Agree,
+            region: RegionLevel::County,
+        };
+        assert!(may_carry(&c, &[]));
+        assert!(may_carry(
+            &Comparison {
+                region: RegionLevel::Missing,
+                ..c
+            },
+            &[]
+        ));
+        assert!(may_carry(
+            &Comparison {
+                name: NameLevel::TonelessPinyin,
+                ..c
+            },
+            &[]
+        ));
+        // Someone else's ID, or the right digits with another region.
+        assert!(!may_carry(
+            &Comparison {
+                id: IdLevel::Different,
+                ..c
+            },
+            &[]
+        ));
+        assert!(!may_carry(
+            &Comparison {
+                id: IdLevel::SameButRegion,
+                ..c
+            },
+            &[]
+        ));
+        // A name only like the pensioner's.
+        assert!(!may_carry(
+            &Comparison {
+                name: NameLevel::Similar,
+                ..c
+            },
+            &[]
+        ));
+        assert!(!may_carry(
+            &Comparison {
+                name: NameLevel::Confusable,
+                ..c
+            },
+            &[]
+        ));
+        // Another birth date or sex; another province or a far region.
+        assert!(!may_carry(
+            &Comparison {
+                birth: BirthLevel::Different,
+                ..c
+            },
+            &[]
+        ));
+        assert!(!may_carry(
+            &Comparison {
+                sex: SexLevel::Disagree,
+                ..c
+            },
+            &[]
+        ));
+        assert!(!may_carry(
+            &Comparison {
+                region: RegionLevel::Province,
+                ..c
+            },
+            &[]
+        ));
+        assert!(!may_carry(
+            &Comparison {
+                region: RegionLevel::Different,
+                ..c
+            },
+            &[]
+        ));
+        // Evidence of life after the death; an informant's pattern.
+        let alive = Safeguard::CounterEvidence {
+            alive_on: d(2026, 11, 1),
+        };
+        assert!(!may_carry(&c, &[alive]));
+        assert!(!may_carry(&c, &[Safeguard::InformantPattern]));
+        // The safeguard every record without an ID meets does not count.
+        assert!(may_carry(&c, &[Safeguard::NoIdAgreement]));
     }
 
     #[test]

@@ -210,6 +210,26 @@ impl MatchRules {
         toml::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// The highest score a pair can reach with no ID, birth years only (an
+    /// age) and a name of another key that does not sound alike (`similar`
+    /// or `different`; the fuzzy levels earn no rarity bonus). Below the
+    /// `review` threshold, such pairs need not be looked for at all.
+    pub fn best_without_id_or_sound_by_age(&self) -> f64 {
+        let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        self.prior
+            + self.id.missing
+            + max(&[self.name.similar, self.name.different])
+            + max(&[self.birth.year_only, self.birth.different])
+            + max(&[self.sex.agree, self.sex.disagree, self.sex.missing])
+            + max(&[
+                self.region.county,
+                self.region.city,
+                self.region.province,
+                self.region.different,
+                self.region.missing,
+            ])
+    }
+
     /// The evidence strength of one source in a fused death.
     pub fn source_strength(&self, source: &str) -> f64 {
         match source {

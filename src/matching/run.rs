@@ -184,7 +184,7 @@ async fn run_inner(
     let rules_owned = rules.clone();
     let (summary, stored, events) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let index = RosterIndex::build(&persons, &rules_owned.blocking);
+        let index = RosterIndex::build_for(&persons, &rules_owned);
         let index_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let mut batch = match_batch(&index, &records, &rules_owned, &life, &rejected);
@@ -316,6 +316,7 @@ async fn run_inner(
                     rules_version: rules_owned.version.clone(),
                     run_id,
                     matched_at: String::new(),
+                    may_carry: m.may_carry,
                 }
             })
             .collect();
@@ -368,34 +369,49 @@ pub async fn match_verdicts(
         "review" => Band::Review,
         _ => Band::None,
     };
-    Ok(store
-        .list_match_rows()
-        .await?
-        .into_iter()
+    let rows = store.list_match_rows().await?;
+    // Each pensioner's records that are `auto` on their own: the anchors
+    // that may carry the pensioner's other records.
+    let mut anchors: AHashMap<&str, Vec<super::fuse::Anchor<'_>>> = AHashMap::new();
+    for r in rows.iter().filter(|r| r.record_band == "auto") {
+        anchors
+            .entry(r.person_no.as_str())
+            .or_default()
+            .push(super::fuse::Anchor {
+                source: &r.source,
+                death_date: r.record_death_date,
+                score: r.record_score,
+            });
+    }
+    let verdicts = rows
+        .iter()
         .map(|r| {
-            let event = r
-                .event_band
-                .as_deref()
-                .zip(r.event_death_date)
-                .map(|(b, d)| (band_of(b), d, r.event_score));
             let own = (r.record_score, band_of(&r.record_band));
-            let (score, band, carried) =
-                super::fuse::match_verdict(own, r.margin, r.record_death_date, event, rules);
+            let (score, band, carried) = super::fuse::match_verdict(
+                own,
+                r.margin,
+                &r.source,
+                r.record_death_date,
+                r.may_carry,
+                anchors.get(r.person_no.as_str()).map_or(&[], Vec::as_slice),
+                rules,
+            );
             MatchVerdict {
-                source: r.source,
-                record_key: r.record_key,
-                person_no: r.person_no,
+                source: r.source.clone(),
+                record_key: r.record_key.clone(),
+                person_no: r.person_no.clone(),
                 score,
                 band,
                 record_score: r.record_score,
-                record_band: r.record_band,
+                record_band: r.record_band.clone(),
                 carried,
-                runner_up: r.runner_up,
+                runner_up: r.runner_up.clone(),
                 margin: r.margin,
-                rules_version: r.rules_version,
+                rules_version: r.rules_version.clone(),
             }
         })
-        .collect())
+        .collect();
+    Ok(verdicts)
 }
 
 /// The ten largest capped blocks, each once, with how many records hit it.

@@ -160,7 +160,8 @@ impl MatchWriter for sqlx::Transaction<'_, sqlx::Postgres> {
                         m.explanation,
                         m.rules_version,
                         run_id,
-                        now
+                        now,
+                        m.may_carry
                     ])
                 })
                 .collect();
@@ -266,10 +267,12 @@ impl Store {
         let backend = self.backend();
         let match_sql = format!(
             "INSERT INTO matches (source, record_key, person_no, score, band, runner_up, margin, \
-             explanation, rules_version, run_id, matched_at) {}",
+             explanation, rules_version, run_id, matched_at, may_carry) {}",
             bulk_select(
                 backend,
-                &["", "", "", "float8", "", "", "float8", "", "", "bigint", ""]
+                &[
+                    "", "", "", "float8", "", "", "float8", "", "", "bigint", "", "boolean"
+                ]
             )
         );
         let event_sql = format!(

@@ -27,6 +27,9 @@ pub struct StoredMatch {
     pub rules_version: String,
     pub run_id: i64,
     pub matched_at: String,
+    /// Nothing in the record's own evidence speaks against the pensioner
+    /// (`matching::fuse::may_carry`).
+    pub may_carry: bool,
 }
 
 /// A matched record and its pensioner's fused death (see
@@ -40,14 +43,11 @@ pub struct MatchRow {
     pub record_score: f64,
     pub record_band: String,
     pub record_death_date: NaiveDate,
-    /// The fused death of the pensioner: its band and chosen date.
-    pub event_band: Option<String>,
-    pub event_death_date: Option<NaiveDate>,
-    /// The best score among the pensioner's matched records.
-    pub event_score: f64,
     pub runner_up: Option<String>,
     pub margin: Option<f64>,
     pub rules_version: String,
+    /// See [`StoredMatch::may_carry`].
+    pub may_carry: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -238,21 +238,18 @@ impl Store {
     }
 
     /// One row per matched death record with what the verdict of the match
-    /// it takes part in is made of: the record's own score, band and death
-    /// date, and its pensioner's fused death (band, chosen date, the best
-    /// score among its records). `matching::fuse::match_verdict` decides.
+    /// it takes part in is made of: the record's own score, band, margin and
+    /// death date, and whether it may be carried. The other rows of the same
+    /// pensioner are the rest; `matching::fuse::match_verdict` decides.
     /// In (source, record_key) order.
     pub async fn list_match_rows(&self) -> Result<Vec<MatchRow>> {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, MatchRow>(
                 "SELECT m.source, m.record_key, m.person_no, m.score AS record_score, \
                  m.band AS record_band, d.death_date AS record_death_date, \
-                 e.band AS event_band, e.death_date AS event_death_date, \
-                 MAX(m.score) OVER (PARTITION BY m.person_no) AS event_score, \
-                 m.runner_up, m.margin, m.rules_version \
+                 m.runner_up, m.margin, m.rules_version, m.may_carry \
                  FROM matches m \
                  JOIN death_records d ON d.source = m.source AND d.record_key = m.record_key \
-                 LEFT JOIN death_events e ON e.person_no = m.person_no \
                  ORDER BY m.source, m.record_key",
             )
             .fetch_all(pool)
@@ -266,7 +263,8 @@ impl Store {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, StoredMatch>(
                 "SELECT source, record_key, person_no, score, band, runner_up, margin, explanation, \
-                 rules_version, run_id, matched_at FROM matches ORDER BY source, record_key",
+                 rules_version, run_id, matched_at, may_carry FROM matches \
+                 ORDER BY source, record_key",
             )
             .fetch_all(pool)
             .await

@@ -216,8 +216,8 @@ pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<Vec<DeathRecord>> {
 }
 
 const INSERT_MATCH: &CStr = c"INSERT INTO matches (source, record_key, person_no, score, band, \
-    runner_up, margin, explanation, rules_version, run_id, matched_at) \
-    VALUES (?,?,?,?,?,?,?,?,?,?,?)";
+    runner_up, margin, explanation, rules_version, run_id, matched_at, may_carry) \
+    VALUES (?,?,?,?,?,?,?,?,?,?,?,?)";
 
 /// Inserts `matches` with one prepared statement; the caller holds the
 /// connection locked inside an open transaction.
@@ -229,7 +229,7 @@ pub fn insert_matches(
 ) -> Result<(), BulkError> {
     let s = Statement::prepare(db, INSERT_MATCH)?;
     for m in matches {
-        // SAFETY: the statement has 11 parameters; every bound buffer (the
+        // SAFETY: the statement has 12 parameters; every bound buffer (the
         // match's strings and `now`) lives until the reset below.
         unsafe {
             let text = |i: c_int, v: &str| {
@@ -259,6 +259,7 @@ pub fn insert_matches(
             rc |= text(9, &m.rules_version);
             rc |= ffi::sqlite3_bind_int64(s.stmt, 10, run_id);
             rc |= text(11, now);
+            rc |= ffi::sqlite3_bind_int(s.stmt, 12, c_int::from(m.may_carry));
             if rc != ffi::SQLITE_OK {
                 return Err(error(s.db, rc));
             }

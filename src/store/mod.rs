@@ -478,6 +478,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "proofs_of_life",
                 include_str!("../../migrations/sqlite/0007_proofs_of_life.sql"),
             ),
+            (
+                8,
+                "match may_carry",
+                include_str!("../../migrations/sqlite/0008_match_may_carry.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -514,6 +519,11 @@ fn migrator(backend: Backend) -> Migrator {
                 7,
                 "proofs_of_life",
                 include_str!("../../migrations/postgres/0007_proofs_of_life.sql"),
+            ),
+            (
+                8,
+                "match may_carry",
+                include_str!("../../migrations/postgres/0008_match_may_carry.sql"),
             ),
         ],
     };

@@ -100,6 +100,18 @@ fn non_empty(v: Option<Cow<'_, str>>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
+/// A region as the matcher compares it: a 6-digit code. A longer code of
+/// digits that begins with one (a civil-affairs office, 登记机关代码, is its
+/// county's code and a three-digit office number) gives its first six
+/// digits; anything else is kept as written.
+fn region_code(v: String) -> String {
+    if v.len() > 6 && v.bytes().all(|b| b.is_ascii_digit()) {
+        v[..6].to_string()
+    } else {
+        v
+    }
+}
+
 /// A field's trimmed text, borrowed when the source's field is, `None`
 /// when missing or blank.
 fn trimmed(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
@@ -309,7 +321,11 @@ pub fn normalise(
         .as_ref()
         .and_then(|s| trimmed(fields.get(s)))
         .and_then(|v| def.sex_codes.get(&*v).copied());
-    let region = f.region.as_ref().and_then(|s| non_empty(fields.get(s)));
+    let region = f
+        .region
+        .as_ref()
+        .and_then(|s| non_empty(fields.get(s)))
+        .map(region_code);
     let ident = id_info(f.id_number.as_ref().and_then(|s| fields.get(s)), today);
     let name_key = identity::pinyin_key(&name_norm);
     let raw_sha256 = sha256_hex(raw.as_bytes());
@@ -431,6 +447,14 @@ pub fn normalise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_office_code_gives_the_region_it_begins_with() {
+        assert_eq!(region_code("440304001".into()), "440304");
+        assert_eq!(region_code("440304".into()), "440304");
+        assert_eq!(region_code("深圳市南山区".into()), "深圳市南山区");
+        assert_eq!(region_code("44030X001".into()), "44030X001");
+    }
     use proptest::prelude::*;
 
     /// The formats of the shipped definitions, and a few more shapes.
