@@ -26,8 +26,31 @@ fn peak_rss_mib() -> u64 {
         .map_or(0, |kib| kib / 1024)
 }
 
+/// CPU seconds (user + system) this process has used: steadier than wall
+/// time on a shared machine.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 #[tokio::main]
 async fn main() {
+    // VIGIL_LOG=debug shows the matcher's own phases.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
     let Some(url) = args.next() else {
         eprintln!("usage: match_bench DATABASE_URL [RECORDS]");
@@ -75,6 +98,7 @@ async fn main() {
         }
     }
     let t = Instant::now();
+    let cpu = cpu_seconds();
     let batch = match_batch(
         &index,
         &records,
@@ -83,6 +107,7 @@ async fn main() {
         &Default::default(),
     );
     let matched = t.elapsed().as_secs_f64();
+    let matched_cpu = cpu_seconds() - cpu;
     let auto = batch
         .matches
         .iter()
@@ -91,7 +116,7 @@ async fn main() {
     println!(
         "{} persons loaded in {load_persons:.1} s, {} records in {load_records:.1} s\n\
          index built in {built:.2} s ({} MiB of indexes)\n\
-         matched in {matched:.2} s = {:.0} records/s ({} pairs scored, {} capped blocks)\n\
+         matched in {matched:.2} s ({matched_cpu:.1} CPU s) = {:.0} records/s ({} pairs scored, {} capped blocks)\n\
          {} matches ({auto} auto); peak RSS {} MiB",
         persons.len(),
         records.len(),

@@ -373,9 +373,14 @@ impl<'a> RosterIndex<'a> {
 
     /// Orders two persons by person number (through their ranks).
     pub(crate) fn person_order(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        self.person_rank(a).cmp(&self.person_rank(b))
+    }
+
+    /// Person `i`'s position in person-number order.
+    pub(crate) fn person_rank(&self, i: u32) -> u32 {
         match &self.rank {
-            None => a.cmp(&b),
-            Some(r) => r[a as usize].cmp(&r[b as usize]),
+            None => i,
+            Some(r) => r[i as usize],
         }
     }
 
@@ -474,9 +479,17 @@ impl<'a> RosterIndex<'a> {
             if let Some(id) = self.frequencies.id(key) {
                 self.name_blocks(id, birth, years, false, rec, &mut found, &mut out);
             }
-            // Near spellings only when no ID led anywhere: the costliest
-            // lookups, and an agreeing ID already found the person.
-            if (birth.is_some() || years.is_some()) && !id_found {
+            // Near spellings only when the record has no valid ID (none, or
+            // a broken one that led nowhere): the costliest lookups. An
+            // agreeing ID already found the person; a valid ID that is no
+            // pensioner's says the person most likely is none (the exact
+            // name with the birth date is still looked up, since one
+            // mistyped digit can make another valid number, but a mistyped
+            // ID and a misspelled name together are beyond the search).
+            if (birth.is_some() || years.is_some())
+                && !id_found
+                && record.id_status != IdStatus::Valid
+            {
                 for near in self.near_keys(key) {
                     // With birth years only, a near spelling's namesakes
                     // reach `review` only when the names sound alike
@@ -909,6 +922,26 @@ mod tests {
         let mut r = DeathRecord::new("funeral", "k", "欧阳澹", "", death);
         r.birth_year_range = Some(birth_year_range_from_age(87, death, 1));
         assert!(finds(&idx, &r, 2));
+    }
+
+    #[test]
+    fn near_spellings_are_searched_only_for_a_record_without_a_valid_id() {
+        let ps = roster();
+        let idx = RosterIndex::build(&ps, &rules());
+        let mut r = DeathRecord::new("civil_affairs", "k", "李建固", "", d(2026, 10, 1));
+        r.birth_date = Some(d(1950, 7, 2));
+        assert!(finds(&idx, &r, 1), "no ID: the near spelling is searched");
+        // A valid ID that is nobody's on the roster: the person is most
+        // likely no pensioner; a misspelled name is not searched as well.
+        let stranger = id_for("110101", d(1960, 1, 1), 77);
+        let mut valid = DeathRecord::new("civil_affairs", "k", "李建固", &stranger, d(2026, 10, 1));
+        valid.birth_date = Some(d(1950, 7, 2));
+        assert_eq!(valid.id_status, IdStatus::Valid);
+        assert!(!finds(&idx, &valid, 1));
+        // The exact name with its birth date still is.
+        let mut exact = valid.clone();
+        exact.name_key = "lijianguo".into();
+        assert!(finds(&idx, &exact, 1));
     }
 
     #[test]
