@@ -124,7 +124,11 @@ struct PairOrder {
 fn descending(score: f64) -> u64 {
     let bits = score.to_bits();
     // total_cmp's order on the bits: negative numbers' bits are flipped.
-    let ascending = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+    let ascending = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    };
     !ascending
 }
 

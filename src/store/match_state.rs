@@ -283,14 +283,7 @@ impl Store {
                 &["", "date", "", "", "float8", "", "", "", "bigint", ""]
             )
         );
-        let delete_matches = match scope {
-            MatchScope::All => "DELETE FROM matches WHERE $1 = $1",
-            MatchScope::Pending => {
-                "DELETE FROM matches WHERE EXISTS (SELECT 1 FROM match_claims c \
-                 WHERE c.run_id = $1 AND c.source = matches.source \
-                 AND c.record_key = matches.record_key)"
-            }
-        };
+        let full = scope == MatchScope::All;
         let event_chunks: Vec<String> = events
             .chunks(CHUNK)
             .map(|chunk| {
@@ -315,17 +308,38 @@ impl Store {
             })
             .collect();
         with_pool!(self, pool => {
+            let mut step = std::time::Instant::now();
+            let mut timed = |what: &str| {
+                tracing::debug!(seconds = step.elapsed().as_secs_f64(), "{what}");
+                step = std::time::Instant::now();
+            };
             let mut tx = pool.begin().await?;
-            sqlx::query(delete_matches).bind(run_id).execute(&mut *tx).await?;
-            // A record that left death_records (a cancellation corrected to
-            // another reason) takes its match with it.
-            sqlx::query(
-                "DELETE FROM matches WHERE NOT EXISTS (SELECT 1 FROM death_records d \
-                 WHERE d.source = matches.source AND d.record_key = matches.record_key)",
-            )
-            .execute(&mut *tx)
-            .await?;
+            if full {
+                // Every match is replaced: emptied at once (SQLite's
+                // truncation; a row-by-row delete with a condition took
+                // seconds at a million matches).
+                sqlx::query("DELETE FROM matches").execute(&mut *tx).await?;
+            } else {
+                sqlx::query(
+                    "DELETE FROM matches WHERE EXISTS (SELECT 1 FROM match_claims c \
+                     WHERE c.run_id = $1 AND c.source = matches.source \
+                     AND c.record_key = matches.record_key)",
+                )
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+                // A record that left death_records (a cancellation corrected
+                // to another reason) takes its match with it.
+                sqlx::query(
+                    "DELETE FROM matches WHERE NOT EXISTS (SELECT 1 FROM death_records d \
+                     WHERE d.source = matches.source AND d.record_key = matches.record_key)",
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            timed("deleted the replaced matches");
             tx.insert_matches(&match_sql, run_id, &now, matches).await?;
+            timed("inserted the matches");
             sqlx::query("DELETE FROM death_events").execute(&mut *tx).await?;
             for chunk in &event_chunks {
                 sqlx::query(sqlx::AssertSqlSafe(event_sql.as_str()))
@@ -333,23 +347,37 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query(
+            timed("replaced the death events");
+            // A full run claimed every record: its claims are the whole
+            // progress, written into an emptied table (an upsert of a
+            // million rows, each found and rewritten, took ten seconds).
+            if full {
+                sqlx::query("DELETE FROM match_progress").execute(&mut *tx).await?;
+            }
+            let conflict = if full {
+                ""
+            } else {
+                " ON CONFLICT (source, record_key) DO UPDATE SET \
+                 record_version = excluded.record_version, \
+                 rules_version = excluded.rules_version, run_id = excluded.run_id"
+            };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO match_progress (source, record_key, record_version, rules_version, run_id) \
                  SELECT source, record_key, record_version, $2, $1 FROM match_claims \
-                 WHERE run_id = $1 \
-                 ON CONFLICT (source, record_key) DO UPDATE SET \
-                 record_version = excluded.record_version, \
-                 rules_version = excluded.rules_version, run_id = excluded.run_id",
-            )
+                 WHERE run_id = $1{conflict}"
+            )))
             .bind(run_id)
             .bind(rules_version)
             .execute(&mut *tx)
             .await?;
+            timed("recorded the progress");
             sqlx::query("DELETE FROM match_claims WHERE run_id = $1")
                 .bind(run_id)
                 .execute(&mut *tx)
                 .await?;
+            timed("dropped the claims");
             tx.commit().await?;
+            timed("committed");
         });
         Ok(())
     }
