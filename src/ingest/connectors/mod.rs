@@ -52,7 +52,7 @@ use crate::store::deaths::{
 };
 use crate::store::quarantine::QuarantineEntry;
 use crate::store::runs::{RunCounts, RunStatus};
-use crate::store::{Store, StoreError, now_utc_text};
+use crate::store::{LockKey, Store, StoreError, now_utc_text};
 
 /// The `runs.kind` of a pull.
 pub const RUN_KIND: &str = "pull";
@@ -231,7 +231,9 @@ pub struct PullProgress<'a> {
 /// Pulls every source in `defs` (or only those named in `only`), one run
 /// each, one after the other. A source that fails is reported in its
 /// summary (with what was kept) and the others still run; only an unknown
-/// name in `only` or a database that cannot record a run stops everything.
+/// name in `only`, a source another pull is pulling (nothing is pulled
+/// then: [`StoreError::PullRunning`]) or a database that cannot record a
+/// run stops everything.
 pub async fn pull(
     store: &Store,
     defs: &[Definition],
@@ -250,18 +252,56 @@ pub async fn pull(
             });
         }
     }
-    let mut out = Vec::new();
-    for def in defs {
-        if !only.is_empty() && !only.contains(&def.name) {
-            continue;
+    let chosen: Vec<&Definition> = defs
+        .iter()
+        .filter(|d| only.is_empty() || only.contains(&d.name))
+        .collect();
+    // Every source's lock before any pull starts: a pull that would meet
+    // another on one of its sources refuses at once, having stored nothing.
+    let mut locks = Vec::with_capacity(chosen.len());
+    for def in &chosen {
+        match store.lock(LockKey::Pull(&def.name)).await {
+            Ok(lock) => locks.push(lock),
+            Err(e) => {
+                for lock in locks {
+                    lock.release().await;
+                }
+                return Err(e.into());
+            }
         }
-        out.push(pull_one(store, def, progress).await?);
     }
-    Ok(out)
+    let mut out = Vec::new();
+    let mut result = Ok(());
+    for def in chosen {
+        match pull_locked(store, def, progress).await {
+            Ok(s) => out.push(s),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    for lock in locks {
+        lock.release().await;
+    }
+    result.map(|()| out)
 }
 
-/// Pulls one source as one run.
+/// Pulls one source as one run, or fails at once with
+/// [`StoreError::PullRunning`] while another pull of it runs.
 pub async fn pull_one(
+    store: &Store,
+    def: &Definition,
+    progress: &(dyn Fn(&PullProgress<'_>) + Sync),
+) -> Result<PullSummary, PullError> {
+    let lock = store.lock(LockKey::Pull(&def.name)).await?;
+    let result = pull_locked(store, def, progress).await;
+    lock.release().await;
+    result
+}
+
+/// [`pull_one`] for a caller that holds the source's lock.
+async fn pull_locked(
     store: &Store,
     def: &Definition,
     progress: &(dyn Fn(&PullProgress<'_>) + Sync),
