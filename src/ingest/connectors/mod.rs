@@ -365,9 +365,10 @@ struct Ctx<'a> {
     /// The connection every batch is classified and committed through,
     /// taken at the first batch (see [`DeathWriter`] for why one).
     writer: Option<DeathWriter>,
-    /// On a first load (the source held nothing when the pull began): the
-    /// keys this pull has stored, so only those a batch may repeat are
-    /// looked up. `None` otherwise: every key is looked up.
+    /// On a first load (the source held nothing when the pull's first batch
+    /// came, and the pull holds its lock): the keys this pull has seen, so
+    /// only keys it may have stored are looked up. `None` otherwise: every
+    /// key is looked up.
     first_load: Option<KeyFilter>,
 }
 
