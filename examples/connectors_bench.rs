@@ -20,6 +20,10 @@ use vigil::identity::id::check_char;
 use vigil::ingest::connectors::{load_definitions, sim};
 use vigil::store::Store;
 
+/// The allocator the `vigil` binary uses, so the numbers are the binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NAMES: [&str; 8] = [
     "王秀英",
     "李建国",

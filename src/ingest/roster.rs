@@ -29,7 +29,7 @@ use crate::identity::{self, IdError, Sex};
 use crate::store::pensioners::{Pensioner, RosterBatch};
 use crate::store::quarantine::QuarantineEntry;
 use crate::store::runs::{RunCounts, RunStatus};
-use crate::store::{Store, StoreError};
+use crate::store::{LockKey, Store, StoreError};
 
 /// Columns an export must have; refused before anything is written if any is
 /// missing.
@@ -298,7 +298,7 @@ pub async fn import_roster(
 ) -> Result<ImportSummary, ImportError> {
     // Held until the import ends: see `run_import` for why two roster
     // imports must never run at once.
-    let lock = store.lock_roster_import().await?;
+    let lock = store.lock(LockKey::RosterImport).await?;
     let result = import_locked(store, path, opts, progress).await;
     lock.release().await;
     result

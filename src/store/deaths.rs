@@ -674,6 +674,27 @@ impl DeathWriter {
         }
     }
 
+    /// Whether the source has any death record or non-death event stored.
+    pub async fn holds_source(&mut self, source: &str) -> Result<bool> {
+        const SQL: &str = "SELECT EXISTS (SELECT 1 FROM death_records WHERE source = $1) \
+                           OR EXISTS (SELECT 1 FROM non_death_events WHERE source = $1)";
+        let held: bool = match self {
+            DeathWriter::Sqlite(conn) => {
+                sqlx::query_scalar(SQL)
+                    .bind(source)
+                    .fetch_one(&mut **conn)
+                    .await?
+            }
+            DeathWriter::Postgres(conn) => {
+                sqlx::query_scalar(SQL)
+                    .bind(source)
+                    .fetch_one(&mut **conn)
+                    .await?
+            }
+        };
+        Ok(held)
+    }
+
     /// What is stored under each of `keys` in one table of one source.
     pub async fn stored_versions(
         &mut self,

@@ -12,36 +12,10 @@
 use std::ffi::{CStr, c_int};
 use std::ptr::{self, NonNull};
 
-use chrono::{Datelike, NaiveDate};
 use libsqlite3_sys as ffi;
 
 use super::deaths::DeathRecord;
-use super::sqlite_bulk::{BulkError, error};
-
-/// `YYYY-MM-DD` into a stack buffer.
-fn date_text(d: NaiveDate, buf: &mut [u8; 10]) {
-    let y = d.year().clamp(0, 9999) as u32;
-    let (m, day) = (d.month(), d.day());
-    let digits = [
-        y / 1000,
-        y / 100 % 10,
-        y / 10 % 10,
-        y % 10,
-        0,
-        m / 10,
-        m % 10,
-        0,
-        day / 10,
-        day % 10,
-    ];
-    for (i, v) in digits.iter().enumerate() {
-        buf[i] = if i == 4 || i == 7 {
-            b'-'
-        } else {
-            b'0' + *v as u8
-        };
-    }
-}
+use super::sqlite_bulk::{BulkError, date_text, error};
 
 const INSERT: &CStr = c"INSERT INTO death_records (source, record_key, name_raw, name_norm, \
     name_key, id_raw, id_number, id_status, id_candidates, sex, birth_date, birth_year_min, \
@@ -132,9 +106,10 @@ fn insert_with(
             if rc != ffi::SQLITE_OK {
                 return Err(error(db, rc));
             }
+            // No sqlite3_clear_bindings: every parameter is bound again
+            // (NULL included) before the next step.
             let step = ffi::sqlite3_step(stmt);
             ffi::sqlite3_reset(stmt);
-            ffi::sqlite3_clear_bindings(stmt);
             if step != ffi::SQLITE_DONE {
                 return Err(error(db, step));
             }

@@ -65,7 +65,12 @@ pub enum StoreError {
         "another roster import is running on this database ({0}); wait for it to finish and run this one again"
     )]
     ImportRunning(String),
-    #[error("cannot take the roster-import lock {path}: {source}")]
+    #[error(
+        "another pull of {source_name} is running on this database ({detail}); wait for it to \
+         finish (or stop it) and pull {source_name} again"
+    )]
+    PullRunning { source_name: String, detail: String },
+    #[error("cannot take the lock {path}: {source}")]
     LockFile {
         path: String,
         #[source]
@@ -273,7 +278,7 @@ impl Store {
 
     /// Drops the roster's indexes, the unique one on `person_no` included,
     /// before a bulk load into an empty table. Only a roster import holding
-    /// [`Store::lock_roster_import`] may call this: without the unique
+    /// [`LockKey::RosterImport`] (see [`Store::lock`]) may call this: without the unique
     /// index, nothing but that lock keeps a second import from storing the
     /// same person again.
     pub async fn drop_roster_indexes(&self) -> Result<()> {
@@ -293,30 +298,29 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the database-wide roster-import lock, or fails at once with
-    /// [`StoreError::ImportRunning`] if another process (or task) holds it.
+    /// Takes the lock `key`, or fails at once with the error of
+    /// [`LockKey::busy`] if another process (or task) holds it: two holders
+    /// of one key never run at once, and the second is told so rather than
+    /// left waiting.
     ///
-    /// A first import drops the unique index on `person_no` while it loads,
-    /// so two first imports at once could each store the same person. The
-    /// lock dies with its holder: on PostgreSQL it is a session advisory
+    /// The lock dies with its holder: on PostgreSQL it is a session advisory
     /// lock on a connection of its own, on SQLite an OS lock on a file next
-    /// to the database (`FILE-roster.lock`). An in-memory SQLite database is
-    /// private to its process and needs none.
-    pub async fn lock_roster_import(&self) -> Result<ImportLock> {
+    /// to the database (`FILE-roster.lock`, `FILE-pull-SOURCE.lock`). An
+    /// in-memory SQLite database is private to its process and needs none.
+    pub async fn lock(&self, key: LockKey<'_>) -> Result<StoreLock> {
         match self {
             Store::Postgres(pool) => {
+                let id = key.advisory_id();
                 let mut conn = pool.acquire().await?.detach();
                 let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(ROSTER_IMPORT_LOCK_KEY)
+                    .bind(id)
                     .fetch_one(&mut conn)
                     .await?;
                 if !got {
                     let _ = sqlx::Connection::close(conn).await;
-                    return Err(StoreError::ImportRunning(
-                        "PostgreSQL advisory lock held".to_string(),
-                    ));
+                    return Err(key.busy("a PostgreSQL advisory lock is held".to_string()));
                 }
-                Ok(ImportLock(LockInner::Postgres(conn)))
+                Ok(StoreLock(LockInner::Postgres(conn, id)))
             }
             Store::Sqlite(pool) => {
                 let file: String =
@@ -324,9 +328,9 @@ impl Store {
                         .fetch_one(pool)
                         .await?;
                 if file.is_empty() {
-                    return Ok(ImportLock(LockInner::None));
+                    return Ok(StoreLock(LockInner::None));
                 }
-                let path = format!("{file}-roster.lock");
+                let path = format!("{file}-{}.lock", key.file_suffix());
                 let io = |source| StoreError::LockFile {
                     path: path.clone(),
                     source,
@@ -338,9 +342,9 @@ impl Store {
                     .open(&path)
                     .map_err(io)?;
                 match lock.try_lock() {
-                    Ok(()) => Ok(ImportLock(LockInner::File { _held: lock })),
+                    Ok(()) => Ok(StoreLock(LockInner::File { _held: lock })),
                     Err(std::fs::TryLockError::WouldBlock) => {
-                        Err(StoreError::ImportRunning(format!("{path} is locked")))
+                        Err(key.busy(format!("{path} is locked")))
                     }
                     Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
                 }
@@ -407,19 +411,81 @@ const SQLITE_INDEX_BUILD_CACHE: &str = "PRAGMA cache_size = -2048";
 /// Sort memory for one index build on PostgreSQL (the server default, 64
 /// MiB, sends a 1M-row build to disk).
 const PG_INDEX_BUILD_MEMORY: &str = "SET maintenance_work_mem = '256MB'";
-/// `pg_try_advisory_lock` key of the roster import ("vigil roster" in ASCII).
-const ROSTER_IMPORT_LOCK_KEY: i64 = 0x7669_6769_6c72_6f73;
+/// What a [`Store::lock`] keeps to one holder at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKey<'a> {
+    /// The database-wide roster import: a first import drops the unique
+    /// index on `person_no` while it loads, so two first imports at once
+    /// could each store the same person.
+    RosterImport,
+    /// A pull of one source (by its name): two at once would each classify
+    /// a batch against what the other has not committed yet, and store a
+    /// re-delivered record twice or count it wrongly, and move the same
+    /// watermarks.
+    Pull(&'a str),
+}
 
-/// Held for the whole of a roster import; see [`Store::lock_roster_import`].
-/// Dropping it releases the lock; [`ImportLock::release`] does so politely.
+impl LockKey<'_> {
+    /// `pg_try_advisory_lock` key. The roster import's is "vigilros" in
+    /// ASCII, as it always was (bit 62 set); a pull's is the start of a
+    /// SHA-256 of the source's name with bits 63 and 62 cleared, so the
+    /// two kinds never share a key.
+    fn advisory_id(self) -> i64 {
+        match self {
+            LockKey::RosterImport => 0x7669_6769_6c72_6f73,
+            LockKey::Pull(source) => {
+                use sha2::Digest as _;
+                let digest = sha2::Sha256::digest(format!("vigil pull {source}").as_bytes());
+                let mut id = [0u8; 8];
+                id.copy_from_slice(&digest[..8]);
+                i64::from_be_bytes(id) & 0x3fff_ffff_ffff_ffff
+            }
+        }
+    }
+
+    /// The end of the lock file's name beside a SQLite database. A source
+    /// name that is not plain ASCII letters, digits, `_` and `-` is written
+    /// in hex, so it can never reach another directory.
+    fn file_suffix(self) -> String {
+        match self {
+            LockKey::RosterImport => "roster".to_string(),
+            LockKey::Pull(source) => {
+                let plain = !source.is_empty()
+                    && source
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if plain {
+                    format!("pull-{source}")
+                } else {
+                    format!("pull-x{}", hex::encode(source.as_bytes()))
+                }
+            }
+        }
+    }
+
+    /// The error a second holder gets, saying what holds it and what to do.
+    fn busy(self, detail: String) -> StoreError {
+        match self {
+            LockKey::RosterImport => StoreError::ImportRunning(detail),
+            LockKey::Pull(source) => StoreError::PullRunning {
+                source_name: source.to_string(),
+                detail,
+            },
+        }
+    }
+}
+
+/// Held while its holder runs; see [`Store::lock`]. Dropping it releases
+/// the lock; [`StoreLock::release`] does so politely.
 #[derive(Debug)]
-pub struct ImportLock(LockInner);
+pub struct StoreLock(LockInner);
 
 #[derive(Debug)]
 enum LockInner {
-    /// A connection outside the pool: dropping it closes the session, and
-    /// with it the advisory lock, even on an error path.
-    Postgres(sqlx::PgConnection),
+    /// A connection outside the pool, with the advisory key it holds:
+    /// dropping it closes the session, and with it the lock, even on an
+    /// error path.
+    Postgres(sqlx::PgConnection, i64),
     /// Holds an OS lock until closed.
     File {
         _held: std::fs::File,
@@ -427,11 +493,11 @@ enum LockInner {
     None,
 }
 
-impl ImportLock {
+impl StoreLock {
     pub async fn release(self) {
-        if let LockInner::Postgres(mut conn) = self.0 {
+        if let LockInner::Postgres(mut conn, id) = self.0 {
             let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(ROSTER_IMPORT_LOCK_KEY)
+                .bind(id)
                 .execute(&mut conn)
                 .await;
             let _ = sqlx::Connection::close(conn).await;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDate, Utc};
 use vigil::ingest::connectors::sim::{Fault, RunningSim, Sim};
 use vigil::ingest::connectors::{
-    Definition, PullSummary, Secret, check_definitions, load_definitions, pull,
+    Definition, PullError, PullSummary, Secret, check_definitions, load_definitions, pull,
 };
-use vigil::store::Store;
+use vigil::store::{LockKey, Store, StoreError};
 
 use crate::both_backends;
 use crate::support::TestDb;
@@ -458,6 +458,93 @@ async fn dropped(db: &TestDb) {
             .is_none()
     );
     server.stop().await.unwrap();
+}
+
+both_backends!(
+    a_second_pull_of_a_source_is_refused_at_once_while_one_runs,
+    one_pull_per_source
+);
+async fn one_pull_per_source(db: &TestDb) {
+    let dir = db.path("civil_affairs");
+    copy_dir(&fixtures().join("civil_affairs"), &dir);
+    let def = definition("civil_affairs", "https://unused.example", &dir);
+    // Another pull of civil affairs (here: its lock) is running.
+    let held = db.store.lock(LockKey::Pull("civil_affairs")).await.unwrap();
+    let err = pull(&db.store, std::slice::from_ref(&def), &[], &|_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PullError::Store(StoreError::PullRunning { source_name, .. })
+            if source_name == "civil_affairs"),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("another pull of civil_affairs is running") && text.contains("wait"),
+        "{text}"
+    );
+    // Refused before anything started: no run, no record, no watermark.
+    assert!(db.store.list_runs(10).await.unwrap().is_empty());
+    assert_eq!(
+        db.store.count_death_records("civil_affairs").await.unwrap(),
+        0
+    );
+    assert!(
+        db.store
+            .taken_files("civil_affairs")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another source is not held by it, nor is the roster import.
+    let other = db.store.lock(LockKey::Pull("funeral")).await.unwrap();
+    other.release().await;
+    let roster = db.store.lock(LockKey::RosterImport).await.unwrap();
+    roster.release().await;
+
+    // The real binary, in a process of its own, is refused too, and says
+    // which source and what to do.
+    let connectors = db.path("connectors");
+    std::fs::create_dir_all(&connectors).unwrap();
+    let toml = std::fs::read_to_string(root().join("connectors/civil_affairs.toml"))
+        .unwrap()
+        .replace(
+            "dir = \"data/civil_affairs\"",
+            &format!("dir = {:?}", dir.display().to_string()),
+        );
+    std::fs::write(connectors.join("civil_affairs.toml"), toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(db.dir.path())
+        .env_remove("VIGIL_CONFIG")
+        .env("VIGIL_LOG", "warn")
+        .args(["--database-url", &db.url, "pull", "--connectors"])
+        .arg(&connectors)
+        .arg("civil_affairs")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another pull of civil_affairs is running"),
+        "{stderr}"
+    );
+    assert_eq!(
+        db.store.count_death_records("civil_affairs").await.unwrap(),
+        0
+    );
+
+    // Once the other pull ends, this one runs.
+    held.release().await;
+    let s = pull_one(&db.store, &def).await;
+    assert!(s.ok(), "{:?}", s.error);
+    assert_eq!(s.counts.inserted, 5);
+    // And it let go of the lock when it ended.
+    db.store
+        .lock(LockKey::Pull("civil_affairs"))
+        .await
+        .unwrap()
+        .release()
+        .await;
 }
 
 both_backends!(

@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 use vigil::ingest::roster::{ImportError, ImportOptions, ImportSummary, import_roster};
-use vigil::store::{Store, StoreError};
+use vigil::store::{LockKey, Store, StoreError};
 
 use crate::both_backends;
 use crate::support::{HEADER, TestDb, person, roster_text, valid_id, write};
@@ -617,7 +617,7 @@ both_backends!(
 async fn one_import_at_a_time(db: &TestDb) {
     let file = write(&db.path("r.csv"), roster_text(&[person(1)]));
     // Another import (here: its lock) holds the database.
-    let held = db.store.lock_roster_import().await.unwrap();
+    let held = db.store.lock(LockKey::RosterImport).await.unwrap();
     let err = import(&db.store, &file, "2026-11-01").await.unwrap_err();
     assert!(
         matches!(err, ImportError::Store(StoreError::ImportRunning(_))),

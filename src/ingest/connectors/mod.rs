@@ -52,7 +52,7 @@ use crate::store::deaths::{
 };
 use crate::store::quarantine::QuarantineEntry;
 use crate::store::runs::{RunCounts, RunStatus};
-use crate::store::{Store, StoreError, now_utc_text};
+use crate::store::{LockKey, Store, StoreError, now_utc_text};
 
 /// The `runs.kind` of a pull.
 pub const RUN_KIND: &str = "pull";
@@ -231,7 +231,9 @@ pub struct PullProgress<'a> {
 /// Pulls every source in `defs` (or only those named in `only`), one run
 /// each, one after the other. A source that fails is reported in its
 /// summary (with what was kept) and the others still run; only an unknown
-/// name in `only` or a database that cannot record a run stops everything.
+/// name in `only`, a source another pull is pulling (nothing is pulled
+/// then: [`StoreError::PullRunning`]) or a database that cannot record a
+/// run stops everything.
 pub async fn pull(
     store: &Store,
     defs: &[Definition],
@@ -250,18 +252,56 @@ pub async fn pull(
             });
         }
     }
-    let mut out = Vec::new();
-    for def in defs {
-        if !only.is_empty() && !only.contains(&def.name) {
-            continue;
+    let chosen: Vec<&Definition> = defs
+        .iter()
+        .filter(|d| only.is_empty() || only.contains(&d.name))
+        .collect();
+    // Every source's lock before any pull starts: a pull that would meet
+    // another on one of its sources refuses at once, having stored nothing.
+    let mut locks = Vec::with_capacity(chosen.len());
+    for def in &chosen {
+        match store.lock(LockKey::Pull(&def.name)).await {
+            Ok(lock) => locks.push(lock),
+            Err(e) => {
+                for lock in locks {
+                    lock.release().await;
+                }
+                return Err(e.into());
+            }
         }
-        out.push(pull_one(store, def, progress).await?);
     }
-    Ok(out)
+    let mut out = Vec::new();
+    let mut result = Ok(());
+    for def in chosen {
+        match pull_locked(store, def, progress).await {
+            Ok(s) => out.push(s),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    for lock in locks {
+        lock.release().await;
+    }
+    result.map(|()| out)
 }
 
-/// Pulls one source as one run.
+/// Pulls one source as one run, or fails at once with
+/// [`StoreError::PullRunning`] while another pull of it runs.
 pub async fn pull_one(
+    store: &Store,
+    def: &Definition,
+    progress: &(dyn Fn(&PullProgress<'_>) + Sync),
+) -> Result<PullSummary, PullError> {
+    let lock = store.lock(LockKey::Pull(&def.name)).await?;
+    let result = pull_locked(store, def, progress).await;
+    lock.release().await;
+    result
+}
+
+/// [`pull_one`] for a caller that holds the source's lock.
+async fn pull_locked(
     store: &Store,
     def: &Definition,
     progress: &(dyn Fn(&PullProgress<'_>) + Sync),
@@ -277,6 +317,7 @@ pub async fn pull_one(
         today: today_in_china(),
         progress,
         writer: None,
+        first_load: None,
     };
     let result = match def.kind {
         TransportKind::HttpCursorJson => pull_cursor(&mut ctx).await,
@@ -324,6 +365,57 @@ struct Ctx<'a> {
     /// The connection every batch is classified and committed through,
     /// taken at the first batch (see [`DeathWriter`] for why one).
     writer: Option<DeathWriter>,
+    /// On a first load (the source held nothing when the pull's first batch
+    /// came, and the pull holds its lock): the keys this pull has seen, so
+    /// only keys it may have stored are looked up. `None` otherwise: every
+    /// key is looked up.
+    first_load: Option<KeyFilter>,
+}
+
+/// A Bloom filter of record keys, of a fixed size whatever the number of
+/// records (memory stays flat; at 10M keys about one in four unseen keys
+/// is a false "maybe", which only costs a lookup).
+///
+/// Why: on a first load nothing is stored but what this pull stored, so a
+/// key the filter has never seen cannot be stored, and the stored-version
+/// lookup (with the insert, most of the committing thread's time) is needed
+/// only for the keys it may have seen. No other writer adds records of the
+/// source meanwhile: the pull holds the source's lock.
+///
+/// Blocked: a key's four bits lie in one 64-bit word, so testing and adding
+/// it costs one cache miss, not eight.
+struct KeyFilter {
+    words: Vec<u64>,
+    hasher: ahash::RandomState,
+}
+
+impl KeyFilter {
+    /// 2^19 words of 64 bits: 4 MiB.
+    const WORDS_LOG2: u32 = 19;
+
+    fn new() -> KeyFilter {
+        KeyFilter {
+            words: vec![0; 1 << Self::WORDS_LOG2],
+            hasher: ahash::RandomState::new(),
+        }
+    }
+
+    /// The word of `key` and its four bits there, from one 64-bit hash:
+    /// the top bits choose the word, four 6-bit pieces the bits.
+    fn place(&self, key: &str) -> (usize, u64) {
+        let h = self.hasher.hash_one(key);
+        let word = (h >> (64 - Self::WORDS_LOG2)) as usize;
+        let bits = (0..4).fold(0u64, |m, i| m | 1 << ((h >> (6 * i)) & 63));
+        (word, bits)
+    }
+
+    /// Adds `key`; `false` only if it was never added before.
+    fn check_and_add(&mut self, key: &str) -> bool {
+        let (word, bits) = self.place(key);
+        let seen = self.words[word] & bits == bits;
+        self.words[word] |= bits;
+        seen
+    }
 }
 
 /// Where an item of a batch was placed in the [`SourceBatch`].
@@ -394,24 +486,33 @@ impl Ctx<'_> {
             ..PullCounts::default()
         };
         if self.writer.is_none() {
-            self.writer = Some(self.store.death_writer().await?);
+            let mut writer = self.store.death_writer().await?;
+            if !writer.holds_source(source).await? {
+                self.first_load = Some(KeyFilter::new());
+            }
+            self.writer = Some(writer);
         }
         let writer = self.writer.as_mut().expect("taken above");
         let stored = {
-            let death_keys: Vec<&str> = items
-                .iter()
-                .filter_map(|i| match i {
-                    Normalised::Death(r) => Some(r.record_key.as_str()),
-                    _ => None,
-                })
-                .collect();
-            let non_keys: Vec<&str> = items
-                .iter()
-                .filter_map(|i| match i {
-                    Normalised::NonDeath(r) => Some(r.record_key.as_str()),
-                    _ => None,
-                })
-                .collect();
+            // On a first load only keys this pull may have stored can be
+            // stored (see `KeyFilter`); the rest need no lookup. Each key is
+            // added as it is tested: a key repeated in this batch is then
+            // looked up too (and not found), which changes nothing.
+            let (mut death_keys, mut non_keys): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+            for item in &items {
+                let (keys, key) = match item {
+                    Normalised::Death(r) => (&mut death_keys, r.record_key.as_str()),
+                    Normalised::NonDeath(r) => (&mut non_keys, r.record_key.as_str()),
+                    Normalised::Quarantined(_) => continue,
+                };
+                if self
+                    .first_load
+                    .as_mut()
+                    .is_none_or(|f| f.check_and_add(key))
+                {
+                    keys.push(key);
+                }
+            }
             // A source that separates deaths from other events may move a
             // record between them (a correction of the reason): look every
             // key up in both tables.
@@ -435,7 +536,13 @@ impl Ctx<'_> {
         let by_file = self.def.record.precedence == Precedence::FileVersion;
         let decisions = Self::classify(by_file, &items, &stored);
         drop(stored);
+        // Sized once: growing it copied every record again.
+        let deaths = items
+            .iter()
+            .filter(|i| matches!(i, Normalised::Death(_)))
+            .count();
         let mut batch = SourceBatch {
+            new_deaths: Vec::with_capacity(deaths),
             watermarks,
             ..SourceBatch::default()
         };
@@ -1207,32 +1314,35 @@ async fn pull_dir(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
     required.push(def.fields.name.clone());
     required.push(def.fields.death_date.clone());
     let required = Arc::new(required);
-    // The next file is decoded and split on a blocking thread while this
-    // one is normalised and committed.
-    let mut parsing: Option<(String, String, tokio::task::JoinHandle<ParsedCsv>)> = None;
+    // The next file is read, hashed, decoded and split on a blocking thread
+    // while this one is normalised and committed (hashing a file on the
+    // async thread that commits took a tenth of that thread's time).
+    type Job = tokio::task::JoinHandle<std::io::Result<Option<(String, ParsedCsv)>>>;
+    let mut reading: Option<(String, Job)> = None;
     for name in names.into_iter().map(Some).chain(std::iter::once(None)) {
-        let next = match name {
-            Some(name) => {
-                let path = dir.join(&name);
-                let bytes = tokio::fs::read(&path).await.map_err(|e| io(&path, e))?;
+        let next = name.map(|name| {
+            let path = dir.join(&name);
+            let taken = taken.get(&name).cloned();
+            let (encoding, required) = (def.encoding, required.clone());
+            let job = tokio::task::spawn_blocking(move || {
+                let bytes = std::fs::read(&path)?;
                 let sha = sha256_hex(&bytes);
-                if taken.get(&name) == Some(&sha) {
-                    ctx.counts.files_unchanged += 1;
-                    continue;
+                if taken.as_ref() == Some(&sha) {
+                    return Ok(None);
                 }
-                let (encoding, required) = (def.encoding, required.clone());
-                let job =
-                    tokio::task::spawn_blocking(move || parse_csv(encoding, &required, &bytes));
-                Some((name, sha, job))
-            }
-            None => None,
-        };
-        if let Some((name, sha, job)) = std::mem::replace(&mut parsing, next) {
-            let parsed = job.await.map_err(|e| ConnectorError::Internal {
+                Ok(Some((sha, parse_csv(encoding, &required, &bytes))))
+            });
+            (name, job)
+        });
+        if let Some((name, job)) = std::mem::replace(&mut reading, next) {
+            let read = job.await.map_err(|e| ConnectorError::Internal {
                 source_name: def.name.clone(),
                 message: e.to_string(),
             })?;
-            take_csv(ctx, &mut pipe, &name, parsed, sha).await?;
+            match read.map_err(|e| io(&dir.join(&name), e))? {
+                None => ctx.counts.files_unchanged += 1,
+                Some((sha, parsed)) => take_csv(ctx, &mut pipe, &name, parsed, sha).await?,
+            }
         }
     }
     pipe.finish(ctx).await?;
@@ -1424,6 +1534,18 @@ mod tests {
                 "440304001_20261101_v10.csv"
             ]
         );
+    }
+
+    #[test]
+    fn the_first_load_filter_never_forgets_a_key_and_rarely_imagines_one() {
+        let mut f = KeyFilter::new();
+        let key = |i: u32| format!("440304{:03}:{i:010}", i % 1000);
+        let imagined = (0..200_000).filter(|i| f.check_and_add(&key(*i))).count();
+        assert!(
+            imagined < 200,
+            "{imagined} false maybes in 200,000 new keys"
+        );
+        assert!((0..200_000).all(|i| f.check_and_add(&key(i))));
     }
 
     #[test]
