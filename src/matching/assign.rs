@@ -32,9 +32,33 @@ use super::score::{Band, Context, band, pair_total, score_pair};
 
 /// Evidence of life (spec §5-6) by ID number: the latest date each person
 /// was seen alive. A date after a record's death date blocks `auto`.
+/// Millions of events are loaded for every run: an 18-character number is
+/// kept as one integer (no string per event), anything else as text.
 #[derive(Debug, Clone, Default)]
 pub struct LifeEvidence {
-    latest: AHashMap<String, NaiveDate>,
+    latest: AHashMap<u64, NaiveDate>,
+    other: AHashMap<String, NaiveDate>,
+}
+
+/// An 18-character ID number (17 digits and a digit or `X`) as one integer.
+fn packed_id(id: &str) -> Option<u64> {
+    let b = id.as_bytes();
+    if b.len() != 18 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in &b[..17] {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(c - b'0');
+    }
+    let check = match b[17] {
+        c @ b'0'..=b'9' => u64::from(c - b'0'),
+        b'X' => 10,
+        _ => return None,
+    };
+    Some(n * 11 + check)
 }
 
 impl LifeEvidence {
@@ -44,7 +68,13 @@ impl LifeEvidence {
 
     /// Records that the person with this ID was alive on `date`.
     pub fn insert(&mut self, id_number: &str, date: NaiveDate) {
-        let e = self.latest.entry(id_number.to_string()).or_insert(date);
+        let e = match packed_id(id_number) {
+            Some(k) => self.latest.entry(k).or_insert(date),
+            None => match self.other.get_mut(id_number) {
+                Some(e) => e,
+                None => self.other.entry(id_number.to_string()).or_insert(date),
+            },
+        };
         if date > *e {
             *e = date;
         }
@@ -52,7 +82,12 @@ impl LifeEvidence {
 
     /// The latest proof of life strictly after `death`, if any.
     pub fn alive_after(&self, id_number: &str, death: NaiveDate) -> Option<NaiveDate> {
-        self.latest.get(id_number).copied().filter(|&d| d > death)
+        match packed_id(id_number) {
+            Some(k) => self.latest.get(&k),
+            None => self.other.get(id_number),
+        }
+        .copied()
+        .filter(|&d| d > death)
     }
 }
 
@@ -410,6 +445,27 @@ mod tests {
             &LifeEvidence::new(),
             &RejectedPairs::new(),
         )
+    }
+
+    #[test]
+    fn evidence_of_life_keeps_the_latest_date_per_id_however_it_is_written() {
+        let mut life = LifeEvidence::new();
+        let id = "44030419420315122X";
+        life.insert(id, d(2026, 9, 1));
+        life.insert(id, d(2026, 11, 3));
+        life.insert(id, d(2026, 10, 1));
+        assert_eq!(life.alive_after(id, d(2026, 10, 1)), Some(d(2026, 11, 3)));
+        assert_eq!(life.alive_after(id, d(2026, 11, 3)), None);
+        // Numbers differing only in the check character are different keys.
+        assert_eq!(life.alive_after("440304194203151220", d(2026, 1, 1)), None);
+        // Anything that is not 18 characters is kept as text.
+        life.insert("440304420315122", d(2026, 8, 1));
+        assert_eq!(
+            life.alive_after("440304420315122", d(2026, 7, 1)),
+            Some(d(2026, 8, 1))
+        );
+        assert_eq!(packed_id("44030419420315122x"), None);
+        assert_ne!(packed_id(id), packed_id("440304194203151229"));
     }
 
     #[test]

@@ -313,11 +313,22 @@ impl Store {
                 tracing::debug!(seconds = step.elapsed().as_secs_f64(), "{what}");
                 step = std::time::Instant::now();
             };
-            let mut tx = pool.begin().await?;
+            let mut conn = pool.acquire().await?;
+            // A full run on SQLite empties whole tables. SQLite truncates a
+            // table at once only when foreign keys are not enforced
+            // (enforced, it deletes a million matches row by row and index
+            // by index: tens of seconds); the rows written reference this
+            // run, which exists. The connection is closed afterwards, never
+            // handed back to the pool without enforcement.
+            if full && backend == Backend::Sqlite {
+                conn.close_on_drop();
+                sqlx::query("PRAGMA foreign_keys = OFF")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             if full {
-                // Every match is replaced: emptied at once (SQLite's
-                // truncation; a row-by-row delete with a condition took
-                // seconds at a million matches).
+                // Every match is replaced: emptied at once.
                 sqlx::query("DELETE FROM matches").execute(&mut *tx).await?;
             } else {
                 sqlx::query(

@@ -20,6 +20,7 @@ use libsqlite3_sys as ffi;
 use super::matches::{StoredMatch, funeral_home_city, id_status_of};
 use super::sqlite_bulk::{BulkError, error};
 use super::{Result, StoreError};
+use crate::matching::LifeEvidence;
 use crate::matching::model::{DeathRecord, Person};
 
 /// A prepared statement, finalized when dropped.
@@ -213,6 +214,25 @@ pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<Vec<DeathRecord>> {
         });
     }
     Ok(out)
+}
+
+/// Every proof of life (the `proofs_of_life` view), streamed into the
+/// matcher's latest date per ID number: millions of events, read without
+/// grouping them in SQL or copying rows first.
+pub fn load_life_evidence(db: NonNull<ffi::sqlite3>) -> Result<LifeEvidence> {
+    let mut s = Statement::prepare(db, c"SELECT id_number, proven_on FROM proofs_of_life")?;
+    let mut life = LifeEvidence::new();
+    while s.next()? {
+        let (Some(id), Some(on)) = (s.text(0), s.text(1)) else {
+            continue;
+        };
+        let on = date(on).ok_or_else(|| {
+            let whose = format!("proof of life of {}", crate::identity::id::mask(id));
+            unreadable("date", &whose, Some(on))
+        })?;
+        life.insert(id, on);
+    }
+    Ok(life)
 }
 
 const INSERT_MATCH: &CStr = c"INSERT INTO matches (source, record_key, person_no, score, band, \
