@@ -157,9 +157,18 @@ impl Store {
         use futures::TryStreamExt;
         match self {
             Store::Sqlite(pool) => {
-                let mut conn = pool.acquire().await?;
-                let mut handle = conn.lock_handle().await?;
-                super::matches_bulk::load_persons(handle.as_raw_handle())
+                let mut first = pool.acquire().await?;
+                let mut a = first.lock_handle().await?;
+                // A second connection for a second scan thread, when the
+                // pool allows two (with one, waiting for another would
+                // wait forever).
+                if pool.options().get_max_connections() >= 2 {
+                    let mut second = pool.acquire().await?;
+                    let mut b = second.lock_handle().await?;
+                    super::matches_bulk::load_persons(a.as_raw_handle(), Some(b.as_raw_handle()))
+                } else {
+                    super::matches_bulk::load_persons(a.as_raw_handle(), None)
+                }
             }
             Store::Postgres(pool) => {
                 let mut rows = sqlx::query_as::<_, PersonRow>(
