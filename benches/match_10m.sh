@@ -73,6 +73,9 @@ print(f"vigil match --full: {wall_s:.1f} s wall, peak RSS {rss / 1024 / 1024:.2f
 print(f"auto: {e['auto']} matches, precision {100 * e['auto_precision']:.3f}%, recall {100 * e['auto_recall']:.2f}%")
 print(f"auto+review: {e['auto_or_review']} matches, precision {100 * e['auto_or_review_precision']:.3f}%, "
       f"recall {100 * e['auto_or_review_recall']:.2f}%")
+print(f"auto+review recall of the {e['usable_links']} deaths with a usable ID or a full birth date: "
+      f"{100 * e['usable_recall']:.3f}%")
+print(f"wrong auto by kind: {e['false_auto_by_kind']}")
 json.dump({"persons": persons, "records": records, "wall_seconds": wall_s, "peak_rss_kib": rss,
            "load_roster_seconds": load_p, "load_records_seconds": load_r, "index_seconds": index_s,
            "match_seconds": match_s, "store_seconds": store, "eval": e},
