@@ -12,6 +12,8 @@
 //! data tables emptied (`TRUNCATE … CASCADE`) before each pull: use a
 //! database of its own.
 
+mod support;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
@@ -98,31 +100,6 @@ fn write_civil_affairs(dir: &Path, n: u64) {
     }
 }
 
-/// CPU seconds (user + system) this process has used so far: with other
-/// work on the machine, records per CPU second says more than wall time.
-fn cpu_secs() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = after.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 #[tokio::main]
 async fn main() {
     let n: u64 = std::env::args()
@@ -159,13 +136,13 @@ async fn main() {
                 sqlx::query(sql).execute(pool).await.unwrap();
             }
         }
-        let (t, cpu) = (Instant::now(), cpu_secs());
+        let (t, cpu) = (Instant::now(), support::cpu_seconds());
         let s = sim::pull_through_sim(&store, &defs, &[source.to_string()], dir.path(), &|_| {})
             .await
             .unwrap()
             .remove(0);
         let secs = t.elapsed().as_secs_f64();
-        let cpu = cpu_secs() - cpu;
+        let cpu = support::cpu_seconds() - cpu;
         println!(
             "{source}: {} records in {secs:.2} s = {:.0} records/s, {cpu:.1} CPU s ({} pages, {} files); ok={} peak RSS so far {:.0} MiB",
             s.counts.read,
@@ -173,7 +150,7 @@ async fn main() {
             s.counts.pages,
             s.counts.files_taken,
             s.ok(),
-            peak_rss_mib()
+            support::peak_rss_mib()
         );
         store.close().await;
     }

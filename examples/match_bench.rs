@@ -9,37 +9,13 @@
 //!
 //! RECORDS, when given, matches only the first that many records.
 
+mod support;
+
 use std::time::Instant;
 
 use vigil::matching::rules::MatchRules;
 use vigil::matching::{LifeEvidence, RosterIndex, match_batch};
 use vigil::store::Store;
-
-fn peak_rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib / 1024)
-}
-
-/// CPU seconds (user + system) this process has used: steadier than wall
-/// time on a shared machine.
-fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name (which may hold spaces).
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(0.0)
-}
 
 #[tokio::main]
 async fn main() {
@@ -98,7 +74,7 @@ async fn main() {
         }
     }
     let t = Instant::now();
-    let cpu = cpu_seconds();
+    let cpu = support::cpu_seconds();
     let batch = match_batch(
         &index,
         &records,
@@ -107,7 +83,7 @@ async fn main() {
         &Default::default(),
     );
     let matched = t.elapsed().as_secs_f64();
-    let matched_cpu = cpu_seconds() - cpu;
+    let matched_cpu = support::cpu_seconds() - cpu;
     let auto = batch
         .matches
         .iter()
@@ -117,7 +93,7 @@ async fn main() {
         "{} persons loaded in {load_persons:.1} s, {} records in {load_records:.1} s\n\
          index built in {built:.2} s ({} MiB of indexes)\n\
          matched in {matched:.2} s ({matched_cpu:.1} CPU s) = {:.0} records/s ({} pairs scored, {} capped blocks)\n\
-         {} matches ({auto} auto); peak RSS {} MiB",
+         {} matches ({auto} auto); peak RSS {:.0} MiB",
         persons.len(),
         records.len(),
         index.approx_bytes() >> 20,
@@ -125,7 +101,7 @@ async fn main() {
         batch.pairs_scored,
         batch.capped_blocks.len(),
         batch.matches.len(),
-        peak_rss_mib()
+        support::peak_rss_mib()
     );
     store.close().await;
 }
