@@ -23,7 +23,7 @@ use super::model::DeathRecord;
 use super::rules::MatchRules;
 use super::score::{Band, Safeguard};
 use crate::audit;
-use crate::store::match_state::{MatchScope, StoredEvent};
+use crate::store::match_state::{MatchScope, Progress, StoredEvent};
 use crate::store::matches::StoredMatch;
 use crate::store::runs::{RunCounts, RunStatus};
 use crate::store::{Store, StoreError};
@@ -164,13 +164,13 @@ async fn run_inner(
     scope: MatchScope,
 ) -> Result<MatchSummary, MatchRunError> {
     let started = Instant::now();
-    store
-        .claim_match_records(run_id, &rules.version, scope)
-        .await?;
-    tracing::info!(
-        seconds = started.elapsed().as_secs_f64(),
-        "claimed the records to match"
-    );
+    if scope == MatchScope::Pending {
+        store.claim_match_records(run_id, &rules.version).await?;
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "claimed the records to match"
+        );
+    }
     // Evidence of life after a death date blocks `auto` and shows on the
     // match. Millions of events: read on a connection and core of its own
     // while the roster loads.
@@ -179,12 +179,11 @@ async fn run_inner(
         tokio::spawn(async move { store.load_life_evidence().await })
     };
     let persons = store.load_match_persons().await?;
-    // A full run reads every record through the fast table scan: a record
-    // changed since its claim is read at its newer version, and stays
-    // pending (its progress keeps the claimed version) for the next run.
-    let mut records = match scope {
-        MatchScope::All => store.load_match_records().await?,
-        MatchScope::Pending => store.load_claimed_records(run_id).await?,
+    // A full run reads every record with its version in one table scan;
+    // those versions are what its commit records as matched.
+    let (mut records, versions) = match scope {
+        MatchScope::All => store.load_match_records_versioned().await?,
+        MatchScope::Pending => (store.load_claimed_records(run_id).await?, Vec::new()),
     };
     super::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
     let kept = match scope {
@@ -201,7 +200,7 @@ async fn run_inner(
         "loaded the rejected pairs and waited for the evidence of life"
     );
     let rules_owned = rules.clone();
-    let (summary, stored, events) = tokio::task::spawn_blocking(move || {
+    let (summary, stored, events, records) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let index = RosterIndex::build_for(&persons, &rules_owned);
         let index_seconds = started.elapsed().as_secs_f64();
@@ -346,13 +345,20 @@ async fn run_inner(
             seconds = started.elapsed().as_secs_f64(),
             "fused the death events and wrote the explanations"
         );
-        (summary, stored, events)
+        (summary, stored, events, records)
     })
     .await
     .map_err(|e| MatchRunError::Worker(e.to_string()))?;
     let started = std::time::Instant::now();
+    let progress = match scope {
+        MatchScope::All => Progress::All {
+            records: &records,
+            versions: &versions,
+        },
+        MatchScope::Pending => Progress::Claimed,
+    };
     store
-        .commit_match_run(run_id, &rules.version, scope, &stored, &events)
+        .commit_match_run(run_id, &rules.version, progress, &stored, &events)
         .await?;
     tracing::info!(
         matches = stored.len(),

@@ -1,18 +1,19 @@
 //! What the matcher has looked at, and the deaths it fused.
 //!
-//! A match run first *claims* the death records it will match, at the
-//! version it reads (all of them for `vigil match --full`; otherwise the
-//! ones never matched, changed since, or matched under other rules). When
-//! the run succeeds, its matches, the fused death events and the claimed
-//! records' progress are written in one transaction; when it fails, its
-//! claims are dropped and the records stay pending. A record that changes
-//! while the run works is not read at its old version: it stays pending for
-//! the next run.
+//! A pending match run (`vigil match`) first *claims* the death records it
+//! will match, at the version stored then: the ones never matched, changed
+//! since, or matched under other rules. A full run (`vigil match --full`)
+//! claims nothing: it reads every record with its version in one scan and
+//! records those versions. When a run succeeds, its matches, the fused death
+//! events and its records' progress are written in one transaction; when it
+//! fails, its claims are dropped and the records stay pending. A record that
+//! changes while the run works is not marked at its new version: it stays
+//! pending for the next run.
 //!
-//! Bulk writes go through one JSON array parameter (`json_each` on SQLite,
-//! `jsonb_array_elements` on PostgreSQL), so that a hundred thousand matches
-//! are a handful of statements on either backend; SQLite takes the matches
-//! themselves, the bulk of it, through one prepared statement on its C API.
+//! On PostgreSQL, bulk writes go through one JSON array parameter
+//! (`jsonb_array_elements`), so that a hundred thousand matches are a
+//! handful of statements; SQLite takes matches, events and progress through
+//! prepared statements on its C API.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -110,10 +111,56 @@ fn bulk_select(backend: Backend, casts: &[&str]) -> String {
     }
 }
 
-/// How a backend's transaction takes a run's matches: SQLite through one
-/// prepared statement on its C API (the explanations make this the
-/// largest write of a run), PostgreSQL through JSON array chunks.
-trait MatchWriter {
+/// One death event encoded for storage: its lists as JSON text.
+pub(super) struct EncodedEvent<'a> {
+    pub person_no: &'a str,
+    pub death_date: String,
+    pub band: &'a str,
+    pub sources: String,
+    pub evidence_strength: f64,
+    pub flags: String,
+    pub records: String,
+    pub rules_version: &'a str,
+    pub run_id: i64,
+}
+
+impl<'a> EncodedEvent<'a> {
+    fn of(e: &'a StoredEvent) -> EncodedEvent<'a> {
+        fn json<T: Serialize>(list: &[T]) -> String {
+            serde_json::to_string(list).unwrap_or_else(|_| "[]".to_string())
+        }
+        EncodedEvent {
+            person_no: &e.person_no,
+            death_date: e.death_date.to_string(),
+            band: &e.band,
+            sources: json(&e.sources),
+            evidence_strength: e.evidence_strength,
+            flags: json(&e.flags),
+            records: json(&e.records),
+            rules_version: &e.rules_version,
+            run_id: e.run_id,
+        }
+    }
+}
+
+/// Which records a run's commit marks as matched.
+pub enum Progress<'a> {
+    /// The records this run claimed (`vigil match`).
+    Claimed,
+    /// Every record, at the version the run read of each
+    /// (`Store::load_match_records_versioned`): `vigil match --full`, which
+    /// claims nothing. A record changed since it was read is stored newer
+    /// than its progress, so it stays pending for the next run.
+    All {
+        records: &'a [DeathRecord],
+        versions: &'a [i64],
+    },
+}
+
+/// How a backend's transaction takes a run's rows: SQLite through prepared
+/// statements on its C API (the explanations make the matches the largest
+/// write of a run), PostgreSQL through JSON array chunks.
+trait RunWriter {
     async fn insert_matches(
         &mut self,
         json_sql: &str,
@@ -121,9 +168,26 @@ trait MatchWriter {
         now: &str,
         matches: &[StoredMatch],
     ) -> Result<()>;
+
+    async fn insert_events(
+        &mut self,
+        json_sql: &str,
+        now: &str,
+        events: &[EncodedEvent<'_>],
+    ) -> Result<()>;
+
+    /// Into an emptied `match_progress`.
+    async fn insert_progress(
+        &mut self,
+        json_sql: &str,
+        run_id: i64,
+        rules_version: &str,
+        records: &[DeathRecord],
+        versions: &[i64],
+    ) -> Result<()>;
 }
 
-impl MatchWriter for sqlx::Transaction<'_, sqlx::Sqlite> {
+impl RunWriter for sqlx::Transaction<'_, sqlx::Sqlite> {
     async fn insert_matches(
         &mut self,
         _json_sql: &str,
@@ -135,9 +199,56 @@ impl MatchWriter for sqlx::Transaction<'_, sqlx::Sqlite> {
         super::matches_bulk::insert_matches(handle.as_raw_handle(), run_id, now, matches)?;
         Ok(())
     }
+
+    async fn insert_events(
+        &mut self,
+        _json_sql: &str,
+        now: &str,
+        events: &[EncodedEvent<'_>],
+    ) -> Result<()> {
+        let mut handle = self.lock_handle().await?;
+        super::matches_bulk::insert_events(handle.as_raw_handle(), now, events)?;
+        Ok(())
+    }
+
+    async fn insert_progress(
+        &mut self,
+        _json_sql: &str,
+        run_id: i64,
+        rules_version: &str,
+        records: &[DeathRecord],
+        versions: &[i64],
+    ) -> Result<()> {
+        let mut handle = self.lock_handle().await?;
+        super::matches_bulk::insert_progress(
+            handle.as_raw_handle(),
+            run_id,
+            rules_version,
+            records,
+            versions,
+        )?;
+        Ok(())
+    }
 }
 
-impl MatchWriter for sqlx::Transaction<'_, sqlx::Postgres> {
+/// Inserts `rows` with `json_sql`, `CHUNK` rows per statement.
+async fn insert_json_chunks<T>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    json_sql: &str,
+    rows: &[T],
+    row: impl Fn(&T) -> serde_json::Value,
+) -> Result<()> {
+    for chunk in rows.chunks(CHUNK) {
+        let values: Vec<serde_json::Value> = chunk.iter().map(&row).collect();
+        sqlx::query(sqlx::AssertSqlSafe(json_sql))
+            .bind(serde_json::Value::Array(values).to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+impl RunWriter for sqlx::Transaction<'_, sqlx::Postgres> {
     async fn insert_matches(
         &mut self,
         json_sql: &str,
@@ -145,57 +256,76 @@ impl MatchWriter for sqlx::Transaction<'_, sqlx::Postgres> {
         now: &str,
         matches: &[StoredMatch],
     ) -> Result<()> {
-        for chunk in matches.chunks(CHUNK) {
-            let rows: Vec<serde_json::Value> = chunk
-                .iter()
-                .map(|m| {
-                    serde_json::json!([
-                        m.source,
-                        m.record_key,
-                        m.person_no,
-                        m.score,
-                        m.band,
-                        m.runner_up,
-                        m.margin,
-                        m.explanation,
-                        m.rules_version,
-                        run_id,
-                        now,
-                        m.may_carry
-                    ])
-                })
-                .collect();
-            sqlx::query(sqlx::AssertSqlSafe(json_sql))
-                .bind(serde_json::Value::Array(rows).to_string())
-                .execute(&mut **self)
-                .await?;
-        }
-        Ok(())
+        insert_json_chunks(self, json_sql, matches, |m| {
+            serde_json::json!([
+                m.source,
+                m.record_key,
+                m.person_no,
+                m.score,
+                m.band,
+                m.runner_up,
+                m.margin,
+                m.explanation,
+                m.rules_version,
+                run_id,
+                now,
+                m.may_carry
+            ])
+        })
+        .await
+    }
+
+    async fn insert_events(
+        &mut self,
+        json_sql: &str,
+        now: &str,
+        events: &[EncodedEvent<'_>],
+    ) -> Result<()> {
+        insert_json_chunks(self, json_sql, events, |e| {
+            serde_json::json!([
+                e.person_no,
+                e.death_date,
+                e.band,
+                e.sources,
+                e.evidence_strength,
+                e.flags,
+                e.records,
+                e.rules_version,
+                e.run_id,
+                now
+            ])
+        })
+        .await
+    }
+
+    async fn insert_progress(
+        &mut self,
+        json_sql: &str,
+        run_id: i64,
+        rules_version: &str,
+        records: &[DeathRecord],
+        versions: &[i64],
+    ) -> Result<()> {
+        let rows: Vec<(&DeathRecord, i64)> = records.iter().zip(versions.iter().copied()).collect();
+        insert_json_chunks(self, json_sql, &rows, |(r, version)| {
+            serde_json::json!([r.source, r.record_key, version, rules_version, run_id])
+        })
+        .await
     }
 }
 
 impl Store {
-    /// Claims this run's records; returns how many.
-    pub async fn claim_match_records(
-        &self,
-        run_id: i64,
-        rules_version: &str,
-        scope: MatchScope,
-    ) -> Result<u64> {
-        let sql: &str = match scope {
-            MatchScope::All => {
-                "INSERT INTO match_claims (run_id, source, record_key, record_version) \
-                 SELECT $1, d.source, d.record_key, d.version FROM death_records d \
-                 WHERE $2 = $2"
-            }
-            MatchScope::Pending => &format!(
-                "INSERT INTO match_claims (run_id, source, record_key, record_version) \
-                 SELECT $1, d.source, d.record_key, d.version FROM death_records d \
-                 LEFT JOIN match_progress p \
-                   ON p.source = d.source AND p.record_key = d.record_key \
-                 WHERE {PENDING}"
-            ),
-        };
+    /// Claims the records a pending run (`vigil match`) takes, at the
+    /// version stored now; returns how many. A full run claims nothing: it
+    /// records the versions it reads ([`Progress::All`]).
+    pub async fn claim_match_records(&self, run_id: i64, rules_version: &str) -> Result<u64> {
+        let sql = format!(
+            "INSERT INTO match_claims (run_id, source, record_key, record_version) \
+             SELECT $1, d.source, d.record_key, d.version FROM death_records d \
+             LEFT JOIN match_progress p \
+               ON p.source = d.source AND p.record_key = d.record_key \
+             WHERE {PENDING}"
+        );
         let n = with_pool!(self, pool => {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(run_id)
@@ -251,18 +381,20 @@ impl Store {
             .collect())
     }
 
-    /// Writes a successful run's outcome in one transaction: the claimed
-    /// records' matches replace their old ones (with `All`, every match is
-    /// replaced), the death events are replaced, and the claimed records
-    /// are marked as matched under `rules_version`.
+    /// Writes a successful run's outcome in one transaction: the matches of
+    /// the records in `progress` replace their old ones (with
+    /// [`Progress::All`], every match is replaced), the death events are
+    /// replaced, and those records are marked as matched under
+    /// `rules_version`.
     pub async fn commit_match_run(
         &self,
         run_id: i64,
         rules_version: &str,
-        scope: MatchScope,
+        progress: Progress<'_>,
         matches: &[StoredMatch],
         events: &[StoredEvent],
     ) -> Result<()> {
+        use rayon::prelude::*;
         let now = now_utc_text();
         let backend = self.backend();
         let match_sql = format!(
@@ -283,30 +415,14 @@ impl Store {
                 &["", "date", "", "", "float8", "", "", "", "bigint", ""]
             )
         );
-        let full = scope == MatchScope::All;
-        let event_chunks: Vec<String> = events
-            .chunks(CHUNK)
-            .map(|chunk| {
-                let rows: Vec<serde_json::Value> = chunk
-                    .iter()
-                    .map(|e| {
-                        serde_json::json!([
-                            e.person_no,
-                            e.death_date.to_string(),
-                            e.band,
-                            serde_json::to_string(&e.sources).unwrap_or_default(),
-                            e.evidence_strength,
-                            serde_json::to_string(&e.flags).unwrap_or_default(),
-                            serde_json::to_string(&e.records).unwrap_or_default(),
-                            e.rules_version,
-                            run_id,
-                            now
-                        ])
-                    })
-                    .collect();
-                serde_json::Value::Array(rows).to_string()
-            })
-            .collect();
+        let progress_sql = format!(
+            "INSERT INTO match_progress (source, record_key, record_version, rules_version, \
+             run_id) {}",
+            bulk_select(backend, &["", "", "integer", "", "bigint"])
+        );
+        let full = matches!(progress, Progress::All { .. });
+        // Encoded before the transaction, on both cores.
+        let events: Vec<EncodedEvent<'_>> = events.par_iter().map(EncodedEvent::of).collect();
         with_pool!(self, pool => {
             let mut step = std::time::Instant::now();
             let mut timed = |what: &str| {
@@ -352,41 +468,37 @@ impl Store {
             tx.insert_matches(&match_sql, run_id, &now, matches).await?;
             timed("inserted the matches");
             sqlx::query("DELETE FROM death_events").execute(&mut *tx).await?;
-            for chunk in &event_chunks {
-                sqlx::query(sqlx::AssertSqlSafe(event_sql.as_str()))
-                    .bind(chunk)
+            tx.insert_events(&event_sql, &now, &events).await?;
+            timed("replaced the death events");
+            match progress {
+                // Every record's progress, written into an emptied table (an
+                // upsert of a million rows, each found and rewritten, took
+                // ten seconds).
+                Progress::All { records, versions } => {
+                    sqlx::query("DELETE FROM match_progress").execute(&mut *tx).await?;
+                    tx.insert_progress(&progress_sql, run_id, rules_version, records, versions)
+                        .await?;
+                }
+                Progress::Claimed => {
+                    sqlx::query(
+                        "INSERT INTO match_progress \
+                         (source, record_key, record_version, rules_version, run_id) \
+                         SELECT source, record_key, record_version, $2, $1 FROM match_claims \
+                         WHERE run_id = $1 ON CONFLICT (source, record_key) DO UPDATE SET \
+                         record_version = excluded.record_version, \
+                         rules_version = excluded.rules_version, run_id = excluded.run_id",
+                    )
+                    .bind(run_id)
+                    .bind(rules_version)
                     .execute(&mut *tx)
                     .await?;
+                    sqlx::query("DELETE FROM match_claims WHERE run_id = $1")
+                        .bind(run_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
-            timed("replaced the death events");
-            // A full run claimed every record: its claims are the whole
-            // progress, written into an emptied table (an upsert of a
-            // million rows, each found and rewritten, took ten seconds).
-            if full {
-                sqlx::query("DELETE FROM match_progress").execute(&mut *tx).await?;
-            }
-            let conflict = if full {
-                ""
-            } else {
-                " ON CONFLICT (source, record_key) DO UPDATE SET \
-                 record_version = excluded.record_version, \
-                 rules_version = excluded.rules_version, run_id = excluded.run_id"
-            };
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO match_progress (source, record_key, record_version, rules_version, run_id) \
-                 SELECT source, record_key, record_version, $2, $1 FROM match_claims \
-                 WHERE run_id = $1{conflict}"
-            )))
-            .bind(run_id)
-            .bind(rules_version)
-            .execute(&mut *tx)
-            .await?;
             timed("recorded the progress");
-            sqlx::query("DELETE FROM match_claims WHERE run_id = $1")
-                .bind(run_id)
-                .execute(&mut *tx)
-                .await?;
-            timed("dropped the claims");
             tx.commit().await?;
             timed("committed");
         });

@@ -200,17 +200,24 @@ impl Store {
 
     /// Every stored death record, ordered by (source, record_key).
     pub async fn load_match_records(&self) -> Result<Vec<DeathRecord>> {
+        Ok(self.load_match_records_versioned().await?.0)
+    }
+
+    /// Every stored death record, ordered by (source, record_key), with the
+    /// version read of each alongside (in one read: what a full match run
+    /// records as matched).
+    pub async fn load_match_records_versioned(&self) -> Result<(Vec<DeathRecord>, Vec<i64>)> {
         let started = std::time::Instant::now();
-        let records = self.load_match_records_inner().await?;
+        let (records, versions) = self.load_match_records_inner().await?;
         tracing::info!(
             records = records.len(),
             seconds = started.elapsed().as_secs_f64(),
             "loaded the death records for matching"
         );
-        Ok(records)
+        Ok((records, versions))
     }
 
-    async fn load_match_records_inner(&self) -> Result<Vec<DeathRecord>> {
+    async fn load_match_records_inner(&self) -> Result<(Vec<DeathRecord>, Vec<i64>)> {
         use futures::TryStreamExt;
         match self {
             Store::Sqlite(pool) => {
@@ -219,17 +226,24 @@ impl Store {
                 super::matches_bulk::load_records(handle.as_raw_handle())
             }
             Store::Postgres(pool) => {
-                let mut rows = sqlx::query_as::<_, RecordRow>(
+                #[derive(sqlx::FromRow)]
+                struct Versioned {
+                    #[sqlx(flatten)]
+                    record: RecordRow,
+                    version: i64,
+                }
+                let mut rows = sqlx::query_as::<_, Versioned>(
                     "SELECT source, record_key, name_raw, name_norm, name_key, id_raw, id_number, \
-                     id_status, sex, birth_date, birth_year_min, birth_year_max, death_date, region \
-                     FROM death_records ORDER BY source, record_key",
+                     id_status, sex, birth_date, birth_year_min, birth_year_max, death_date, region, \
+                     version::bigint AS version FROM death_records ORDER BY source, record_key",
                 )
                 .fetch(pool);
-                let mut out = Vec::new();
+                let (mut out, mut versions) = (Vec::new(), Vec::new());
                 while let Some(r) = rows.try_next().await? {
-                    out.push(r.into_record());
+                    out.push(r.record.into_record());
+                    versions.push(r.version);
                 }
-                Ok(out)
+                Ok((out, versions))
             }
         }
     }

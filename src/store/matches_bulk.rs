@@ -138,50 +138,181 @@ unsafe impl Send for Db {}
 /// order, read by two threads on two connections, half of the table each
 /// by rowid: decoding ten million rows was the larger part of a full match
 /// run's loading. Without a second connection, one thread reads it all.
+///
+/// Both threads write into one vector sized once for the whole rowid
+/// range, and it is put in order where it lies: on the machines this runs
+/// on, first touching memory costs about a second per GiB, and a vector per
+/// thread joined into a third touched twice the roster's size again.
 pub fn load_persons(
     first: NonNull<ffi::sqlite3>,
     second: Option<NonNull<ffi::sqlite3>>,
 ) -> Result<Vec<Person>> {
-    use rayon::slice::ParallelSliceMut;
-    let mut rows = Statement::prepare(first, c"SELECT min(rowid), max(rowid) FROM pensioners")?;
+    // Two subqueries: SQLite answers a lone min() or max() from the end of
+    // the table, but scans every row for both in one SELECT.
+    let mut rows = Statement::prepare(
+        first,
+        c"SELECT (SELECT min(rowid) FROM pensioners), (SELECT max(rowid) FROM pensioners)",
+    )?;
     let (lo, hi) = if rows.next()? {
         (rows.int(0).unwrap_or(0), rows.int(1).unwrap_or(-1))
     } else {
         (0, -1)
     };
     drop(rows);
-    let Some(second) = second else {
-        let mut persons = scan_persons(Db(first), lo, hi)?;
-        persons.par_sort_unstable_by(|a, b| a.person_no.cmp(&b.person_no));
-        return Ok(persons);
+    if hi < lo {
+        return Ok(Vec::new());
+    }
+    let span = |from: i64, to: i64| usize::try_from(to - from + 1).unwrap_or(0);
+    let mid = match second {
+        Some(_) => lo + (hi - lo) / 2,
+        None => hi,
     };
-    let mid = lo + (hi - lo) / 2;
-    let (a, b) = (Db(first), Db(second));
+    let mut persons: Vec<Person> = Vec::with_capacity(span(lo, hi));
+    let first_len = span(lo, mid);
+    let (a_slots, b_slots) = persons.spare_capacity_mut().split_at_mut(first_len);
     let (mine, theirs) = std::thread::scope(|scope| {
-        let other = scope.spawn(move || scan_persons(b, mid + 1, hi));
-        let mine = scan_persons(a, lo, mid);
-        let theirs = other.join().unwrap_or_else(|_| {
-            Err(StoreError::Corrupt(
-                "the roster scan thread panicked".to_string(),
-            ))
+        let other = second.map(|b| {
+            let b = Db(b);
+            scope.spawn(move || scan_persons(b, mid + 1, hi, Slots::new(b_slots)))
+        });
+        let mine = scan_persons(Db(first), lo, mid, Slots::new(a_slots));
+        let theirs = other.map(|t| {
+            t.join().unwrap_or_else(|_| {
+                Err(StoreError::Corrupt(
+                    "the roster scan thread panicked".to_string(),
+                ))
+            })
         });
         (mine, theirs)
     });
-    let (mut persons, mut rest) = (mine?, theirs?);
-    persons.append(&mut rest);
-    drop(rest);
-    persons.par_sort_unstable_by(|a, b| a.person_no.cmp(&b.person_no));
+    // A failed half drops what the other half read (`Slots`' drop).
+    let (na, nb) = match (mine, theirs.transpose()) {
+        (Ok(a), Ok(b)) => (a.keep(), b.map_or(0, Slots::keep)),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    // SAFETY: the first half's rows are slots `0..na`, the second half's
+    // `first_len..first_len + nb`, all written (`Slots::keep`); the copy
+    // closes the gap between them (it may overlap) and the length then
+    // covers exactly the written rows.
+    unsafe {
+        let base = persons.as_mut_ptr();
+        ptr::copy(base.add(first_len), base.add(na), nb);
+        persons.set_len(na + nb);
+    }
+    sort_by_person_no(&mut persons);
     Ok(persons)
 }
 
-/// The roster rows with rowids in `lo..=hi`.
-fn scan_persons(db: Db, lo: i64, hi: i64) -> Result<Vec<Person>> {
+/// Uninitialised roster slots a scan fills in order; the rows written so
+/// far are dropped with it unless [`Slots::keep`] hands them on.
+struct Slots<'s> {
+    slots: &'s mut [std::mem::MaybeUninit<Person>],
+    filled: usize,
+}
+
+impl<'s> Slots<'s> {
+    fn new(slots: &'s mut [std::mem::MaybeUninit<Person>]) -> Slots<'s> {
+        Slots { slots, filled: 0 }
+    }
+
+    fn push(&mut self, person: Person) -> Result<()> {
+        let Some(slot) = self.slots.get_mut(self.filled) else {
+            return Err(StoreError::Corrupt(
+                "the roster scan read more rows than its rowid range holds".to_string(),
+            ));
+        };
+        slot.write(person);
+        self.filled += 1;
+        Ok(())
+    }
+
+    /// How many rows were written; they are the caller's from now on.
+    fn keep(self) -> usize {
+        let n = self.filled;
+        std::mem::forget(self);
+        n
+    }
+}
+
+impl Drop for Slots<'_> {
+    fn drop(&mut self) {
+        for slot in &mut self.slots[..self.filled] {
+            // SAFETY: the first `filled` slots were written by `push`.
+            unsafe { slot.assume_init_drop() };
+        }
+    }
+}
+
+/// Puts the roster in person-number order in place: sorts positions, not
+/// the ~180-byte persons, by the number read as an integer when every
+/// number is digits of one length (the agency's 16-digit numbers; their
+/// text order is then their numeric order), else by text; then moves each
+/// person once along the permutation's cycles.
+fn sort_by_person_no(persons: &mut [Person]) {
+    use rayon::prelude::*;
+    if persons
+        .par_windows(2)
+        .all(|w| w[0].person_no <= w[1].person_no)
+    {
+        return;
+    }
+    let width = persons.first().map_or(0, |p| p.person_no.len());
+    let numeric = width <= 19
+        && persons
+            .par_iter()
+            .all(|p| p.person_no.len() == width && p.person_no.bytes().all(|b| b.is_ascii_digit()));
+    let order: Vec<u32> = if numeric {
+        let mut keyed: Vec<(u64, u32)> = persons
+            .par_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let n = p
+                    .person_no
+                    .bytes()
+                    .fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
+                (n, i as u32)
+            })
+            .collect();
+        keyed.par_sort_unstable();
+        keyed.into_par_iter().map(|(_, i)| i).collect()
+    } else {
+        let mut order: Vec<u32> = (0..persons.len() as u32).collect();
+        order.par_sort_by(|&a, &b| {
+            persons[a as usize]
+                .person_no
+                .cmp(&persons[b as usize].person_no)
+        });
+        order
+    };
+    permute(persons, order);
+}
+
+/// Rearranges `items` so that position `i` holds what was at `order[i]`
+/// (`order` a permutation of the positions), by swaps along its cycles.
+fn permute<T>(items: &mut [T], mut order: Vec<u32>) {
+    const DONE: u32 = u32::MAX;
+    for start in 0..items.len() {
+        if order[start] == DONE {
+            continue;
+        }
+        let mut at = start;
+        loop {
+            let from = order[at] as usize;
+            order[at] = DONE;
+            if from == start {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
+    }
+}
+
+/// The roster rows with rowids in `lo..=hi`, written into `out`.
+fn scan_persons<'s>(db: Db, lo: i64, hi: i64, mut out: Slots<'s>) -> Result<Slots<'s>> {
     let mut s = Statement::prepare(db.0, PERSONS)?;
     s.bind_int(1, lo)?;
     s.bind_int(2, hi)?;
-    // Sized once: growing a vector of millions of persons by doubling
-    // would hold the old and the new copy at once.
-    let mut out = Vec::with_capacity(usize::try_from(hi - lo + 1).unwrap_or(0));
     while s.next()? {
         let t = |i| CompactString::from(s.text(i).unwrap_or_default());
         let person_no = t(0);
@@ -202,21 +333,24 @@ fn scan_persons(db: Db, lo: i64, hi: i64) -> Result<Vec<Person>> {
             insured_region: t(7),
             residence_region: t(8),
             person_no,
-        });
+        })?;
     }
     Ok(out)
 }
 
 const RECORDS: &CStr =
     c"SELECT source, record_key, name_raw, name_norm, name_key, id_raw, id_number, \
-    id_status, sex, birth_date, birth_year_min, birth_year_max, death_date, region \
+    id_status, sex, birth_date, birth_year_min, birth_year_max, death_date, region, version \
     FROM death_records ORDER BY source, record_key";
 
-/// Every stored death record, ordered by (source, record_key).
-pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<Vec<DeathRecord>> {
+/// Every stored death record, ordered by (source, record_key), with the
+/// version read of each alongside.
+pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<(Vec<DeathRecord>, Vec<i64>)> {
     let mut s = Statement::prepare(db, RECORDS)?;
     let mut out = Vec::new();
+    let mut versions = Vec::new();
     while s.next()? {
+        versions.push(s.int(14).unwrap_or_default());
         let t = |i| s.text(i).unwrap_or_default().to_string();
         let (source, record_key) = (t(0), t(1));
         let whose = || format!("death record {source} {record_key}");
@@ -260,7 +394,7 @@ pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<Vec<DeathRecord>> {
             record_key,
         });
     }
-    Ok(out)
+    Ok((out, versions))
 }
 
 /// Every proof of life (the `proofs_of_life` view), streamed into the
@@ -341,6 +475,106 @@ pub fn insert_matches(
     Ok(())
 }
 
+/// Binds text parameter `i` to `v`, which must outlive the next step.
+///
+/// # Safety
+/// `stmt` is a live statement, not stepping.
+unsafe fn bind_text(stmt: *mut ffi::sqlite3_stmt, i: c_int, v: &str) -> c_int {
+    // SAFETY: as the caller promises; SQLITE_STATIC: `v` is not copied.
+    unsafe {
+        ffi::sqlite3_bind_text(
+            stmt,
+            i,
+            v.as_ptr().cast(),
+            v.len() as c_int,
+            ffi::SQLITE_STATIC(),
+        )
+    }
+}
+
+/// Steps a bound insert once and readies it for the next row.
+///
+/// # Safety
+/// `s` is bound; every bound buffer is still alive.
+unsafe fn insert_row(s: &Statement, bound: c_int) -> Result<(), BulkError> {
+    if bound != ffi::SQLITE_OK {
+        return Err(error(s.db, bound));
+    }
+    // SAFETY: as the caller promises.
+    let step = unsafe { ffi::sqlite3_step(s.stmt) };
+    // SAFETY: `stmt` is live.
+    unsafe {
+        ffi::sqlite3_reset(s.stmt);
+        ffi::sqlite3_clear_bindings(s.stmt);
+    }
+    if step != ffi::SQLITE_DONE {
+        return Err(error(s.db, step));
+    }
+    Ok(())
+}
+
+const INSERT_PROGRESS: &CStr = c"INSERT INTO match_progress \
+    (source, record_key, record_version, rules_version, run_id) VALUES (?,?,?,?,?)";
+
+/// Records each of `records` as matched at the version read (`versions`,
+/// alongside) under `rules_version`, into an emptied `match_progress`; the
+/// caller holds the connection locked inside an open transaction.
+pub fn insert_progress(
+    db: NonNull<ffi::sqlite3>,
+    run_id: i64,
+    rules_version: &str,
+    records: &[DeathRecord],
+    versions: &[i64],
+) -> Result<(), BulkError> {
+    let s = Statement::prepare(db, INSERT_PROGRESS)?;
+    for (r, &version) in records.iter().zip(versions) {
+        // SAFETY: five parameters; the record's strings and `rules_version`
+        // live until `insert_row` resets the statement.
+        unsafe {
+            let mut rc = bind_text(s.stmt, 1, &r.source);
+            rc |= bind_text(s.stmt, 2, &r.record_key);
+            rc |= ffi::sqlite3_bind_int64(s.stmt, 3, version);
+            rc |= bind_text(s.stmt, 4, rules_version);
+            rc |= ffi::sqlite3_bind_int64(s.stmt, 5, run_id);
+            insert_row(&s, rc)?;
+        }
+    }
+    Ok(())
+}
+
+const INSERT_EVENT: &CStr = c"INSERT INTO death_events (person_no, death_date, band, sources, \
+    evidence_strength, flags, records, rules_version, run_id, updated_at) \
+    VALUES (?,?,?,?,?,?,?,?,?,?)";
+
+/// Inserts the death events, each already encoded, with one prepared
+/// statement; the caller holds the connection locked inside an open
+/// transaction.
+pub fn insert_events(
+    db: NonNull<ffi::sqlite3>,
+    now: &str,
+    events: &[super::match_state::EncodedEvent<'_>],
+) -> Result<(), BulkError> {
+    let s = Statement::prepare(db, INSERT_EVENT)?;
+    for e in events {
+        // SAFETY: ten parameters; the event's strings and `now` live until
+        // `insert_row` resets the statement.
+        unsafe {
+            let mut rc = bind_text(s.stmt, 1, e.person_no);
+            rc |= bind_text(s.stmt, 2, &e.death_date);
+            rc |= bind_text(s.stmt, 3, e.band);
+            rc |= bind_text(s.stmt, 4, &e.sources);
+            rc |= ffi::sqlite3_bind_double(s.stmt, 5, e.evidence_strength);
+            rc |= bind_text(s.stmt, 6, &e.flags);
+            rc |= bind_text(s.stmt, 7, &e.records);
+            rc |= bind_text(s.stmt, 8, e.rules_version);
+            rc |= ffi::sqlite3_bind_int64(s.stmt, 9, e.run_id);
+            rc |= bind_text(s.stmt, 10, now);
+            insert_row(&s, rc)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +586,69 @@ mod tests {
         assert_eq!(date("1942-3-5"), d);
         assert_eq!(date("1942-13-05"), None);
         assert_eq!(date(""), None);
+    }
+
+    fn numbered(nos: &[&str]) -> Vec<Person> {
+        let day = NaiveDate::from_ymd_opt(1950, 1, 1).unwrap_or_default();
+        nos.iter()
+            .enumerate()
+            .map(|(i, no)| Person {
+                person_no: (*no).into(),
+                name: format!("p{i}").into(),
+                name_norm: CompactString::default(),
+                name_key: CompactString::default(),
+                id_number: CompactString::default(),
+                sex: 1,
+                birth_date: day,
+                insured_region: CompactString::default(),
+                residence_region: CompactString::default(),
+                benefit_start: day,
+            })
+            .collect()
+    }
+
+    fn order_of(persons: &[Person]) -> Vec<(&str, &str)> {
+        persons
+            .iter()
+            .map(|p| (p.person_no.as_str(), p.name.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn the_roster_is_put_in_person_number_order_in_place() {
+        // Same-length digits: sorted as integers.
+        let mut v = numbered(&["4403000000000003", "1101000000000009", "4403000000000001"]);
+        sort_by_person_no(&mut v);
+        assert_eq!(
+            order_of(&v),
+            [
+                ("1101000000000009", "p1"),
+                ("4403000000000001", "p2"),
+                ("4403000000000003", "p0"),
+            ]
+        );
+        // Mixed lengths and letters: text order, which is not numeric order
+        // ("9" after "10"); equal numbers keep roster order.
+        let mut v = numbered(&["9", "P2", "10", "P10", "9", "A"]);
+        sort_by_person_no(&mut v);
+        assert_eq!(
+            order_of(&v),
+            [
+                ("10", "p2"),
+                ("9", "p0"),
+                ("9", "p4"),
+                ("A", "p5"),
+                ("P10", "p3"),
+                ("P2", "p1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_permutation_moves_every_item_along_its_cycles() {
+        // Cycles (0 3 1) and (2 4), and 5 in place.
+        let mut items = vec!['a', 'b', 'c', 'd', 'e', 'f'];
+        permute(&mut items, vec![3, 0, 4, 1, 2, 5]);
+        assert_eq!(items, ['d', 'a', 'e', 'b', 'c', 'f']);
     }
 }

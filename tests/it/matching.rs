@@ -494,3 +494,61 @@ async fn death_events(db: &TestDb) {
         assert_eq!(flagged, dates.len() > 1, "{e:?}");
     }
 }
+
+both_backends!(
+    a_record_changed_after_a_full_run_read_it_stays_pending,
+    changed_during_full_run
+);
+async fn changed_during_full_run(db: &TestDb) {
+    use vigil::store::match_state::Progress;
+    prepared_from(db, &["public_security"]).await;
+    let rules = MatchRules::default_rules();
+    let run_id = db
+        .store
+        .start_run("match", "matcher", None, None)
+        .await
+        .unwrap();
+    // What a full run reads; then a pull stores a newer version of one
+    // record before the run commits.
+    let (records, versions) = db.store.load_match_records_versioned().await.unwrap();
+    assert_eq!(records.len(), versions.len());
+    assert!(versions.iter().all(|&v| v >= 1), "{versions:?}");
+    let changed = &records[0];
+    vigil::with_pool!(&db.store, pool => {
+        sqlx::query(
+            "UPDATE death_records SET version = version + 1 \
+             WHERE source = $1 AND record_key = $2",
+        )
+        .bind(&changed.source)
+        .bind(&changed.record_key)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })
+    .unwrap();
+    db.store
+        .commit_match_run(
+            run_id,
+            &rules.version,
+            Progress::All {
+                records: &records,
+                versions: &versions,
+            },
+            &[],
+            &[],
+        )
+        .await
+        .unwrap();
+    // Only the changed record is left to match, and a pending run takes it.
+    assert_eq!(
+        db.store
+            .count_pending_match_records(&rules.version)
+            .await
+            .unwrap(),
+        1
+    );
+    let next = run_match_scoped(&db.store, &rules, "system:test", MatchScope::Pending)
+        .await
+        .unwrap();
+    assert_eq!(next.records, 1, "{next:?}");
+}
