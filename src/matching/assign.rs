@@ -342,53 +342,57 @@ pub fn match_batch(
         assigned_in = started.elapsed().as_secs_f64(),
         "scored the candidates and assigned the pairs"
     );
-    let mut matches = Vec::new();
-    for (r, k) in chosen.iter().enumerate() {
-        let Some(k) = *k else { continue };
-        let record = &records[r];
-        let scored = &per_record[r].scored;
-        let best = &scored[k];
-        let person = &persons[best.person as usize];
-        let runner = scored
-            .iter()
-            .enumerate()
-            .find(|(j, _)| *j != k)
-            .map(|(_, s)| s);
-        let ctx = Context {
-            runner_up: runner.map(|s| s.total),
-            alive_on: life.alive_after(&person.id_number, record.death_date),
-        };
-        // The explanation's parts, for the chosen pair only; the same
-        // arithmetic as the candidate's total.
-        let score = score_pair(
-            best.comparison,
-            &person.name_key,
-            &record.name_key,
-            freqs,
-            rules,
-        );
-        debug_assert_eq!(score.total.to_bits(), best.total.to_bits());
-        let (band, fired) = band(&score, ctx, rules);
-        if band == Band::None {
-            continue;
-        }
-        let runner_up = runner.map(|s| RunnerUp {
-            person_no: persons[s.person as usize].person_no.to_string(),
-            score: s.total,
-            margin: best.total - s.total,
-        });
-        matches.push(Match {
-            record_index: r,
-            source: record.source.clone(),
-            record_key: record.record_key.clone(),
-            person_index: best.person,
-            person_no: person.person_no.to_string(),
-            score: best.total,
-            band,
-            may_carry: super::fuse::may_carry(&best.comparison, &fired),
-            explanation: Explanation::new(&score, band, runner_up, fired, rules),
-        });
-    }
+    // The chosen pairs' explanations, on both cores, in record order.
+    let mut matches: Vec<Match> = chosen
+        .par_iter()
+        .enumerate()
+        .filter_map(|(r, k)| {
+            let k = (*k)?;
+            let record = &records[r];
+            let scored = &per_record[r].scored;
+            let best = &scored[k];
+            let person = &persons[best.person as usize];
+            let runner = scored
+                .iter()
+                .enumerate()
+                .find(|(j, _)| *j != k)
+                .map(|(_, s)| s);
+            let ctx = Context {
+                runner_up: runner.map(|s| s.total),
+                alive_on: life.alive_after(&person.id_number, record.death_date),
+            };
+            // The explanation's parts, for the chosen pair only; the same
+            // arithmetic as the candidate's total.
+            let score = score_pair(
+                best.comparison,
+                &person.name_key,
+                &record.name_key,
+                freqs,
+                rules,
+            );
+            debug_assert_eq!(score.total.to_bits(), best.total.to_bits());
+            let (band, fired) = band(&score, ctx, rules);
+            if band == Band::None {
+                return None;
+            }
+            let runner_up = runner.map(|s| RunnerUp {
+                person_no: persons[s.person as usize].person_no.to_string(),
+                score: s.total,
+                margin: best.total - s.total,
+            });
+            Some(Match {
+                record_index: r,
+                source: record.source.clone(),
+                record_key: record.record_key.clone(),
+                person_index: best.person,
+                person_no: person.person_no.to_string(),
+                score: best.total,
+                band,
+                may_carry: super::fuse::may_carry(&best.comparison, &fired),
+                explanation: Explanation::new(&score, band, runner_up, fired, rules),
+            })
+        })
+        .collect();
     matches.sort_by(|a, b| {
         (a.source.as_str(), a.record_key.as_str()).cmp(&(b.source.as_str(), b.record_key.as_str()))
     });
