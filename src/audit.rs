@@ -78,11 +78,26 @@ pub async fn append(
     details: &serde_json::Value,
 ) -> Result<AuditEntry> {
     let details = details.to_string();
+    let sqlite = store.backend() == crate::store::Backend::Sqlite;
     let mut last_err = None;
-    for _ in 0..10 {
+    for attempt in 0..10u32 {
+        if attempt > 0 {
+            // Another append took the slot: back off a little, more each time.
+            tokio::time::sleep(std::time::Duration::from_millis(5 << attempt.min(6))).await;
+        }
         let attempt = with_pool!(store, pool => {
             async {
-                let mut tx = pool.begin().await?;
+                // On SQLite the write lock is taken as the transaction
+                // begins, so a concurrent append waits for it (busy
+                // timeout) instead of failing when its read of the chain's
+                // end would have to become a write (SQLITE_BUSY, at once,
+                // whatever the timeout). PostgreSQL's unique sequence
+                // number turns a race into a retry.
+                let mut tx = if sqlite {
+                    pool.begin_with("BEGIN IMMEDIATE").await?
+                } else {
+                    pool.begin().await?
+                };
                 let last: Option<(i64, String)> = sqlx::query_as(
                     "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
                 )

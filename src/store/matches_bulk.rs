@@ -430,46 +430,28 @@ pub fn insert_matches(
 ) -> Result<(), BulkError> {
     let s = Statement::prepare(db, INSERT_MATCH)?;
     for m in matches {
-        // SAFETY: the statement has 12 parameters; every bound buffer (the
-        // match's strings and `now`) lives until the reset below.
+        // SAFETY: twelve parameters; the match's strings and `now` live
+        // until `insert_row` resets the statement.
         unsafe {
-            let text = |i: c_int, v: &str| {
-                ffi::sqlite3_bind_text(
-                    s.stmt,
-                    i,
-                    v.as_ptr().cast(),
-                    v.len() as c_int,
-                    ffi::SQLITE_STATIC(),
-                )
-            };
-            let mut rc = 0;
-            rc |= text(1, &m.source);
-            rc |= text(2, &m.record_key);
-            rc |= text(3, &m.person_no);
+            let mut rc = bind_text(s.stmt, 1, &m.source);
+            rc |= bind_text(s.stmt, 2, &m.record_key);
+            rc |= bind_text(s.stmt, 3, &m.person_no);
             rc |= ffi::sqlite3_bind_double(s.stmt, 4, m.score);
-            rc |= text(5, &m.band);
+            rc |= bind_text(s.stmt, 5, &m.band);
             rc |= match &m.runner_up {
-                Some(r) => text(6, r),
+                Some(r) => bind_text(s.stmt, 6, r),
                 None => ffi::sqlite3_bind_null(s.stmt, 6),
             };
             rc |= match m.margin {
                 Some(v) => ffi::sqlite3_bind_double(s.stmt, 7, v),
                 None => ffi::sqlite3_bind_null(s.stmt, 7),
             };
-            rc |= text(8, &m.explanation);
-            rc |= text(9, &m.rules_version);
+            rc |= bind_text(s.stmt, 8, &m.explanation);
+            rc |= bind_text(s.stmt, 9, &m.rules_version);
             rc |= ffi::sqlite3_bind_int64(s.stmt, 10, run_id);
-            rc |= text(11, now);
+            rc |= bind_text(s.stmt, 11, now);
             rc |= ffi::sqlite3_bind_int(s.stmt, 12, c_int::from(m.may_carry));
-            if rc != ffi::SQLITE_OK {
-                return Err(error(s.db, rc));
-            }
-            let step = ffi::sqlite3_step(s.stmt);
-            ffi::sqlite3_reset(s.stmt);
-            ffi::sqlite3_clear_bindings(s.stmt);
-            if step != ffi::SQLITE_DONE {
-                return Err(error(s.db, step));
-            }
+            insert_row(&s, rc)?;
         }
     }
     Ok(())
