@@ -86,29 +86,22 @@ const PENDING: &str = "(p.source IS NULL OR p.rules_version <> $2 \
 /// one statement's JSON text in the tens of megabytes.
 const CHUNK: usize = 20_000;
 
-fn bulk_select(backend: Backend, casts: &[&str]) -> String {
-    match backend {
-        Backend::Sqlite => {
-            let cols: Vec<String> = (0..casts.len())
-                .map(|i| format!("json_extract(value, '$[{i}]')"))
-                .collect();
-            format!("SELECT {} FROM json_each($1)", cols.join(", "))
-        }
-        Backend::Postgres => {
-            let cols: Vec<String> = casts
-                .iter()
-                .enumerate()
-                .map(|(i, cast)| match *cast {
-                    "" => format!("e->>{i}"),
-                    c => format!("(e->>{i})::{c}"),
-                })
-                .collect();
-            format!(
-                "SELECT {} FROM jsonb_array_elements($1::jsonb) e",
-                cols.join(", ")
-            )
-        }
-    }
+/// `INSERT INTO {into} SELECT ...` reading one JSON array parameter of
+/// rows, each an array whose element `i` is cast with `casts[i]` (none
+/// when empty): PostgreSQL's bulk insert (SQLite takes the C API).
+fn pg_json_insert(into: &str, casts: &[&str]) -> String {
+    let cols: Vec<String> = casts
+        .iter()
+        .enumerate()
+        .map(|(i, cast)| match *cast {
+            "" => format!("e->>{i}"),
+            c => format!("(e->>{i})::{c}"),
+        })
+        .collect();
+    format!(
+        "INSERT INTO {into} SELECT {} FROM jsonb_array_elements($1::jsonb) e",
+        cols.join(", ")
+    )
 }
 
 /// One death event encoded for storage: its lists as JSON text.
@@ -163,23 +156,16 @@ pub enum Progress<'a> {
 trait RunWriter {
     async fn insert_matches(
         &mut self,
-        json_sql: &str,
         run_id: i64,
         now: &str,
         matches: &[StoredMatch],
     ) -> Result<()>;
 
-    async fn insert_events(
-        &mut self,
-        json_sql: &str,
-        now: &str,
-        events: &[EncodedEvent<'_>],
-    ) -> Result<()>;
+    async fn insert_events(&mut self, now: &str, events: &[EncodedEvent<'_>]) -> Result<()>;
 
     /// Into an emptied `match_progress`.
     async fn insert_progress(
         &mut self,
-        json_sql: &str,
         run_id: i64,
         rules_version: &str,
         records: &[DeathRecord],
@@ -190,7 +176,6 @@ trait RunWriter {
 impl RunWriter for sqlx::Transaction<'_, sqlx::Sqlite> {
     async fn insert_matches(
         &mut self,
-        _json_sql: &str,
         run_id: i64,
         now: &str,
         matches: &[StoredMatch],
@@ -200,12 +185,7 @@ impl RunWriter for sqlx::Transaction<'_, sqlx::Sqlite> {
         Ok(())
     }
 
-    async fn insert_events(
-        &mut self,
-        _json_sql: &str,
-        now: &str,
-        events: &[EncodedEvent<'_>],
-    ) -> Result<()> {
+    async fn insert_events(&mut self, now: &str, events: &[EncodedEvent<'_>]) -> Result<()> {
         let mut handle = self.lock_handle().await?;
         super::matches_bulk::insert_events(handle.as_raw_handle(), now, events)?;
         Ok(())
@@ -213,7 +193,6 @@ impl RunWriter for sqlx::Transaction<'_, sqlx::Sqlite> {
 
     async fn insert_progress(
         &mut self,
-        _json_sql: &str,
         run_id: i64,
         rules_version: &str,
         records: &[DeathRecord],
@@ -231,16 +210,17 @@ impl RunWriter for sqlx::Transaction<'_, sqlx::Sqlite> {
     }
 }
 
-/// Inserts `rows` with `json_sql`, `CHUNK` rows per statement.
+/// Inserts `rows` with `sql` ([`pg_json_insert`]), `CHUNK` rows per
+/// statement.
 async fn insert_json_chunks<T>(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    json_sql: &str,
+    sql: &str,
     rows: &[T],
     row: impl Fn(&T) -> serde_json::Value,
 ) -> Result<()> {
     for chunk in rows.chunks(CHUNK) {
         let values: Vec<serde_json::Value> = chunk.iter().map(&row).collect();
-        sqlx::query(sqlx::AssertSqlSafe(json_sql))
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(serde_json::Value::Array(values).to_string())
             .execute(&mut **tx)
             .await?;
@@ -251,12 +231,18 @@ async fn insert_json_chunks<T>(
 impl RunWriter for sqlx::Transaction<'_, sqlx::Postgres> {
     async fn insert_matches(
         &mut self,
-        json_sql: &str,
         run_id: i64,
         now: &str,
         matches: &[StoredMatch],
     ) -> Result<()> {
-        insert_json_chunks(self, json_sql, matches, |m| {
+        let sql = pg_json_insert(
+            "matches (source, record_key, person_no, score, band, runner_up, margin, \
+             explanation, rules_version, run_id, matched_at, may_carry)",
+            &[
+                "", "", "", "float8", "", "", "float8", "", "", "bigint", "", "boolean",
+            ],
+        );
+        insert_json_chunks(self, &sql, matches, |m| {
             serde_json::json!([
                 m.source,
                 m.record_key,
@@ -275,13 +261,13 @@ impl RunWriter for sqlx::Transaction<'_, sqlx::Postgres> {
         .await
     }
 
-    async fn insert_events(
-        &mut self,
-        json_sql: &str,
-        now: &str,
-        events: &[EncodedEvent<'_>],
-    ) -> Result<()> {
-        insert_json_chunks(self, json_sql, events, |e| {
+    async fn insert_events(&mut self, now: &str, events: &[EncodedEvent<'_>]) -> Result<()> {
+        let sql = pg_json_insert(
+            "death_events (person_no, death_date, band, sources, evidence_strength, flags, \
+             records, rules_version, run_id, updated_at)",
+            &["", "date", "", "", "float8", "", "", "", "bigint", ""],
+        );
+        insert_json_chunks(self, &sql, events, |e| {
             serde_json::json!([
                 e.person_no,
                 e.death_date,
@@ -300,14 +286,17 @@ impl RunWriter for sqlx::Transaction<'_, sqlx::Postgres> {
 
     async fn insert_progress(
         &mut self,
-        json_sql: &str,
         run_id: i64,
         rules_version: &str,
         records: &[DeathRecord],
         versions: &[i64],
     ) -> Result<()> {
         let rows: Vec<(&DeathRecord, i64)> = records.iter().zip(versions.iter().copied()).collect();
-        insert_json_chunks(self, json_sql, &rows, |(r, version)| {
+        let sql = pg_json_insert(
+            "match_progress (source, record_key, record_version, rules_version, run_id)",
+            &["", "", "integer", "", "bigint"],
+        );
+        insert_json_chunks(self, &sql, &rows, |(r, version)| {
             serde_json::json!([r.source, r.record_key, version, rules_version, run_id])
         })
         .await
@@ -397,29 +386,6 @@ impl Store {
         use rayon::prelude::*;
         let now = now_utc_text();
         let backend = self.backend();
-        let match_sql = format!(
-            "INSERT INTO matches (source, record_key, person_no, score, band, runner_up, margin, \
-             explanation, rules_version, run_id, matched_at, may_carry) {}",
-            bulk_select(
-                backend,
-                &[
-                    "", "", "", "float8", "", "", "float8", "", "", "bigint", "", "boolean"
-                ]
-            )
-        );
-        let event_sql = format!(
-            "INSERT INTO death_events (person_no, death_date, band, sources, evidence_strength, \
-             flags, records, rules_version, run_id, updated_at) {}",
-            bulk_select(
-                backend,
-                &["", "date", "", "", "float8", "", "", "", "bigint", ""]
-            )
-        );
-        let progress_sql = format!(
-            "INSERT INTO match_progress (source, record_key, record_version, rules_version, \
-             run_id) {}",
-            bulk_select(backend, &["", "", "integer", "", "bigint"])
-        );
         let full = matches!(progress, Progress::All { .. });
         // Encoded before the transaction, on both cores.
         let events: Vec<EncodedEvent<'_>> = events.par_iter().map(EncodedEvent::of).collect();
@@ -465,10 +431,10 @@ impl Store {
                 .await?;
             }
             timed("deleted the replaced matches");
-            tx.insert_matches(&match_sql, run_id, &now, matches).await?;
+            tx.insert_matches(run_id, &now, matches).await?;
             timed("inserted the matches");
             sqlx::query("DELETE FROM death_events").execute(&mut *tx).await?;
-            tx.insert_events(&event_sql, &now, &events).await?;
+            tx.insert_events(&now, &events).await?;
             timed("replaced the death events");
             match progress {
                 // Every record's progress, written into an emptied table (an
@@ -476,7 +442,7 @@ impl Store {
                 // ten seconds).
                 Progress::All { records, versions } => {
                     sqlx::query("DELETE FROM match_progress").execute(&mut *tx).await?;
-                    tx.insert_progress(&progress_sql, run_id, rules_version, records, versions)
+                    tx.insert_progress(run_id, rules_version, records, versions)
                         .await?;
                 }
                 Progress::Claimed => {
