@@ -24,6 +24,28 @@ use vigil::{audit, identity};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Keeps memory the process freed for its own reuse instead of handing it
+/// back to the system (mimalloc's `purge_delay` of -1).
+///
+/// vigil's runs are batch jobs that allocate and free gigabytes in phases
+/// (a match run: roster, index, candidate pairs, explanations). By default
+/// mimalloc returns freed pages to the kernel after 10 ms (`MADV_DONTNEED`,
+/// about 6 GB over a 10M-pensioner `match --full`), and every later
+/// allocation on them is a fresh page the kernel must zero again; on the
+/// virtual machines this runs on a fresh page costs about a second per GiB.
+/// Kept, the same run used 3-5 s less system time (BENCHMARKS.md) for about
+/// 0.5 GiB more peak memory. The `MIMALLOC_PURGE_DELAY` environment variable
+/// is read before `main`; this overrides it.
+fn keep_freed_memory() {
+    // `mi_option_purge_delay` in mimalloc's include/mimalloc.h (the 16th
+    // option of `mi_option_e`, in v2 and v3 alike); libmimalloc-sys is
+    // pinned in Cargo.toml so that the number cannot drift.
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets one integer option; mimalloc reads it when it next
+    // considers purging.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 #[derive(Parser)]
 #[command(
     name = "vigil",
@@ -338,6 +360,7 @@ struct GenerateArgs {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref(), cli.database_url.as_deref()) {
         Ok(s) => s,

