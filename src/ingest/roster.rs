@@ -299,6 +299,9 @@ pub async fn import_roster(
     // Held until the import ends: see `run_import` for why two roster
     // imports must never run at once.
     let lock = store.lock(LockKey::RosterImport).await?;
+    store
+        .abandon_dead_runs("roster_import", SOURCE, &lock)
+        .await?;
     let result = import_locked(store, path, opts, progress).await;
     lock.release().await;
     result

@@ -26,7 +26,11 @@ use crate::audit;
 use crate::store::match_state::{MatchScope, Progress, StoredEvent};
 use crate::store::matches::StoredMatch;
 use crate::store::runs::{RunCounts, RunStatus};
-use crate::store::{Store, StoreError};
+use crate::store::{LockKey, Store, StoreError, StoreLock};
+
+/// How a match run is listed among the runs.
+const RUN_KIND: &str = "match";
+const RUN_SOURCE: &str = "matcher";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MatchRunError {
@@ -96,7 +100,24 @@ pub async fn run_match_scoped(
     scope: MatchScope,
 ) -> Result<MatchSummary, MatchRunError> {
     let started = Instant::now();
-    let run_id = store.start_run("match", "matcher", None, None).await?;
+    // One match run at a time; holding the lock, any match run still
+    // marked running died, and its claims are given back.
+    let lock = store.lock(LockKey::Match).await?;
+    let result = run_locked(store, rules, actor, scope, started, &lock).await;
+    lock.release().await;
+    result
+}
+
+async fn run_locked(
+    store: &Store,
+    rules: &MatchRules,
+    actor: &str,
+    scope: MatchScope,
+    started: Instant,
+    lock: &StoreLock,
+) -> Result<MatchSummary, MatchRunError> {
+    store.abandon_dead_runs(RUN_KIND, RUN_SOURCE, lock).await?;
+    let run_id = store.start_run(RUN_KIND, RUN_SOURCE, None, None).await?;
     let result = run_inner(store, rules, run_id, scope).await;
     match result {
         Ok(mut s) => {

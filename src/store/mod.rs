@@ -66,6 +66,11 @@ pub enum StoreError {
     )]
     ImportRunning(String),
     #[error(
+        "another match run is running on this database ({0}); wait for it to finish and run \
+         this one again"
+    )]
+    MatchRunning(String),
+    #[error(
         "another pull of {source_name} is running on this database ({detail}); wait for it to \
          finish (or stop it) and pull {source_name} again"
     )]
@@ -423,6 +428,10 @@ pub enum LockKey<'a> {
     /// re-delivered record twice or count it wrongly, and move the same
     /// watermarks.
     Pull(&'a str),
+    /// A match run: two at once would each replace the other's matches and
+    /// death events, and neither could tell a run that died from one that
+    /// is still working.
+    Match,
 }
 
 impl LockKey<'_> {
@@ -433,6 +442,8 @@ impl LockKey<'_> {
     fn advisory_id(self) -> i64 {
         match self {
             LockKey::RosterImport => 0x7669_6769_6c72_6f73,
+            // "vigilmat".
+            LockKey::Match => 0x7669_6769_6c6d_6174,
             LockKey::Pull(source) => {
                 use sha2::Digest as _;
                 let digest = sha2::Sha256::digest(format!("vigil pull {source}").as_bytes());
@@ -449,6 +460,7 @@ impl LockKey<'_> {
     fn file_suffix(self) -> String {
         match self {
             LockKey::RosterImport => "roster".to_string(),
+            LockKey::Match => "match".to_string(),
             LockKey::Pull(source) => {
                 let plain = !source.is_empty()
                     && source
@@ -467,6 +479,7 @@ impl LockKey<'_> {
     fn busy(self, detail: String) -> StoreError {
         match self {
             LockKey::RosterImport => StoreError::ImportRunning(detail),
+            LockKey::Match => StoreError::MatchRunning(detail),
             LockKey::Pull(source) => StoreError::PullRunning {
                 source_name: source.to_string(),
                 detail,

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::{Result, Store, now_utc_text};
+use super::{Result, Store, StoreLock, now_utc_text};
 use crate::with_pool;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -13,6 +13,9 @@ pub enum RunStatus {
     Running,
     Ok,
     Failed,
+    /// Left `running` by a process that stopped before finishing it (killed,
+    /// or the machine went down); marked so by the next run of its kind.
+    Abandoned,
 }
 
 impl RunStatus {
@@ -21,6 +24,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Ok => "ok",
             RunStatus::Failed => "failed",
+            RunStatus::Abandoned => "abandoned",
         }
     }
 }
@@ -86,6 +90,58 @@ impl Store {
             .await
         })?;
         Ok(id)
+    }
+
+    /// Marks the runs of `kind` and `source` still `running` as
+    /// [`RunStatus::Abandoned`] and drops the match claims they held, so
+    /// that their records are pending again and the run list says what
+    /// happened. Only the holder of the lock that every such run holds may
+    /// call this (`_held`): with the lock taken, no run of that kind is
+    /// alive, so whatever still says `running` died. Returns their ids.
+    pub async fn abandon_dead_runs(
+        &self,
+        kind: &str,
+        source: &str,
+        _held: &StoreLock,
+    ) -> Result<Vec<i64>> {
+        let now = now_utc_text();
+        let ids = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Written first: the transaction takes the write lock at once
+            // (on SQLite a read upgraded to a write may fail as busy).
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "UPDATE runs SET status = $1, finished_at = $2, message = $3 \
+                 WHERE kind = $4 AND source = $5 AND status = 'running' RETURNING id",
+            )
+            .bind(RunStatus::Abandoned.as_str())
+            .bind(&now)
+            .bind(
+                "the process running it stopped before it finished; nothing it had not \
+                 committed was kept",
+            )
+            .bind(kind)
+            .bind(source)
+            .fetch_all(&mut *tx)
+            .await?;
+            for id in &ids {
+                sqlx::query("DELETE FROM match_claims WHERE run_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let mut ids = ids;
+            ids.sort_unstable();
+            tx.commit().await.map(|()| ids)
+        })?;
+        if !ids.is_empty() {
+            tracing::warn!(
+                kind,
+                source,
+                runs = ?ids,
+                "runs left running by a process that stopped are marked abandoned"
+            );
+        }
+        Ok(ids)
     }
 
     pub async fn finish_run(

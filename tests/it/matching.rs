@@ -552,3 +552,98 @@ async fn changed_during_full_run(db: &TestDb) {
         .unwrap();
     assert_eq!(next.records, 1, "{next:?}");
 }
+
+async fn claims_of(db: &TestDb, run_id: i64) -> i64 {
+    vigil::with_pool!(&db.store, pool => {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM match_claims WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(pool)
+            .await
+    })
+    .unwrap()
+}
+
+both_backends!(
+    a_match_run_that_died_is_marked_abandoned_and_its_claims_released,
+    dead_run_abandoned
+);
+async fn dead_run_abandoned(db: &TestDb) {
+    prepared(db).await;
+    let rules = MatchRules::default_rules();
+    // A pending run that claimed its records and was then killed: its row
+    // still says running and its claims stay, as a SIGKILL leaves them.
+    let dead = db
+        .store
+        .start_run("match", "matcher", None, None)
+        .await
+        .unwrap();
+    let claimed = db
+        .store
+        .claim_match_records(dead, &rules.version)
+        .await
+        .unwrap();
+    assert!(claimed > 0);
+    assert_eq!(claims_of(db, dead).await, claimed as i64);
+
+    let s = run_match_scoped(&db.store, &rules, "system:test", MatchScope::Pending)
+        .await
+        .unwrap();
+    // The next run marks it, drops its claims and matches its records.
+    assert_eq!(s.records, claimed);
+    let run = db.store.get_run(dead).await.unwrap().unwrap();
+    assert_eq!(run.status, "abandoned");
+    assert!(run.finished_at.is_some());
+    assert!(
+        run.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped"),
+        "{run:?}"
+    );
+    assert_eq!(claims_of(db, dead).await, 0);
+    // Runs that finished are never touched, and the new run is ok.
+    let this = db.store.get_run(s.run_id).await.unwrap().unwrap();
+    assert_eq!(this.status, "ok");
+    let again = run_match(&db.store, &rules, "system:test").await.unwrap();
+    assert_eq!(
+        db.store.get_run(s.run_id).await.unwrap().unwrap().status,
+        "ok"
+    );
+    assert_eq!(
+        db.store
+            .get_run(again.run_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "ok"
+    );
+}
+
+both_backends!(
+    a_second_match_run_is_refused_while_one_runs,
+    second_match_refused
+);
+async fn second_match_refused(db: &TestDb) {
+    prepared_from(db, &["funeral"]).await;
+    let rules = MatchRules::default_rules();
+    // What a match run in another process holds while it works.
+    let held = db.store.lock(vigil::store::LockKey::Match).await.unwrap();
+    let err = run_match(&db.store, &rules, "system:test")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            vigil::matching::run::MatchRunError::Store(vigil::store::StoreError::MatchRunning(_))
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("another match run"), "{err}");
+    // Refused before it started: no run recorded, nothing claimed.
+    let runs = db.store.list_runs(100).await.unwrap();
+    assert!(runs.iter().all(|r| r.kind != "match"), "{runs:?}");
+    held.release().await;
+    let s = run_match(&db.store, &rules, "system:test").await.unwrap();
+    assert!(s.records > 0);
+}
