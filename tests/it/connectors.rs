@@ -828,3 +828,32 @@ async fn awkward_text(db: &TestDb) {
     assert_eq!(r.region.as_deref(), Some("440304"));
     assert_eq!(r.birth_date, Some(day("1942-03-15")));
 }
+
+both_backends!(
+    a_pull_that_died_is_marked_abandoned_by_the_next_pull_of_its_source,
+    dead_pull_abandoned
+);
+async fn dead_pull_abandoned(db: &TestDb) {
+    let server = start_sim().await;
+    let def = definition("public_security", &server.base_url, &db.path("ca"));
+    // A pull of this source and one of another, both killed mid-run.
+    let dead = db
+        .store
+        .start_run("pull", "public_security", None, None)
+        .await
+        .unwrap();
+    let other = db
+        .store
+        .start_run("pull", "civil_affairs", None, None)
+        .await
+        .unwrap();
+    let s = pull_one(&db.store, &def).await;
+    assert!(s.ok(), "{:?}", s.error);
+    let run = |id| async move { db.store.get_run(id).await.unwrap().unwrap() };
+    assert_eq!(run(dead).await.status, "abandoned");
+    assert!(run(dead).await.finished_at.is_some());
+    // Another source's pull may still be alive: its own lock says so, not ours.
+    assert_eq!(run(other).await.status, "running");
+    assert_eq!(run(s.run_id).await.status, "ok");
+    server.stop().await.unwrap();
+}

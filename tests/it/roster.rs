@@ -628,3 +628,41 @@ async fn one_import_at_a_time(db: &TestDb) {
     let s = import(&db.store, &file, "2026-11-01").await.unwrap();
     assert_eq!(s.inserted, 1);
 }
+
+both_backends!(
+    an_import_that_died_is_marked_abandoned_by_the_next_import,
+    dead_import_abandoned
+);
+async fn dead_import_abandoned(db: &TestDb) {
+    let dead = db
+        .store
+        .start_run(
+            "roster_import",
+            vigil::ingest::roster::SOURCE,
+            None,
+            Some(day("2026-10-01")),
+        )
+        .await
+        .unwrap();
+    let rows: Vec<_> = (0..3).map(person).collect();
+    let file = write(&db.path("roster.csv"), roster_text(&rows));
+    let s = import(&db.store, &file, "2026-11-01").await.unwrap();
+    let run = db.store.get_run(dead).await.unwrap().unwrap();
+    assert_eq!(run.status, "abandoned");
+    assert!(
+        run.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped"),
+        "{run:?}"
+    );
+    assert_eq!(
+        db.store.get_run(s.run_id).await.unwrap().unwrap().status,
+        "ok"
+    );
+    // Only the import that finished counts as the roster's snapshot date.
+    assert_eq!(
+        db.store.last_roster_as_of().await.unwrap(),
+        Some(day("2026-11-01"))
+    );
+}
