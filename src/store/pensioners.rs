@@ -405,7 +405,13 @@ impl Store {
         let now = now_utc_text();
         match self {
             Store::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+                // IMMEDIATE: a batch of changes only reads each person before
+                // writing, and a deferred transaction whose read is upgraded
+                // to a write fails at once (SQLITE_BUSY, whatever the busy
+                // timeout) when a pull, an evidence import or a match run
+                // committed in between. Taking the write lock first makes it
+                // wait for them instead.
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 if !batch.inserts.is_empty() {
                     let mut handle = tx.lock_handle().await?;
                     super::sqlite_bulk::insert_pensioners(handle.as_raw_handle(), &batch.inserts)?;
