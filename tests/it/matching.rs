@@ -590,16 +590,7 @@ async fn dead_run_abandoned(db: &TestDb) {
         .unwrap();
     // The next run marks it, drops its claims and matches its records.
     assert_eq!(s.records, claimed);
-    let run = db.store.get_run(dead).await.unwrap().unwrap();
-    assert_eq!(run.status, "abandoned");
-    assert!(run.finished_at.is_some());
-    assert!(
-        run.message
-            .as_deref()
-            .unwrap_or_default()
-            .contains("stopped"),
-        "{run:?}"
-    );
+    crate::support::assert_abandoned(&db.store, dead).await;
     assert_eq!(claims_of(db, dead).await, 0);
     // Runs that finished are never touched, and the new run is ok.
     let this = db.store.get_run(s.run_id).await.unwrap().unwrap();

@@ -647,15 +647,7 @@ async fn dead_import_abandoned(db: &TestDb) {
     let rows: Vec<_> = (0..3).map(person).collect();
     let file = write(&db.path("roster.csv"), roster_text(&rows));
     let s = import(&db.store, &file, "2026-11-01").await.unwrap();
-    let run = db.store.get_run(dead).await.unwrap().unwrap();
-    assert_eq!(run.status, "abandoned");
-    assert!(
-        run.message
-            .as_deref()
-            .unwrap_or_default()
-            .contains("stopped"),
-        "{run:?}"
-    );
+    crate::support::assert_abandoned(&db.store, dead).await;
     assert_eq!(
         db.store.get_run(s.run_id).await.unwrap().unwrap().status,
         "ok"

@@ -242,3 +242,18 @@ pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> PathBuf {
     std::fs::write(path, bytes).expect("write test file");
     path.to_path_buf()
 }
+
+/// Asserts that run `id` was marked abandoned by a later run of its kind:
+/// finished, with the message that says its process stopped.
+pub async fn assert_abandoned(store: &Store, id: i64) {
+    let run = store.get_run(id).await.unwrap().unwrap();
+    assert_eq!(run.status, "abandoned", "{run:?}");
+    assert!(run.finished_at.is_some(), "{run:?}");
+    assert!(
+        run.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped"),
+        "{run:?}"
+    );
+}
