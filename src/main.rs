@@ -33,8 +33,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// about 6 GB over a 10M-pensioner `match --full`), and every later
 /// allocation on them is a fresh page the kernel must zero again; on the
 /// virtual machines this runs on a fresh page costs about a second per GiB.
-/// Kept, the same run used 3-5 s less system time (BENCHMARKS.md) for about
-/// 0.5 GiB more peak memory. The `MIMALLOC_PURGE_DELAY` environment variable
+/// Kept, the run no longer re-zeroes those pages, for 0.1-0.5 GiB more peak
+/// memory; its wall-clock gain is inside our machines' noise (BENCHMARKS.md,
+/// session 6). The `MIMALLOC_PURGE_DELAY` environment variable
 /// is read before `main`; this overrides it.
 fn keep_freed_memory() {
     // `mi_option_purge_delay` in mimalloc's include/mimalloc.h (the 16th

@@ -103,13 +103,14 @@ impl Drop for Statement {
 ///
 /// A mapped scan reads each page where it lies in the operating system's
 /// page cache; an unmapped one copies every page into SQLite's own cache
-/// first (at ten million pensioners, the roster load went from 12.3 s to
-/// 9.5 s with the first 2 GB mapped). Unmapping afterwards keeps the file's
+/// first (page copies were a tenth of the roster load's CPU at ten million
+/// pensioners; the wall-clock gain is inside our machines' noise, see
+/// BENCHMARKS.md, session 6). Unmapping afterwards keeps the file's
 /// pages out of the process's resident memory while the matcher works, and
 /// keeps mapping out of every other statement (a failing disk under a
 /// mapping is a SIGBUS, not an error). The cap comes from the build
 /// (`LIBSQLITE3_FLAGS` in `.cargo/config.toml`); a smaller one only maps less.
-pub(super) struct Mapped {
+struct Mapped {
     db: NonNull<ffi::sqlite3>,
 }
 
@@ -117,7 +118,7 @@ impl Mapped {
     const PRAGMA: &CStr = c"PRAGMA mmap_size = 1099511627776";
     const UNMAP: &CStr = c"PRAGMA mmap_size = 0";
 
-    pub(super) fn new(db: NonNull<ffi::sqlite3>) -> Result<Mapped> {
+    fn new(db: NonNull<ffi::sqlite3>) -> Result<Mapped> {
         let mut s = Statement::prepare(db, Mapped::PRAGMA)?;
         while s.next()? {}
         Ok(Mapped { db })

@@ -109,7 +109,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             // Written first: the transaction takes the write lock at once
             // (on SQLite a read upgraded to a write may fail as busy).
-            let ids: Vec<i64> = sqlx::query_scalar(
+            let mut ids: Vec<i64> = sqlx::query_scalar(
                 "UPDATE runs SET status = $1, finished_at = $2, message = $3 \
                  WHERE kind = $4 AND source = $5 AND status = 'running' RETURNING id",
             )
@@ -129,7 +129,6 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            let mut ids = ids;
             ids.sort_unstable();
             tx.commit().await.map(|()| ids)
         })?;
