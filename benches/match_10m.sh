@@ -75,7 +75,7 @@ print(f"auto+review: {e['auto_or_review']} matches, precision {100 * e['auto_or_
       f"recall {100 * e['auto_or_review_recall']:.2f}%")
 print(f"auto+review recall of the {e['usable_links']} deaths with a usable ID or a full birth date: "
       f"{100 * e['usable_recall']:.3f}%")
-print(f"wrong auto by kind: {e['false_auto_by_kind']}")
+print(f"wrong auto by kind: {e['false_auto_by_kind']}, of them on a pensioner alive in the truth: {e['false_auto_living']}")
 json.dump({"persons": persons, "records": records, "wall_seconds": wall_s, "peak_rss_kib": rss,
            "load_roster_seconds": load_p, "load_records_seconds": load_r, "index_seconds": index_s,
            "match_seconds": match_s, "store_seconds": store, "eval": e},

@@ -1034,6 +1034,10 @@ fn print_eval(r: &vigil::matching::eval::EvalReport) {
     }
     if !r.false_auto_by_kind.is_empty() {
         println!("   wrong auto matches by kind: {:?}", r.false_auto_by_kind);
+        println!(
+            "     of them on a pensioner alive in the truth: {}",
+            r.false_auto_living
+        );
     }
     if !r.false_review_by_kind.is_empty() {
         println!(

@@ -81,6 +81,11 @@ pub struct EvalReport {
     pub usable_missed_by_source: BTreeMap<String, u64>,
     /// Wrong `auto` matches by the truth kind of their record.
     pub false_auto_by_kind: BTreeMap<String, u64>,
+    /// Wrong `auto` matches whose pensioner is alive in the truth (no
+    /// record of kind `pensioner` is theirs): the error that stops a living
+    /// person's pension. The other wrong `auto` matches put someone else's
+    /// record on a pensioner who did die.
+    pub false_auto_living: u64,
     /// Wrong `review` matches by truth kind (a caseworker's wasted time).
     pub false_review_by_kind: BTreeMap<String, u64>,
     /// True links found by neither band, by source.
@@ -106,6 +111,11 @@ pub fn evaluate(matches: &[Judged], truth: &[TruthRow]) -> EvalReport {
             .count() as u64,
         ..Default::default()
     };
+    let dead: std::collections::HashSet<&str> = truth
+        .iter()
+        .filter(|t| t.kind == "pensioner")
+        .filter_map(|t| t.person_no.as_deref())
+        .collect();
     let mut found: HashMap<(&str, &str), bool> = HashMap::new();
     for m in matches {
         let Some(t) = by_key.get(&(m.source.as_str(), m.record_key.as_str())) else {
@@ -124,6 +134,7 @@ pub fn evaluate(matches: &[Judged], truth: &[TruthRow]) -> EvalReport {
                 r.auto_correct += 1;
             } else {
                 *r.false_auto_by_kind.entry(t.kind.clone()).or_default() += 1;
+                r.false_auto_living += u64::from(!dead.contains(m.person_no.as_str()));
             }
         } else if !correct {
             *r.false_review_by_kind.entry(t.kind.clone()).or_default() += 1;
@@ -204,8 +215,29 @@ mod tests {
         assert_eq!(r.auto_precision, 0.5);
         assert!((r.auto_or_review_recall - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(r.false_auto_by_kind.get("doppelganger"), Some(&1));
+        // C is alive in the truth: the wrong auto stops a living pension.
+        assert_eq!(r.false_auto_living, 1);
         assert_eq!(r.missed_by_source.get("ps"), Some(&1));
         assert_eq!((r.usable_links, r.usable_found), (3, 2));
+    }
+
+    #[test]
+    fn a_wrong_auto_on_a_pensioner_who_did_die_is_not_counted_as_living() {
+        // A namesake's funeral record put on A, whose own death another
+        // record proves: wrong, but it stops no living person's pension.
+        let t = vec![
+            truth("ps", "1", Some("A"), "pensioner"),
+            truth("fh", "2", None, "outsider"),
+            truth("fh", "3", None, "spouse"),
+        ];
+        let mut namesake = judged("2", "A", "auto");
+        namesake.source = "fh".into();
+        let mut spouse = judged("3", "B", "auto");
+        spouse.source = "fh".into();
+        let r = evaluate(&[judged("1", "A", "auto"), namesake, spouse], &t);
+        assert_eq!((r.auto, r.auto_correct), (3, 1));
+        assert_eq!(r.false_auto_by_kind.get("outsider"), Some(&1));
+        assert_eq!(r.false_auto_living, 1, "only B is alive");
     }
 
     #[test]

@@ -339,7 +339,28 @@ mod tests {
         };
         // A name-and-age record of the same death takes the anchor's verdict.
         assert_eq!(
+            verdict((9.0, Band::Review), None, died, true, &ps),
+            (24.0, Band::Auto, true)
+        );
+        // A day apart is another day under the default rules (a namesake
+        // who died the next day in the same city); a wider window takes it.
+        assert_eq!(rules.fusion.carry_within_days, 0);
+        assert_eq!(
             verdict((9.0, Band::Review), None, d(2026, 10, 4), true, &ps),
+            (9.0, Band::Review, false)
+        );
+        let mut wider = rules.clone();
+        wider.fusion.carry_within_days = 1;
+        assert_eq!(
+            match_verdict(
+                (9.0, Band::Review),
+                None,
+                "funeral",
+                d(2026, 10, 4),
+                true,
+                &ps,
+                &wider
+            ),
             (24.0, Band::Auto, true)
         );
         // A namesake who died on another day keeps its own.

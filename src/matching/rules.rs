@@ -182,7 +182,7 @@ pub struct FusionRules {
 }
 
 fn default_carry_within_days() -> i64 {
-    1
+    0
 }
 
 fn default_carry_min_margin() -> f64 {
