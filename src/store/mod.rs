@@ -75,6 +75,11 @@ pub enum StoreError {
          finish (or stop it) and pull {source_name} again"
     )]
     PullRunning { source_name: String, detail: String },
+    #[error(
+        "another import of {source_name} is running on this database ({detail}); wait for it \
+         to finish and import this file again"
+    )]
+    EvidenceImportRunning { source_name: String, detail: String },
     #[error("cannot take the lock {path}: {source}")]
     LockFile {
         path: String,
@@ -432,6 +437,11 @@ pub enum LockKey<'a> {
     /// death events, and neither could tell a run that died from one that
     /// is still working.
     Match,
+    /// An import of evidence of life or of video results (by its source
+    /// name): two of one kind at once would both append the same file's
+    /// events, and neither could tell an import that died from one that is
+    /// still working.
+    EvidenceImport(&'static str),
 }
 
 impl LockKey<'_> {
@@ -451,6 +461,13 @@ impl LockKey<'_> {
                 id.copy_from_slice(&digest[..8]);
                 i64::from_be_bytes(id) & 0x3fff_ffff_ffff_ffff
             }
+            LockKey::EvidenceImport(source) => {
+                use sha2::Digest as _;
+                let digest = sha2::Sha256::digest(format!("vigil import {source}").as_bytes());
+                let mut id = [0u8; 8];
+                id.copy_from_slice(&digest[..8]);
+                i64::from_be_bytes(id) & 0x3fff_ffff_ffff_ffff
+            }
         }
     }
 
@@ -461,6 +478,7 @@ impl LockKey<'_> {
         match self {
             LockKey::RosterImport => "roster".to_string(),
             LockKey::Match => "match".to_string(),
+            LockKey::EvidenceImport(source) => format!("import-{source}"),
             LockKey::Pull(source) => {
                 let plain = !source.is_empty()
                     && source
@@ -480,6 +498,10 @@ impl LockKey<'_> {
         match self {
             LockKey::RosterImport => StoreError::ImportRunning(detail),
             LockKey::Match => StoreError::MatchRunning(detail),
+            LockKey::EvidenceImport(source) => StoreError::EvidenceImportRunning {
+                source_name: source.to_string(),
+                detail,
+            },
             LockKey::Pull(source) => StoreError::PullRunning {
                 source_name: source.to_string(),
                 detail,

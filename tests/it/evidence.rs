@@ -19,8 +19,8 @@ use vigil::matching::propose::{ProposeError, ProposeOptions, propose_rules};
 use vigil::matching::rules::MatchRules;
 use vigil::matching::run::{run_match, run_match_scoped};
 use vigil::matching::train::TrainingOptions;
-use vigil::store::Store;
 use vigil::store::match_state::MatchScope;
+use vigil::store::{LockKey, Store, StoreError};
 
 use crate::both_backends;
 use crate::support::{TestDb, person, valid_id, write};
@@ -215,6 +215,54 @@ async fn missing_column(db: &TestDb) {
     assert_eq!(db.store.count_life_evidence().await.unwrap(), (0, 0));
     assert!(db.store.list_runs(10).await.unwrap().is_empty());
     assert!(audit_entries(&db.store).await.is_empty());
+}
+
+both_backends!(
+    one_import_of_a_kind_at_a_time_and_a_dead_one_is_abandoned,
+    import_lock
+);
+async fn import_lock(db: &TestDb) {
+    let rows = vec![format!("{},face_app,2026-11-21,FA-1", id(1))];
+    let file = write(&db.path("evidence.csv"), lines(EVIDENCE_HEADER, &rows));
+    let clip = vec![format!("{},2026-11-02T10:00:00+08:00,passed,op001,", id(2))];
+    let clip = write(&db.path("video.csv"), lines(VIDEO_HEADER, &clip));
+    // An import that died: its run still says running.
+    let dead = db
+        .store
+        .start_run("evidence_import", "evidence_of_life", Some("old.csv"), None)
+        .await
+        .unwrap();
+    let held = db
+        .store
+        .lock(LockKey::EvidenceImport("evidence_of_life"))
+        .await
+        .unwrap();
+    let err = evidence(&db.store, &file).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            EvidenceImportError::Store(StoreError::EvidenceImportRunning { source_name, .. })
+                if source_name == "evidence_of_life"
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("wait for it"), "{err}");
+    assert_eq!(db.store.count_life_evidence().await.unwrap(), (0, 0));
+    // Refused before anything: the dead run is left as it was, and no run
+    // was started for the refused import.
+    let run = db.store.get_run(dead).await.unwrap().unwrap();
+    assert_eq!(run.status, "running");
+    // Video results are another kind: they go on meanwhile.
+    assert_eq!(video(&db.store, &clip).await.unwrap().inserted, 1);
+    held.release().await;
+
+    let s = evidence(&db.store, &file).await.unwrap();
+    assert_eq!(s.inserted, 1);
+    crate::support::assert_abandoned(&db.store, dead).await;
+    assert_eq!(
+        db.store.get_run(s.run_id).await.unwrap().unwrap().status,
+        "ok"
+    );
 }
 
 both_backends!(the_same_file_twice_gives_duplicates_and_no_new_rows, twice);
