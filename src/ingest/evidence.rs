@@ -34,7 +34,7 @@ use crate::identity::{self, IdNumber};
 use crate::store::evidence::{EVENT_TYPES, LifeEvidenceRow, VIDEO_RESULTS, VideoSessionRow};
 use crate::store::quarantine::QuarantineEntry;
 use crate::store::runs::{RunCounts, RunStatus};
-use crate::store::{LockKey, Store, StoreError, StoreLock};
+use crate::store::{LockKey, Store, StoreError};
 
 /// The columns of spec §5, in the order of the spec.
 pub const EVIDENCE_COLUMNS: [&str; 4] = ["id_number", "event_type", "event_date", "source_ref"];
@@ -741,8 +741,14 @@ async fn import<T: EvidenceRow>(
     let file_name = path.display().to_string();
     // One import of a kind at a time; holding the lock, an import of this
     // kind still marked running died.
-    let lock = store.lock(LockKey::EvidenceImport(kind.source())).await?;
-    let result = import_locked::<T>(store, path, opts, progress, opened, &file_name, &lock).await;
+    let lock = store
+        .lock_run(
+            LockKey::EvidenceImport(kind.source()),
+            kind.run_kind(),
+            kind.source(),
+        )
+        .await?;
+    let result = import_locked::<T>(store, path, opts, progress, opened, &file_name).await;
     lock.release().await;
     result
 }
@@ -754,13 +760,9 @@ async fn import_locked<T: EvidenceRow>(
     progress: &(dyn Fn(u64) + Send + Sync),
     opened: Opened,
     file_name: &str,
-    lock: &StoreLock,
 ) -> Result<EvidenceImportSummary, EvidenceImportError> {
     let kind = T::KIND;
     let file_name = file_name.to_string();
-    store
-        .abandon_dead_runs(kind.run_kind(), kind.source(), lock)
-        .await?;
     let run_id = store
         .start_run(kind.run_kind(), kind.source(), Some(&file_name), None)
         .await?;

@@ -298,9 +298,8 @@ pub async fn import_roster(
 ) -> Result<ImportSummary, ImportError> {
     // Held until the import ends: see `run_import` for why two roster
     // imports must never run at once.
-    let lock = store.lock(LockKey::RosterImport).await?;
-    store
-        .abandon_dead_runs("roster_import", SOURCE, &lock)
+    let lock = store
+        .lock_run(LockKey::RosterImport, "roster_import", SOURCE)
         .await?;
     let result = import_locked(store, path, opts, progress).await;
     lock.release().await;

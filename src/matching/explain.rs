@@ -130,6 +130,17 @@ pub fn render_waterfall(e: &Explanation) -> String {
         e.review_threshold
     );
     match &e.runner_up {
+        // A runner-up below review is no rival (at ten million pensioners,
+        // two in five scored exactly 0: an ID equal but for its region, a
+        // different name, another region): said so, rather than shown as
+        // if it competed.
+        Some(r) if r.score < e.review_threshold => {
+            let _ = writeln!(
+                out,
+                "  runner-up: none within review (the next candidate, person {}, scored {:.2})",
+                r.person_no, r.score
+            );
+        }
         Some(r) => {
             let _ = writeln!(
                 out,
@@ -200,6 +211,32 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_runner_up_below_review_is_shown_as_no_rival() {
+        let mut e = explanation();
+        let r = e.runner_up.as_mut().unwrap();
+        r.score = 0.0;
+        r.margin = e.score;
+        let text = render_waterfall(&e);
+        assert!(
+            text.contains(
+                "runner-up: none within review (the next candidate, person P9, scored 0.00)"
+            ),
+            "{text}"
+        );
+        let line = text.lines().find(|l| l.contains("runner-up")).unwrap();
+        assert!(!line.contains("margin"), "{text}");
+        // At the review threshold it is a rival again.
+        let mut e = explanation();
+        let r = e.runner_up.as_mut().unwrap();
+        r.score = e.review_threshold;
+        let text = render_waterfall(&e);
+        assert!(
+            text.contains("runner-up: person P9 scored 10.00, margin"),
+            "{text}"
+        );
     }
 
     #[test]

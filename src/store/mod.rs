@@ -362,6 +362,22 @@ impl Store {
         }
     }
 
+    /// [`Store::lock`] for a run of `kind` and `source` (as `vigil runs`
+    /// lists it), which then marks the runs of that kind and source still
+    /// `running` as abandoned: with the lock held, none of them is alive
+    /// (see `abandon_dead_runs`). Every lock holder that records a
+    /// run takes its lock through this, so none can forget the second step.
+    pub async fn lock_run(&self, key: LockKey<'_>, kind: &str, source: &str) -> Result<StoreLock> {
+        let lock = self.lock(key).await?;
+        match self.abandon_dead_runs(kind, source, &lock).await {
+            Ok(_) => Ok(lock),
+            Err(e) => {
+                lock.release().await;
+                Err(e)
+            }
+        }
+    }
+
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await)
     }

@@ -98,7 +98,7 @@ impl Store {
     /// happened. Only the holder of the lock that every such run holds may
     /// call this (`_held`): with the lock taken, no run of that kind is
     /// alive, so whatever still says `running` died. Returns their ids.
-    pub async fn abandon_dead_runs(
+    pub(super) async fn abandon_dead_runs(
         &self,
         kind: &str,
         source: &str,

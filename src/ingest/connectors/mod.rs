@@ -52,7 +52,7 @@ use crate::store::deaths::{
 };
 use crate::store::quarantine::QuarantineEntry;
 use crate::store::runs::{RunCounts, RunStatus};
-use crate::store::{LockKey, Store, StoreError, StoreLock, now_utc_text};
+use crate::store::{LockKey, Store, StoreError, now_utc_text};
 
 /// The `runs.kind` of a pull.
 pub const RUN_KIND: &str = "pull";
@@ -260,7 +260,10 @@ pub async fn pull(
     // another on one of its sources refuses at once, having stored nothing.
     let mut locks = Vec::with_capacity(chosen.len());
     for def in &chosen {
-        match store.lock(LockKey::Pull(&def.name)).await {
+        match store
+            .lock_run(LockKey::Pull(&def.name), RUN_KIND, &def.name)
+            .await
+        {
             Ok(lock) => locks.push(lock),
             Err(e) => {
                 for lock in locks {
@@ -272,8 +275,8 @@ pub async fn pull(
     }
     let mut out = Vec::new();
     let mut result = Ok(());
-    for (def, lock) in chosen.into_iter().zip(&locks) {
-        match pull_locked(store, def, lock, progress).await {
+    for def in chosen {
+        match pull_locked(store, def, progress).await {
             Ok(s) => out.push(s),
             Err(e) => {
                 result = Err(e);
@@ -294,23 +297,22 @@ pub async fn pull_one(
     def: &Definition,
     progress: &(dyn Fn(&PullProgress<'_>) + Sync),
 ) -> Result<PullSummary, PullError> {
-    let lock = store.lock(LockKey::Pull(&def.name)).await?;
-    let result = pull_locked(store, def, &lock, progress).await;
+    let lock = store
+        .lock_run(LockKey::Pull(&def.name), RUN_KIND, &def.name)
+        .await?;
+    let result = pull_locked(store, def, progress).await;
     lock.release().await;
     result
 }
 
-/// [`pull_one`] for a caller that holds the source's lock (`lock`). Pulls
-/// of the source that a stopped process left running are marked abandoned
-/// first.
+/// [`pull_one`] for a caller that holds the source's lock, taken by
+/// [`Store::lock_run`] (which marked the source's dead pulls abandoned).
 async fn pull_locked(
     store: &Store,
     def: &Definition,
-    lock: &StoreLock,
     progress: &(dyn Fn(&PullProgress<'_>) + Sync),
 ) -> Result<PullSummary, PullError> {
     let started = Instant::now();
-    store.abandon_dead_runs(RUN_KIND, &def.name, lock).await?;
     let run_id = store.start_run(RUN_KIND, &def.name, None, None).await?;
     let mut ctx = Ctx {
         store,
