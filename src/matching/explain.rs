@@ -130,15 +130,15 @@ pub fn render_waterfall(e: &Explanation) -> String {
         e.review_threshold
     );
     match &e.runner_up {
-        // A runner-up below review is no rival (at ten million pensioners,
-        // two in five scored exactly 0: an ID equal but for its region, a
-        // different name, another region): said so, rather than shown as
-        // if it competed.
+        // A runner-up below review (at ten million pensioners, two in five
+        // scored exactly 0: an ID equal but for its region, a different
+        // name, another region) is said to be so, not shown as if it
+        // competed; its margin stays, since a small one still counts.
         Some(r) if r.score < e.review_threshold => {
             let _ = writeln!(
                 out,
-                "  runner-up: none within review (the next candidate, person {}, scored {:.2})",
-                r.person_no, r.score
+                "  runner-up: person {} scored {:.2}, below review, margin {:.2}",
+                r.person_no, r.score, r.margin
             );
         }
         Some(r) => {
@@ -214,20 +214,21 @@ mod tests {
     }
 
     #[test]
-    fn a_runner_up_below_review_is_shown_as_no_rival() {
+    fn a_runner_up_below_review_is_said_to_be_below_review() {
         let mut e = explanation();
         let r = e.runner_up.as_mut().unwrap();
         r.score = 0.0;
         r.margin = e.score;
         let text = render_waterfall(&e);
-        assert!(
-            text.contains(
-                "runner-up: none within review (the next candidate, person P9, scored 0.00)"
+        let line = text.lines().find(|l| l.contains("runner-up")).unwrap();
+        assert_eq!(
+            line.trim(),
+            format!(
+                "runner-up: person P9 scored 0.00, below review, margin {:.2}",
+                e.score
             ),
             "{text}"
         );
-        let line = text.lines().find(|l| l.contains("runner-up")).unwrap();
-        assert!(!line.contains("margin"), "{text}");
         // At the review threshold it is a rival again.
         let mut e = explanation();
         let r = e.runner_up.as_mut().unwrap();
@@ -237,6 +238,7 @@ mod tests {
             text.contains("runner-up: person P9 scored 10.00, margin"),
             "{text}"
         );
+        assert!(!text.contains("below review"), "{text}");
     }
 
     #[test]

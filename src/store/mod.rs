@@ -315,7 +315,8 @@ impl Store {
     ///
     /// The lock dies with its holder: on PostgreSQL it is a session advisory
     /// lock on a connection of its own, on SQLite an OS lock on a file next
-    /// to the database (`FILE-roster.lock`, `FILE-pull-SOURCE.lock`). An
+    /// to the database (`FILE-roster.lock`, `FILE-match.lock`,
+    /// `FILE-pull-SOURCE.lock`, `FILE-import-SOURCE.lock`). An
     /// in-memory SQLite database is private to its process and needs none.
     pub async fn lock(&self, key: LockKey<'_>) -> Result<StoreLock> {
         match self {
@@ -462,9 +463,10 @@ pub enum LockKey<'a> {
 
 impl LockKey<'_> {
     /// `pg_try_advisory_lock` key. The roster import's is "vigilros" in
-    /// ASCII, as it always was (bit 62 set); a pull's is the start of a
-    /// SHA-256 of the source's name with bits 63 and 62 cleared, so the
-    /// two kinds never share a key.
+    /// ASCII, as it always was, and the match run's "vigilmat" (both with
+    /// bit 62 set); a pull's and an evidence import's are the start of a
+    /// SHA-256 of "vigil pull SOURCE" or "vigil import SOURCE" with bits 63
+    /// and 62 cleared, so a fixed key and a hashed one never meet.
     fn advisory_id(self) -> i64 {
         match self {
             LockKey::RosterImport => 0x7669_6769_6c72_6f73,

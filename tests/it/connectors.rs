@@ -548,6 +548,59 @@ async fn one_pull_per_source(db: &TestDb) {
 }
 
 both_backends!(
+    a_pull_of_several_sources_takes_every_lock_first_and_refuses_whole,
+    several_sources_locked
+);
+async fn several_sources_locked(db: &TestDb) {
+    let dir = db.path("civil_affairs");
+    copy_dir(&fixtures().join("civil_affairs"), &dir);
+    let defs = [
+        definition("civil_affairs", "https://unused.example", &dir),
+        definition("funeral", "https://unused.example", &db.path("fh")),
+    ];
+    let dead_ca = db
+        .store
+        .start_run("pull", "civil_affairs", None, None)
+        .await
+        .unwrap();
+    let dead_fh = db
+        .store
+        .start_run("pull", "funeral", None, None)
+        .await
+        .unwrap();
+    // A pull of funeral is running: the pull of both refuses before it
+    // pulls anything, and lets go of civil affairs' lock again.
+    let held = db.store.lock(LockKey::Pull("funeral")).await.unwrap();
+    let err = pull(&db.store, &defs, &[], &|_| {}).await.unwrap_err();
+    assert!(
+        matches!(&err, PullError::Store(StoreError::PullRunning { source_name, .. })
+            if source_name == "funeral"),
+        "{err}"
+    );
+    assert_eq!(
+        db.store.count_death_records("civil_affairs").await.unwrap(),
+        0
+    );
+    db.store
+        .lock(LockKey::Pull("civil_affairs"))
+        .await
+        .unwrap()
+        .release()
+        .await;
+    // Civil affairs' lock was held for a moment: its dead pull is marked
+    // abandoned; funeral's, whose lock someone else holds, is not.
+    crate::support::assert_abandoned(&db.store, dead_ca).await;
+    let run = db.store.get_run(dead_fh).await.unwrap().unwrap();
+    assert_eq!(run.status, "running");
+    assert_eq!(
+        db.store.list_runs(10).await.unwrap().len(),
+        2,
+        "no run started"
+    );
+    held.release().await;
+}
+
+both_backends!(
     a_corrected_civil_affairs_row_updates_and_keeps_history,
     civil_affairs
 );

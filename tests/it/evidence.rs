@@ -255,6 +255,29 @@ async fn import_lock(db: &TestDb) {
     // Video results are another kind: they go on meanwhile.
     assert_eq!(video(&db.store, &clip).await.unwrap().inserted, 1);
     held.release().await;
+    // And have a lock of their own, with the same refusal and clean-up.
+    let dead_video = db
+        .store
+        .start_run("video_import", "video_results", Some("old.csv"), None)
+        .await
+        .unwrap();
+    let held = db
+        .store
+        .lock(LockKey::EvidenceImport("video_results"))
+        .await
+        .unwrap();
+    let err = video(&db.store, &clip).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            EvidenceImportError::Store(StoreError::EvidenceImportRunning { source_name, .. })
+                if source_name == "video_results"
+        ),
+        "{err}"
+    );
+    held.release().await;
+    assert_eq!(video(&db.store, &clip).await.unwrap().duplicate, 1);
+    crate::support::assert_abandoned(&db.store, dead_video).await;
 
     let s = evidence(&db.store, &file).await.unwrap();
     assert_eq!(s.inserted, 1);

@@ -257,7 +257,8 @@ pub async fn pull(
         .filter(|d| only.is_empty() || only.contains(&d.name))
         .collect();
     // Every source's lock before any pull starts: a pull that would meet
-    // another on one of its sources refuses at once, having stored nothing.
+    // another on one of its sources refuses at once, having pulled nothing
+    // (the sources it locked meanwhile have had their dead pulls abandoned).
     let mut locks = Vec::with_capacity(chosen.len());
     for def in &chosen {
         match store
