@@ -491,7 +491,8 @@ impl LockKey<'_> {
 
     /// The end of the lock file's name beside a SQLite database. A source
     /// name that is not plain ASCII letters, digits, `_` and `-` is written
-    /// in hex, so it can never reach another directory.
+    /// in hex, so it can never reach another directory, after a `.` that no
+    /// plain name holds, so it can never be a plain name's file either.
     fn file_suffix(self) -> String {
         match self {
             LockKey::RosterImport => "roster".to_string(),
@@ -505,7 +506,7 @@ impl LockKey<'_> {
                 if plain {
                     format!("pull-{source}")
                 } else {
-                    format!("pull-x{}", hex::encode(source.as_bytes()))
+                    format!("pull.{}", hex::encode(source.as_bytes()))
                 }
             }
         }
@@ -666,4 +667,39 @@ fn migrator(backend: Backend) -> Migrator {
 /// (the audit hash chain depends on the text round-tripping exactly).
 pub fn now_utc_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LockKey;
+
+    #[test]
+    fn every_lock_has_a_file_of_its_own() {
+        let keys = [
+            LockKey::RosterImport,
+            LockKey::Match,
+            LockKey::EvidenceImport("evidence_of_life"),
+            LockKey::EvidenceImport("video_results"),
+            LockKey::Pull("funeral"),
+            LockKey::Pull("import-evidence_of_life"),
+            // A plain name and a name written in hex that spells it.
+            LockKey::Pull("x612062"),
+            LockKey::Pull("a b"),
+            LockKey::Pull("../etc"),
+        ];
+        let files: Vec<String> = keys.iter().map(|k| k.file_suffix()).collect();
+        for (i, f) in files.iter().enumerate() {
+            assert!(!f.contains('/'), "{f}");
+            assert_eq!(
+                files.iter().filter(|g| *g == f).count(),
+                1,
+                "{:?} shares {f}",
+                keys[i]
+            );
+        }
+        assert_eq!(LockKey::Pull("a b").file_suffix(), "pull.612062");
+        // And no two share an advisory key.
+        let ids: std::collections::HashSet<i64> = keys.iter().map(|k| k.advisory_id()).collect();
+        assert_eq!(ids.len(), keys.len());
+    }
 }
