@@ -9,7 +9,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::store::{Result, Store, StoreError, now_utc_text};
+use crate::store::{BeginWrite, Result, Store, StoreError, now_utc_text};
 use crate::with_pool;
 
 /// The `prev_hash` of the first entry.
@@ -78,7 +78,6 @@ pub async fn append(
     details: &serde_json::Value,
 ) -> Result<AuditEntry> {
     let details = details.to_string();
-    let sqlite = store.backend() == crate::store::Backend::Sqlite;
     let mut last_err = None;
     for attempt in 0..10u32 {
         if attempt > 0 {
@@ -88,16 +87,11 @@ pub async fn append(
         let attempt = with_pool!(store, pool => {
             async {
                 // On SQLite the write lock is taken as the transaction
-                // begins, so a concurrent append waits for it (busy
-                // timeout) instead of failing when its read of the chain's
-                // end would have to become a write (SQLITE_BUSY, at once,
-                // whatever the timeout). PostgreSQL's unique sequence
-                // number turns a race into a retry.
-                let mut tx = if sqlite {
-                    pool.begin_with("BEGIN IMMEDIATE").await?
-                } else {
-                    pool.begin().await?
-                };
+                // begins (`begin_write`), so a concurrent append waits for
+                // it instead of failing when its read of the chain's end
+                // would have to become a write. PostgreSQL's unique
+                // sequence number turns a race into a retry.
+                let mut tx = pool.begin_write().await?;
                 let last: Option<(i64, String)> = sqlx::query_as(
                     "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
                 )

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::deaths::{in_list, insert_sql};
 use super::quarantine::QuarantineEntry;
-use super::{Result, Store, now_utc_text};
+use super::{BeginWrite, Result, Store, now_utc_text};
 use crate::matching::assign::LifeEvidence;
 use crate::{insert_quarantine, with_pool};
 
@@ -147,7 +147,7 @@ impl Store {
         let now = now_utc_text();
         let mut inserted = 0u64;
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let mut sql = insert_sql(backend, "life_evidence", LIFE_COLUMNS, chunk.len());
                 sql.push_str(" ON CONFLICT DO NOTHING");
@@ -217,7 +217,7 @@ impl Store {
         let now = now_utc_text();
         let mut inserted = 0u64;
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let mut sql = insert_sql(backend, "video_sessions", VIDEO_COLUMNS, chunk.len());
                 sql.push_str(" ON CONFLICT DO NOTHING");

@@ -43,6 +43,41 @@ macro_rules! with_pool {
     };
 }
 
+/// A transaction that will write, begun the same way on both backends'
+/// pools (so it reads the same inside either arm of [`with_pool!`]).
+///
+/// On SQLite it begins `IMMEDIATE`: the write lock is taken as it begins,
+/// so a writer that meets another waits for it (busy timeout). A deferred
+/// transaction that reads first and then writes fails at once instead
+/// (SQLITE_BUSY, whatever the timeout) when another writer committed in
+/// between. PostgreSQL locks rows as it goes and needs nothing more.
+pub trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, Self::Db>>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>>> + Send
+    {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>>> + Send
+    {
+        self.begin()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported database URL {0}: use sqlite://FILE or postgres://USER@HOST/DB")]

@@ -9,7 +9,7 @@ use compact_str::CompactString;
 use serde::Serialize;
 
 use super::quarantine::QuarantineEntry;
-use super::{Result, Store, now_utc_text};
+use super::{BeginWrite, Result, Store, now_utc_text};
 use crate::{insert_quarantine, with_pool};
 
 /// A pensioner as stored. Field names follow spec §1 where they can.
@@ -411,7 +411,7 @@ impl Store {
                 // timeout) when a pull, an evidence import or a match run
                 // committed in between. Taking the write lock first makes it
                 // wait for them instead.
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = pool.begin_write().await?;
                 if !batch.inserts.is_empty() {
                     let mut handle = tx.lock_handle().await?;
                     super::sqlite_bulk::insert_pensioners(handle.as_raw_handle(), &batch.inserts)?;
@@ -449,7 +449,7 @@ impl Store {
         let mut flagged = 0u64;
         for chunk in person_nos.chunks(5_000) {
             with_pool!(self, pool => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 for person_no in chunk {
                     let done = sqlx::query(
                         "UPDATE pensioners SET missing_since = $1 WHERE person_no = $2 AND missing_since IS NULL",

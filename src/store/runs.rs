@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::{Result, Store, StoreLock, now_utc_text};
+use super::{BeginWrite, Result, Store, StoreLock, now_utc_text};
 use crate::with_pool;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -106,9 +106,7 @@ impl Store {
     ) -> Result<Vec<i64>> {
         let now = now_utc_text();
         let ids = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            // Written first: the transaction takes the write lock at once
-            // (on SQLite a read upgraded to a write may fail as busy).
+            let mut tx = pool.begin_write().await?;
             let mut ids: Vec<i64> = sqlx::query_scalar(
                 "UPDATE runs SET status = $1, finished_at = $2, message = $3 \
                  WHERE kind = $4 AND source = $5 AND status = 'running' RETURNING id",
