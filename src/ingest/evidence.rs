@@ -748,7 +748,7 @@ async fn import<T: EvidenceRow>(
             kind.source(),
         )
         .await?;
-    let result = import_locked::<T>(store, path, opts, progress, opened, &file_name).await;
+    let result = import_locked::<T>(store, path, opts, progress, opened, file_name).await;
     lock.release().await;
     result
 }
@@ -759,10 +759,9 @@ async fn import_locked<T: EvidenceRow>(
     opts: &EvidenceImportOptions,
     progress: &(dyn Fn(u64) + Send + Sync),
     opened: Opened,
-    file_name: &str,
+    file_name: String,
 ) -> Result<EvidenceImportSummary, EvidenceImportError> {
     let kind = T::KIND;
-    let file_name = file_name.to_string();
     let run_id = store
         .start_run(kind.run_kind(), kind.source(), Some(&file_name), None)
         .await?;

@@ -507,20 +507,8 @@ impl LockKey<'_> {
             LockKey::RosterImport => 0x7669_6769_6c72_6f73,
             // "vigilmat".
             LockKey::Match => 0x7669_6769_6c6d_6174,
-            LockKey::Pull(source) => {
-                use sha2::Digest as _;
-                let digest = sha2::Sha256::digest(format!("vigil pull {source}").as_bytes());
-                let mut id = [0u8; 8];
-                id.copy_from_slice(&digest[..8]);
-                i64::from_be_bytes(id) & 0x3fff_ffff_ffff_ffff
-            }
-            LockKey::EvidenceImport(source) => {
-                use sha2::Digest as _;
-                let digest = sha2::Sha256::digest(format!("vigil import {source}").as_bytes());
-                let mut id = [0u8; 8];
-                id.copy_from_slice(&digest[..8]);
-                i64::from_be_bytes(id) & 0x3fff_ffff_ffff_ffff
-            }
+            LockKey::Pull(source) => hashed_key(&format!("vigil pull {source}")),
+            LockKey::EvidenceImport(source) => hashed_key(&format!("vigil import {source}")),
         }
     }
 
@@ -562,6 +550,16 @@ impl LockKey<'_> {
             },
         }
     }
+}
+
+/// The start of a SHA-256 of `text` with bits 63 and 62 cleared: an
+/// advisory key that never meets the fixed ones (bit 62 set).
+fn hashed_key(text: &str) -> i64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(id) & 0x3fff_ffff_ffff_ffff
 }
 
 /// Held while its holder runs; see [`Store::lock`]. Dropping it releases

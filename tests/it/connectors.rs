@@ -558,16 +558,8 @@ async fn several_sources_locked(db: &TestDb) {
         definition("civil_affairs", "https://unused.example", &dir),
         definition("funeral", "https://unused.example", &db.path("fh")),
     ];
-    let dead_ca = db
-        .store
-        .start_run("pull", "civil_affairs", None, None)
-        .await
-        .unwrap();
-    let dead_fh = db
-        .store
-        .start_run("pull", "funeral", None, None)
-        .await
-        .unwrap();
+    let dead_ca = crate::support::dead_run(&db.store, "pull", "civil_affairs").await;
+    let dead_fh = crate::support::dead_run(&db.store, "pull", "funeral").await;
     // A pull of funeral is running: the pull of both refuses before it
     // pulls anything, and lets go of civil affairs' lock again.
     let held = db.store.lock(LockKey::Pull("funeral")).await.unwrap();
@@ -890,16 +882,8 @@ async fn dead_pull_abandoned(db: &TestDb) {
     let server = start_sim().await;
     let def = definition("public_security", &server.base_url, &db.path("ca"));
     // A pull of this source and one of another, both killed mid-run.
-    let dead = db
-        .store
-        .start_run("pull", "public_security", None, None)
-        .await
-        .unwrap();
-    let other = db
-        .store
-        .start_run("pull", "civil_affairs", None, None)
-        .await
-        .unwrap();
+    let dead = crate::support::dead_run(&db.store, "pull", "public_security").await;
+    let other = crate::support::dead_run(&db.store, "pull", "civil_affairs").await;
     let s = pull_one(&db.store, &def).await;
     assert!(s.ok(), "{:?}", s.error);
     let run = |id| async move { db.store.get_run(id).await.unwrap().unwrap() };

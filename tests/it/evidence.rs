@@ -217,6 +217,15 @@ async fn missing_column(db: &TestDb) {
     assert!(audit_entries(&db.store).await.is_empty());
 }
 
+/// Whether `err` is the refusal of an import of `source` while another runs.
+fn refused_as_running(err: &EvidenceImportError, source: &str) -> bool {
+    matches!(
+        err,
+        EvidenceImportError::Store(StoreError::EvidenceImportRunning { source_name, .. })
+            if source_name == source
+    )
+}
+
 both_backends!(
     one_import_of_a_kind_at_a_time_and_a_dead_one_is_abandoned,
     import_lock
@@ -227,25 +236,14 @@ async fn import_lock(db: &TestDb) {
     let clip = vec![format!("{},2026-11-02T10:00:00+08:00,passed,op001,", id(2))];
     let clip = write(&db.path("video.csv"), lines(VIDEO_HEADER, &clip));
     // An import that died: its run still says running.
-    let dead = db
-        .store
-        .start_run("evidence_import", "evidence_of_life", Some("old.csv"), None)
-        .await
-        .unwrap();
+    let dead = crate::support::dead_run(&db.store, "evidence_import", "evidence_of_life").await;
     let held = db
         .store
         .lock(LockKey::EvidenceImport("evidence_of_life"))
         .await
         .unwrap();
     let err = evidence(&db.store, &file).await.unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            EvidenceImportError::Store(StoreError::EvidenceImportRunning { source_name, .. })
-                if source_name == "evidence_of_life"
-        ),
-        "{err}"
-    );
+    assert!(refused_as_running(&err, "evidence_of_life"), "{err}");
     assert!(err.to_string().contains("wait for it"), "{err}");
     assert_eq!(db.store.count_life_evidence().await.unwrap(), (0, 0));
     // Refused before anything: the dead run is left as it was, and no run
@@ -256,25 +254,14 @@ async fn import_lock(db: &TestDb) {
     assert_eq!(video(&db.store, &clip).await.unwrap().inserted, 1);
     held.release().await;
     // And have a lock of their own, with the same refusal and clean-up.
-    let dead_video = db
-        .store
-        .start_run("video_import", "video_results", Some("old.csv"), None)
-        .await
-        .unwrap();
+    let dead_video = crate::support::dead_run(&db.store, "video_import", "video_results").await;
     let held = db
         .store
         .lock(LockKey::EvidenceImport("video_results"))
         .await
         .unwrap();
     let err = video(&db.store, &clip).await.unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            EvidenceImportError::Store(StoreError::EvidenceImportRunning { source_name, .. })
-                if source_name == "video_results"
-        ),
-        "{err}"
-    );
+    assert!(refused_as_running(&err, "video_results"), "{err}");
     held.release().await;
     assert_eq!(video(&db.store, &clip).await.unwrap().duplicate, 1);
     crate::support::assert_abandoned(&db.store, dead_video).await;

@@ -572,11 +572,7 @@ async fn dead_run_abandoned(db: &TestDb) {
     let rules = MatchRules::default_rules();
     // A pending run that claimed its records and was then killed: its row
     // still says running and its claims stay, as a SIGKILL leaves them.
-    let dead = db
-        .store
-        .start_run("match", "matcher", None, None)
-        .await
-        .unwrap();
+    let dead = crate::support::dead_run(&db.store, "match", "matcher").await;
     let claimed = db
         .store
         .claim_match_records(dead, &rules.version)

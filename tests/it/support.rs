@@ -245,6 +245,12 @@ pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> PathBuf {
 
 /// Asserts that run `id` was marked abandoned by a later run of its kind:
 /// finished, with the message that says its process stopped.
+/// A run of `kind` and `source` as a killed process leaves it: started,
+/// never finished. Returns its id.
+pub async fn dead_run(store: &Store, kind: &str, source: &str) -> i64 {
+    store.start_run(kind, source, None, None).await.unwrap()
+}
+
 pub async fn assert_abandoned(store: &Store, id: i64) {
     let run = store.get_run(id).await.unwrap().unwrap();
     assert_eq!(run.status, "abandoned", "{run:?}");
