@@ -307,7 +307,15 @@ pub fn match_batch(
     let scored_in = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
     let record_rank = record_ranks(records);
-    let mut pairs: Vec<PairOrder> = Vec::new();
+    // Sized once: growing it a push at a time copied it into fresh memory
+    // again and again (on these machines first touching memory costs
+    // about two seconds per GiB).
+    let mut pairs: Vec<PairOrder> = Vec::with_capacity(
+        per_record
+            .par_iter()
+            .map(|r| r.scored.iter().filter(|s| s.total >= review).count())
+            .sum(),
+    );
     let mut pairs_scored = 0;
     for (r, result) in per_record.iter().enumerate() {
         pairs_scored += result.pairs;

@@ -79,10 +79,12 @@ pub fn fuse(
 }
 
 /// [`fuse`] from bare assignments: (record index, person index, band), for
-/// callers whose matches come partly from storage.
-pub fn fuse_assigned(
+/// callers whose matches come partly from storage. The records may be
+/// borrowed (`&[&DeathRecord]`): a match run fuses its new and kept records
+/// without copying them.
+pub fn fuse_assigned<R: std::borrow::Borrow<DeathRecord>>(
     assigned: &[(usize, u32, Band)],
-    records: &[DeathRecord],
+    records: &[R],
     persons: &[Person],
     rules: &MatchRules,
 ) -> Vec<DeathEvent> {
@@ -102,6 +104,7 @@ pub fn fuse_assigned(
         }
     }
     for (i, r) in records.iter().enumerate() {
+        let r = r.borrow();
         let g = match (matched[i], r.id_number.as_deref()) {
             (Some(p), _) => Group::Person(persons[p as usize].person_no.as_str(), p),
             (None, Some(id)) => Group::Id(id),
@@ -122,11 +125,14 @@ pub fn fuse_assigned(
         .map(|(g, idx)| {
             let mut recs: Vec<EventRecord> = idx
                 .iter()
-                .map(|&i| EventRecord {
-                    record_index: i,
-                    source: records[i].source.clone(),
-                    record_key: records[i].record_key.clone(),
-                    death_date: records[i].death_date,
+                .map(|&i| {
+                    let r = records[i].borrow();
+                    EventRecord {
+                        record_index: i,
+                        source: r.source.clone(),
+                        record_key: r.record_key.clone(),
+                        death_date: r.death_date,
+                    }
                 })
                 .collect();
             recs.sort_by(|a, b| {

@@ -384,9 +384,18 @@ const RECORDS: &CStr =
 /// version read of each alongside.
 pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<(Vec<DeathRecord>, Vec<i64>)> {
     let _mapped = Mapped::new(db)?;
+    // Sized once from the row count (a push at a time copied a million
+    // records into fresh memory over and over).
+    let mut count = Statement::prepare(db, c"SELECT count(*) FROM death_records")?;
+    let rows = if count.next()? {
+        usize::try_from(count.int(0).unwrap_or(0)).unwrap_or(0)
+    } else {
+        0
+    };
+    drop(count);
     let mut s = Statement::prepare(db, RECORDS)?;
-    let mut out = Vec::new();
-    let mut versions = Vec::new();
+    let mut out = Vec::with_capacity(rows);
+    let mut versions = Vec::with_capacity(rows);
     while s.next()? {
         versions.push(s.int(14).unwrap_or_default());
         let t = |i| s.text(i).unwrap_or_default().to_string();
