@@ -34,7 +34,7 @@ use crate::identity::{self, IdNumber};
 use crate::store::evidence::{EVENT_TYPES, LifeEvidenceRow, VIDEO_RESULTS, VideoSessionRow};
 use crate::store::quarantine::QuarantineEntry;
 use crate::store::runs::{RunCounts, RunStatus};
-use crate::store::{LockKey, Store, StoreError};
+use crate::store::{LockKey, Store, StoreError, StoreLock, run_kind};
 
 /// The columns of spec §5, in the order of the spec.
 pub const EVIDENCE_COLUMNS: [&str; 4] = ["id_number", "event_type", "event_date", "source_ref"];
@@ -79,8 +79,16 @@ impl EvidenceKind {
     /// The run's kind, as `vigil runs` lists it.
     pub fn run_kind(self) -> &'static str {
         match self {
-            EvidenceKind::LifeEvidence => "evidence_import",
-            EvidenceKind::VideoResults => "video_import",
+            EvidenceKind::LifeEvidence => run_kind::EVIDENCE_IMPORT,
+            EvidenceKind::VideoResults => run_kind::VIDEO_IMPORT,
+        }
+    }
+
+    /// The lock that keeps imports of this kind to one at a time.
+    pub fn lock_key(self) -> LockKey<'static> {
+        LockKey::EvidenceImport {
+            run_kind: self.run_kind(),
+            source: self.source(),
         }
     }
 
@@ -741,14 +749,8 @@ async fn import<T: EvidenceRow>(
     let file_name = path.display().to_string();
     // One import of a kind at a time; holding the lock, an import of this
     // kind still marked running died.
-    let lock = store
-        .lock_run(
-            LockKey::EvidenceImport(kind.source()),
-            kind.run_kind(),
-            kind.source(),
-        )
-        .await?;
-    let result = import_locked::<T>(store, path, opts, progress, opened, file_name).await;
+    let lock = store.lock_run(kind.lock_key()).await?;
+    let result = import_locked::<T>(store, path, opts, progress, opened, file_name, &lock).await;
     lock.release().await;
     result
 }
@@ -760,11 +762,10 @@ async fn import_locked<T: EvidenceRow>(
     progress: &(dyn Fn(u64) + Send + Sync),
     opened: Opened,
     file_name: String,
+    lock: &StoreLock,
 ) -> Result<EvidenceImportSummary, EvidenceImportError> {
     let kind = T::KIND;
-    let run_id = store
-        .start_run(kind.run_kind(), kind.source(), Some(&file_name), None)
-        .await?;
+    let run_id = store.start_locked_run(lock, Some(&file_name), None).await?;
     let mut summary = EvidenceImportSummary {
         run_id,
         kind,

@@ -29,7 +29,7 @@ use crate::identity::{self, IdError, Sex};
 use crate::store::pensioners::{Pensioner, RosterBatch};
 use crate::store::quarantine::QuarantineEntry;
 use crate::store::runs::{RunCounts, RunStatus};
-use crate::store::{LockKey, Store, StoreError};
+use crate::store::{LockKey, Store, StoreError, StoreLock};
 
 /// Columns an export must have; refused before anything is written if any is
 /// missing.
@@ -50,7 +50,7 @@ pub const REQUIRED_COLUMNS: [&str; 12] = [
 /// Columns that may be absent (then every value counts as empty).
 pub const OPTIONAL_COLUMNS: [&str; 2] = ["last_certified", "phone"];
 
-pub const SOURCE: &str = "roster";
+pub const SOURCE: &str = crate::store::runs::run_source::ROSTER;
 const PREFIX_LEN: usize = 64 * 1024;
 /// Rows read before they are validated in parallel.
 const PARSE_CHUNK: usize = 2048;
@@ -298,10 +298,8 @@ pub async fn import_roster(
 ) -> Result<ImportSummary, ImportError> {
     // Held until the import ends: see `run_import` for why two roster
     // imports must never run at once.
-    let lock = store
-        .lock_run(LockKey::RosterImport, "roster_import", SOURCE)
-        .await?;
-    let result = import_locked(store, path, opts, progress).await;
+    let lock = store.lock_run(LockKey::RosterImport).await?;
+    let result = import_locked(store, path, opts, progress, &lock).await;
     lock.release().await;
     result
 }
@@ -311,6 +309,7 @@ async fn import_locked(
     path: &Path,
     opts: &ImportOptions,
     progress: &(dyn Fn(u64) + Send + Sync),
+    lock: &StoreLock,
 ) -> Result<ImportSummary, ImportError> {
     if let Some(last) = store.last_roster_as_of().await?
         && opts.as_of < last
@@ -330,7 +329,7 @@ async fn import_locked(
         })??;
     let file_name = path.display().to_string();
     let run_id = store
-        .start_run("roster_import", SOURCE, Some(&file_name), Some(opts.as_of))
+        .start_locked_run(lock, Some(&file_name), Some(opts.as_of))
         .await?;
     let mut summary = ImportSummary {
         run_id,

@@ -26,11 +26,7 @@ use crate::audit;
 use crate::store::match_state::{MatchScope, Progress, StoredEvent};
 use crate::store::matches::StoredMatch;
 use crate::store::runs::{RunCounts, RunStatus};
-use crate::store::{LockKey, Store, StoreError};
-
-/// How a match run is listed among the runs.
-const RUN_KIND: &str = "match";
-const RUN_SOURCE: &str = "matcher";
+use crate::store::{LockKey, Store, StoreError, StoreLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MatchRunError {
@@ -102,8 +98,8 @@ pub async fn run_match_scoped(
     let started = Instant::now();
     // One match run at a time; holding the lock, any match run still
     // marked running died, and its claims are given back.
-    let lock = store.lock_run(LockKey::Match, RUN_KIND, RUN_SOURCE).await?;
-    let result = run_locked(store, rules, actor, scope, started).await;
+    let lock = store.lock_run(LockKey::Match).await?;
+    let result = run_locked(store, rules, actor, scope, started, &lock).await;
     lock.release().await;
     result
 }
@@ -114,8 +110,9 @@ async fn run_locked(
     actor: &str,
     scope: MatchScope,
     started: Instant,
+    lock: &StoreLock,
 ) -> Result<MatchSummary, MatchRunError> {
-    let run_id = store.start_run(RUN_KIND, RUN_SOURCE, None, None).await?;
+    let run_id = store.start_locked_run(lock, None, None).await?;
     let result = run_inner(store, rules, run_id, scope).await;
     match result {
         Ok(mut s) => {

@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, SqlSafeStr};
 
 use crate::config::mask_url_password;
+pub use runs::run_kind;
 
 pub mod deaths;
 mod deaths_bulk;
@@ -366,7 +367,7 @@ impl Store {
                     let _ = sqlx::Connection::close(conn).await;
                     return Err(key.busy("a PostgreSQL advisory lock is held".to_string()));
                 }
-                Ok(StoreLock(LockInner::Postgres(conn, id)))
+                Ok(StoreLock::held(key, LockInner::Postgres(conn, id)))
             }
             Store::Sqlite(pool) => {
                 let file: String =
@@ -374,7 +375,7 @@ impl Store {
                         .fetch_one(pool)
                         .await?;
                 if file.is_empty() {
-                    return Ok(StoreLock(LockInner::None));
+                    return Ok(StoreLock::held(key, LockInner::None));
                 }
                 let path = format!("{file}-{}.lock", key.file_suffix());
                 let io = |source| StoreError::LockFile {
@@ -388,7 +389,7 @@ impl Store {
                     .open(&path)
                     .map_err(io)?;
                 match lock.try_lock() {
-                    Ok(()) => Ok(StoreLock(LockInner::File { _held: lock })),
+                    Ok(()) => Ok(StoreLock::held(key, LockInner::File { _held: lock })),
                     Err(std::fs::TryLockError::WouldBlock) => {
                         Err(key.busy(format!("{path} is locked")))
                     }
@@ -398,13 +399,16 @@ impl Store {
         }
     }
 
-    /// [`Store::lock`] for a run of `kind` and `source` (as `vigil runs`
-    /// lists it), which then marks the runs of that kind and source still
-    /// `running` as abandoned: with the lock held, none of them is alive
-    /// (see `abandon_dead_runs`). Every lock holder that records a
-    /// run takes its lock through this, so none can forget the second step.
-    pub async fn lock_run(&self, key: LockKey<'_>, kind: &str, source: &str) -> Result<StoreLock> {
+    /// [`Store::lock`], which then marks the runs the key names
+    /// ([`LockKey::run`]) still `running` as abandoned: with the lock held,
+    /// none of them is alive (see `abandon_dead_runs`). Every lock holder
+    /// that records a run takes its lock through this, so none can forget
+    /// the second step, and starts the run with
+    /// [`Store::start_locked_run`], so none can record a run under another
+    /// run's lock.
+    pub async fn lock_run(&self, key: LockKey<'_>) -> Result<StoreLock> {
         let lock = self.lock(key).await?;
+        let (kind, source) = key.run();
         match self.abandon_dead_runs(kind, source, &lock).await {
             Ok(_) => Ok(lock),
             Err(e) => {
@@ -493,10 +497,24 @@ pub enum LockKey<'a> {
     /// name): two of one kind at once would both append the same file's
     /// events, and neither could tell an import that died from one that is
     /// still working.
-    EvidenceImport(&'static str),
+    EvidenceImport {
+        run_kind: &'static str,
+        source: &'static str,
+    },
 }
 
-impl LockKey<'_> {
+impl<'a> LockKey<'a> {
+    /// The run this lock keeps to one at a time, as `vigil runs` lists it:
+    /// (kind, source).
+    pub fn run(self) -> (&'static str, &'a str) {
+        match self {
+            LockKey::RosterImport => (run_kind::ROSTER_IMPORT, runs::run_source::ROSTER),
+            LockKey::Pull(source) => (run_kind::PULL, source),
+            LockKey::Match => (run_kind::MATCH, runs::run_source::MATCHER),
+            LockKey::EvidenceImport { run_kind, source } => (run_kind, source),
+        }
+    }
+
     /// `pg_try_advisory_lock` key. The roster import's is "vigilros" in
     /// ASCII, as it always was, and the match run's "vigilmat" (both with
     /// bit 62 set); a pull's and an evidence import's are the start of a
@@ -508,7 +526,7 @@ impl LockKey<'_> {
             // "vigilmat".
             LockKey::Match => 0x7669_6769_6c6d_6174,
             LockKey::Pull(source) => hashed_key(&format!("vigil pull {source}")),
-            LockKey::EvidenceImport(source) => hashed_key(&format!("vigil import {source}")),
+            LockKey::EvidenceImport { source, .. } => hashed_key(&format!("vigil import {source}")),
         }
     }
 
@@ -520,7 +538,7 @@ impl LockKey<'_> {
         match self {
             LockKey::RosterImport => "roster".to_string(),
             LockKey::Match => "match".to_string(),
-            LockKey::EvidenceImport(source) => format!("import-{source}"),
+            LockKey::EvidenceImport { source, .. } => format!("import-{source}"),
             LockKey::Pull(source) => {
                 let plain = !source.is_empty()
                     && source
@@ -540,7 +558,7 @@ impl LockKey<'_> {
         match self {
             LockKey::RosterImport => StoreError::ImportRunning(detail),
             LockKey::Match => StoreError::MatchRunning(detail),
-            LockKey::EvidenceImport(source) => StoreError::EvidenceImportRunning {
+            LockKey::EvidenceImport { source, .. } => StoreError::EvidenceImportRunning {
                 source_name: source.to_string(),
                 detail,
             },
@@ -563,9 +581,14 @@ fn hashed_key(text: &str) -> i64 {
 }
 
 /// Held while its holder runs; see [`Store::lock`]. Dropping it releases
-/// the lock; [`StoreLock::release`] does so politely.
+/// the lock; [`StoreLock::release`] does so politely. It knows the run its
+/// key names, which [`Store::start_locked_run`] records.
 #[derive(Debug)]
-pub struct StoreLock(LockInner);
+pub struct StoreLock {
+    inner: LockInner,
+    kind: &'static str,
+    source: String,
+}
 
 #[derive(Debug)]
 enum LockInner {
@@ -581,8 +604,22 @@ enum LockInner {
 }
 
 impl StoreLock {
+    fn held(key: LockKey<'_>, inner: LockInner) -> StoreLock {
+        let (kind, source) = key.run();
+        StoreLock {
+            inner,
+            kind,
+            source: source.to_string(),
+        }
+    }
+
+    /// The run this lock is for: (kind, source).
+    pub fn run(&self) -> (&'static str, &str) {
+        (self.kind, &self.source)
+    }
+
     pub async fn release(self) {
-        if let LockInner::Postgres(mut conn, id) = self.0 {
+        if let LockInner::Postgres(mut conn, id) = self.inner {
             let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
                 .bind(id)
                 .execute(&mut conn)
@@ -711,8 +748,14 @@ mod tests {
         let keys = [
             LockKey::RosterImport,
             LockKey::Match,
-            LockKey::EvidenceImport("evidence_of_life"),
-            LockKey::EvidenceImport("video_results"),
+            LockKey::EvidenceImport {
+                run_kind: super::run_kind::EVIDENCE_IMPORT,
+                source: "evidence_of_life",
+            },
+            LockKey::EvidenceImport {
+                run_kind: super::run_kind::VIDEO_IMPORT,
+                source: "video_results",
+            },
             LockKey::Pull("funeral"),
             LockKey::Pull("import-evidence_of_life"),
             // A plain name and a name written in hex that spells it.

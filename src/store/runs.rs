@@ -7,6 +7,23 @@ use serde::Serialize;
 use super::{BeginWrite, Result, Store, StoreLock, now_utc_text};
 use crate::with_pool;
 
+/// The kinds of run, as `vigil runs` lists them: every name in one place
+/// (a lock names its run with them, [`super::LockKey::run`]).
+pub mod run_kind {
+    pub const ROSTER_IMPORT: &str = "roster_import";
+    pub const PULL: &str = "pull";
+    pub const MATCH: &str = "match";
+    pub const EVIDENCE_IMPORT: &str = "evidence_import";
+    pub const VIDEO_IMPORT: &str = "video_import";
+}
+
+/// The sources of the runs that have one fixed source (a pull's and an
+/// evidence import's source is the name of what they read).
+pub mod run_source {
+    pub const ROSTER: &str = "roster";
+    pub const MATCHER: &str = "matcher";
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
@@ -67,6 +84,19 @@ const RUN_COLUMNS: &str = "id, kind, source, file, file_sha256, as_of, started_a
      read_count, inserted, changed, unchanged, quarantined, missing, details, message";
 
 impl Store {
+    /// Records that the run `lock` is for ([`super::LockKey::run`]) has
+    /// started; returns its id. A run that takes a lock starts through this,
+    /// so its kind and source are the lock's.
+    pub async fn start_locked_run(
+        &self,
+        lock: &StoreLock,
+        file: Option<&str>,
+        as_of: Option<NaiveDate>,
+    ) -> Result<i64> {
+        let (kind, source) = lock.run();
+        self.start_run(kind, source, file, as_of).await
+    }
+
     /// Records that a run has started; returns its id.
     pub async fn start_run(
         &self,

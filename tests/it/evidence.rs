@@ -9,8 +9,8 @@ use chrono::NaiveDate;
 use vigil::generate::{GenerateOptions, generate};
 use vigil::ingest::connectors::{self, sim::pull_through_sim};
 use vigil::ingest::evidence::{
-    EvidenceImportError, EvidenceImportOptions, EvidenceImportSummary, import_life_evidence,
-    import_video_results,
+    EvidenceImportError, EvidenceImportOptions, EvidenceImportSummary, EvidenceKind,
+    import_life_evidence, import_video_results,
 };
 use vigil::ingest::roster::{ImportOptions, import_roster};
 use vigil::matching::Safeguard;
@@ -20,7 +20,7 @@ use vigil::matching::rules::MatchRules;
 use vigil::matching::run::{run_match, run_match_scoped};
 use vigil::matching::train::TrainingOptions;
 use vigil::store::match_state::MatchScope;
-use vigil::store::{LockKey, Store, StoreError};
+use vigil::store::{Store, StoreError};
 
 use crate::both_backends;
 use crate::support::{TestDb, person, valid_id, write};
@@ -239,7 +239,7 @@ async fn import_lock(db: &TestDb) {
     let dead = crate::support::dead_run(&db.store, "evidence_import", "evidence_of_life").await;
     let held = db
         .store
-        .lock(LockKey::EvidenceImport("evidence_of_life"))
+        .lock(EvidenceKind::LifeEvidence.lock_key())
         .await
         .unwrap();
     let err = evidence(&db.store, &file).await.unwrap_err();
@@ -257,7 +257,7 @@ async fn import_lock(db: &TestDb) {
     let dead_video = crate::support::dead_run(&db.store, "video_import", "video_results").await;
     let held = db
         .store
-        .lock(LockKey::EvidenceImport("video_results"))
+        .lock(EvidenceKind::VideoResults.lock_key())
         .await
         .unwrap();
     let err = video(&db.store, &clip).await.unwrap_err();

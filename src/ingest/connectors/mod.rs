@@ -52,10 +52,9 @@ use crate::store::deaths::{
 };
 use crate::store::quarantine::QuarantineEntry;
 use crate::store::runs::{RunCounts, RunStatus};
-use crate::store::{LockKey, Store, StoreError, now_utc_text};
+use crate::store::{LockKey, Store, StoreError, StoreLock, now_utc_text};
 
 /// The `runs.kind` of a pull.
-pub const RUN_KIND: &str = "pull";
 /// Records per transaction for file sources: enough that a transaction's
 /// fixed costs (the stored-version lookup, the commit) stay small per record.
 const FILE_BATCH: usize = 10_000;
@@ -261,10 +260,7 @@ pub async fn pull(
     // (the sources it locked meanwhile have had their dead pulls abandoned).
     let mut locks = Vec::with_capacity(chosen.len());
     for def in &chosen {
-        match store
-            .lock_run(LockKey::Pull(&def.name), RUN_KIND, &def.name)
-            .await
-        {
+        match store.lock_run(LockKey::Pull(&def.name)).await {
             Ok(lock) => locks.push(lock),
             Err(e) => {
                 for lock in locks {
@@ -276,8 +272,8 @@ pub async fn pull(
     }
     let mut out = Vec::new();
     let mut result = Ok(());
-    for def in chosen {
-        match pull_locked(store, def, progress).await {
+    for (def, lock) in chosen.into_iter().zip(&locks) {
+        match pull_locked(store, def, lock, progress).await {
             Ok(s) => out.push(s),
             Err(e) => {
                 result = Err(e);
@@ -298,10 +294,8 @@ pub async fn pull_one(
     def: &Definition,
     progress: &(dyn Fn(&PullProgress<'_>) + Sync),
 ) -> Result<PullSummary, PullError> {
-    let lock = store
-        .lock_run(LockKey::Pull(&def.name), RUN_KIND, &def.name)
-        .await?;
-    let result = pull_locked(store, def, progress).await;
+    let lock = store.lock_run(LockKey::Pull(&def.name)).await?;
+    let result = pull_locked(store, def, &lock, progress).await;
     lock.release().await;
     result
 }
@@ -311,10 +305,11 @@ pub async fn pull_one(
 async fn pull_locked(
     store: &Store,
     def: &Definition,
+    lock: &StoreLock,
     progress: &(dyn Fn(&PullProgress<'_>) + Sync),
 ) -> Result<PullSummary, PullError> {
     let started = Instant::now();
-    let run_id = store.start_run(RUN_KIND, &def.name, None, None).await?;
+    let run_id = store.start_locked_run(lock, None, None).await?;
     let mut ctx = Ctx {
         store,
         def,
