@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::quarantine::QuarantineEntry;
-use super::{Backend, Result, Store, now_utc_text};
+use super::{Backend, BeginWriteOn, Result, Store, now_utc_text};
 use crate::{insert_quarantine, with_pool};
 
 /// How the ID number of a source record fared against GB 11643.
@@ -523,7 +523,7 @@ macro_rules! apply_batch {
         #[allow(unused_variables)]
         let (backend, batch, run_id, now, source) = ($backend, $batch, $run_id, $now, $source);
 
-            let mut $tx = $pool.begin().await?;
+            let mut $tx = $pool.begin_write().await?;
             for (table, key) in &batch.reclassified {
                 retire_version!($tx, *table, source, key, run_id, &now);
             }
@@ -763,7 +763,6 @@ impl DeathWriter {
         run_id: i64,
         batch: &SourceBatch,
     ) -> Result<()> {
-        use sqlx::Connection as _;
         let backend = self.backend();
         let now = now_utc_text();
         match self {

@@ -19,7 +19,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::matches::{RECORD_COLUMNS, RecordRow, StoredMatch};
-use super::{Backend, Result, Store, now_utc_text};
+use super::{Backend, BeginWriteOn, Result, Store, now_utc_text};
 use crate::matching::model::DeathRecord;
 use crate::with_pool;
 
@@ -408,7 +408,7 @@ impl Store {
                     .execute(&mut *conn)
                     .await?;
             }
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let mut tx = (*conn).begin_write().await?;
             if full {
                 // Every match is replaced: emptied at once.
                 sqlx::query("DELETE FROM matches").execute(&mut *tx).await?;

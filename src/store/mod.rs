@@ -79,6 +79,35 @@ impl BeginWrite for PgPool {
     }
 }
 
+/// [`BeginWrite`] on a connection of one's own (the pull's writer holds
+/// one for its whole run): the same `IMMEDIATE` on SQLite.
+pub trait BeginWriteOn {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &mut self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'_, Self::Db>>> + Send;
+}
+
+impl BeginWriteOn for sqlx::SqliteConnection {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &mut self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'_, sqlx::Sqlite>>> + Send
+    {
+        sqlx::Connection::begin_with(self, "BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWriteOn for sqlx::PgConnection {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &mut self,
+    ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'_, sqlx::Postgres>>> + Send
+    {
+        sqlx::Connection::begin(self)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported database URL {0}: use sqlite://FILE or postgres://USER@HOST/DB")]

@@ -421,7 +421,7 @@ impl Store {
                 tx.commit().await?;
             }
             Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 if !batch.inserts.is_empty() {
                     let sql = format!(
                         "COPY pensioners ({INSERT_COLUMN_LIST}) FROM STDIN WITH (FORMAT binary)"
