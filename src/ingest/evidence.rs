@@ -33,8 +33,9 @@ use crate::audit;
 use crate::identity::{self, IdNumber};
 use crate::store::evidence::{EVENT_TYPES, LifeEvidenceRow, VIDEO_RESULTS, VideoSessionRow};
 use crate::store::quarantine::QuarantineEntry;
+use crate::store::runs::EvidenceImportKind;
 use crate::store::runs::{RunCounts, RunStatus};
-use crate::store::{LockKey, Store, StoreError, StoreLock, run_kind};
+use crate::store::{LockKey, Store, StoreError, StoreLock};
 
 /// The columns of spec §5, in the order of the spec.
 pub const EVIDENCE_COLUMNS: [&str; 4] = ["id_number", "event_type", "event_date", "source_ref"];
@@ -68,28 +69,26 @@ impl EvidenceKind {
         }
     }
 
+    fn import_kind(self) -> EvidenceImportKind {
+        match self {
+            EvidenceKind::LifeEvidence => EvidenceImportKind::LifeEvidence,
+            EvidenceKind::VideoResults => EvidenceImportKind::VideoResults,
+        }
+    }
+
     /// The quarantine's `source` and the run's source.
     pub fn source(self) -> &'static str {
-        match self {
-            EvidenceKind::LifeEvidence => "evidence_of_life",
-            EvidenceKind::VideoResults => "video_results",
-        }
+        self.import_kind().run().1
     }
 
     /// The run's kind, as `vigil runs` lists it.
     pub fn run_kind(self) -> &'static str {
-        match self {
-            EvidenceKind::LifeEvidence => run_kind::EVIDENCE_IMPORT,
-            EvidenceKind::VideoResults => run_kind::VIDEO_IMPORT,
-        }
+        self.import_kind().run().0
     }
 
     /// The lock that keeps imports of this kind to one at a time.
     pub fn lock_key(self) -> LockKey<'static> {
-        LockKey::EvidenceImport {
-            run_kind: self.run_kind(),
-            source: self.source(),
-        }
+        LockKey::EvidenceImport(self.import_kind())
     }
 
     fn audit_action(self) -> &'static str {

@@ -50,7 +50,7 @@ pub const REQUIRED_COLUMNS: [&str; 12] = [
 /// Columns that may be absent (then every value counts as empty).
 pub const OPTIONAL_COLUMNS: [&str; 2] = ["last_certified", "phone"];
 
-pub const SOURCE: &str = crate::store::runs::run_source::ROSTER;
+pub const SOURCE: &str = crate::store::run_source::ROSTER;
 const PREFIX_LEN: usize = 64 * 1024;
 /// Rows read before they are validated in parallel.
 const PARSE_CHUNK: usize = 2048;

@@ -142,6 +142,8 @@ struct RecordResult {
     capped: Vec<CappedBlock>,
     /// Candidates scored, the dropped ones included.
     pairs: usize,
+    /// How many of `scored` reach the review threshold (its first ones).
+    reaching_review: usize,
 }
 
 /// A pair's place in the assignment order, packed: see [`match_batch`].
@@ -285,6 +287,7 @@ pub fn match_batch(
             // any case; only they are sorted.
             let (mut kept, mut rest): (Vec<Scored>, Vec<Scored>) =
                 scored.into_iter().partition(|s| s.total >= review);
+            let reaching_review = kept.len();
             let wanted = 2usize.saturating_sub(kept.len()).min(rest.len());
             if wanted > 0 {
                 rest.select_nth_unstable_by(wanted - 1, best_first);
@@ -296,6 +299,7 @@ pub fn match_batch(
                 scored,
                 capped: cands.capped_blocks,
                 pairs,
+                reaching_review,
             }
         })
         .collect();
@@ -310,12 +314,8 @@ pub fn match_batch(
     // Sized once: growing it a push at a time copied it into fresh memory
     // again and again (on these machines first touching memory costs
     // about two seconds per GiB).
-    let mut pairs: Vec<PairOrder> = Vec::with_capacity(
-        per_record
-            .par_iter()
-            .map(|r| r.scored.iter().filter(|s| s.total >= review).count())
-            .sum(),
-    );
+    let mut pairs: Vec<PairOrder> =
+        Vec::with_capacity(per_record.iter().map(|r| r.reaching_review).sum());
     let mut pairs_scored = 0;
     for (r, result) in per_record.iter().enumerate() {
         pairs_scored += result.pairs;

@@ -194,25 +194,56 @@ async fn run_inner(
         let store = store.clone();
         tokio::spawn(async move { store.load_life_evidence().await })
     };
-    // The death records too: read on a third connection, they take the
-    // core the evidence of life gives back while the roster's two scans
-    // are still running (on one core after the other, they left a core
-    // idle for over a second at ten million pensioners).
-    let records_loading = {
+    // A full run reads every record with its version in one table scan;
+    // those versions are what its commit records as matched.
+    let load_records = {
         let store = store.clone();
-        tokio::spawn(async move {
-            // A full run reads every record with its version in one table
-            // scan; those versions are what its commit records as matched.
+        async move {
             match scope {
                 MatchScope::All => store.load_match_records_versioned().await,
                 MatchScope::Pending => Ok((store.load_claimed_records(run_id).await?, Vec::new())),
             }
-        })
+        }
     };
-    let persons = store.load_match_persons().await?;
-    let (mut records, versions) = records_loading
-        .await
-        .map_err(|e| MatchRunError::Worker(e.to_string()))??;
+    // The death records load beside the roster when the pool has a
+    // connection for them besides the roster's (two scans on SQLite, one
+    // on PostgreSQL) and the evidence of life's: they take the core the
+    // evidence gives back while the roster is still loading (one after the
+    // other, they left a core idle for over a second at ten million
+    // pensioners). A smaller pool loads them afterwards.
+    let beside = match store.backend() {
+        crate::store::Backend::Sqlite => 4,
+        crate::store::Backend::Postgres => 3,
+    };
+    let (persons, loaded) = if store.max_connections() >= beside {
+        let records_loading = tokio::spawn(load_records);
+        let persons = store.load_match_persons().await;
+        // Waited for whatever the roster load gave: a failed run ends with
+        // no load still reading on its own.
+        let loaded = records_loading
+            .await
+            .map_err(|e| MatchRunError::Worker(e.to_string()))
+            .and_then(|r| r.map_err(MatchRunError::from));
+        (persons, loaded)
+    } else {
+        let persons = store.load_match_persons().await;
+        let loaded = match persons {
+            Ok(_) => load_records.await.map_err(MatchRunError::from),
+            Err(_) => Ok((Vec::new(), Vec::new())),
+        };
+        (persons, loaded)
+    };
+    let (persons, (mut records, versions)) = match (persons, loaded) {
+        (Ok(p), Ok(r)) => (p, r),
+        (Err(e), _) => {
+            let _ = life_loading.await;
+            return Err(e.into());
+        }
+        (_, Err(e)) => {
+            let _ = life_loading.await;
+            return Err(e);
+        }
+    };
     super::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
     let kept = match scope {
         MatchScope::All => Vec::new(),
@@ -235,7 +266,8 @@ async fn run_inner(
         let started = Instant::now();
         let mut batch = match_batch(&index, &records, &rules_owned, &life, &rejected);
         let match_seconds = started.elapsed().as_secs_f64();
-        tracing::info!(index_seconds, match_seconds, "matched");
+        let index_mib = index.approx_bytes() >> 20;
+        tracing::info!(index_seconds, match_seconds, index_mib, "matched");
         let started = Instant::now();
         // The index is done with: its memory goes before the explanations
         // and events are built (the run's peak at ten million pensioners).
@@ -292,7 +324,8 @@ async fn run_inner(
         // ten million pensioners.
         let mut fused_records: Vec<&DeathRecord> =
             Vec::with_capacity(batch.matches.len() + kept.len());
-        let mut assigned: Vec<(usize, u32, Band)> = Vec::with_capacity(fused_records.capacity());
+        let mut assigned: Vec<(usize, u32, Band)> =
+            Vec::with_capacity(batch.matches.len() + kept.len());
         for m in &batch.matches {
             assigned.push((fused_records.len(), m.person_index, m.band));
             fused_records.push(&records[m.record_index]);

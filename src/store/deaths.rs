@@ -220,6 +220,20 @@ pub struct SourceBatch {
     pub watermarks: Vec<Watermark>,
 }
 
+impl SourceBatch {
+    /// Nothing to write: every record was already stored as it is.
+    pub fn is_empty(&self) -> bool {
+        self.new_deaths.is_empty()
+            && self.changed_deaths.is_empty()
+            && self.new_non_deaths.is_empty()
+            && self.changed_non_deaths.is_empty()
+            && self.stale.is_empty()
+            && self.reclassified.is_empty()
+            && self.quarantine.is_empty()
+            && self.watermarks.is_empty()
+    }
+}
+
 const DEATH_COLUMNS: &[&str] = &[
     "source",
     "record_key",
@@ -763,6 +777,11 @@ impl DeathWriter {
         run_id: i64,
         batch: &SourceBatch,
     ) -> Result<()> {
+        // A batch of records all stored already (a re-read file) writes
+        // nothing, and takes no write lock to do so.
+        if batch.is_empty() {
+            return Ok(());
+        }
         let backend = self.backend();
         let now = now_utc_text();
         match self {

@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, SqlSafeStr};
 
 use crate::config::mask_url_password;
-pub use runs::run_kind;
+pub use runs::{run_kind, run_source};
 
 pub mod deaths;
 mod deaths_bulk;
@@ -44,6 +44,9 @@ macro_rules! with_pool {
     };
 }
 
+/// How SQLite begins a transaction that will write (see [`BeginWrite`]).
+const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 /// A transaction that will write, begun the same way on both backends'
 /// pools (so it reads the same inside either arm of [`with_pool!`]).
 ///
@@ -65,7 +68,7 @@ impl BeginWrite for SqlitePool {
         &self,
     ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>>> + Send
     {
-        self.begin_with("BEGIN IMMEDIATE")
+        self.begin_with(SQLITE_BEGIN_WRITE)
     }
 }
 
@@ -79,8 +82,9 @@ impl BeginWrite for PgPool {
     }
 }
 
-/// [`BeginWrite`] on a connection of one's own (the pull's writer holds
-/// one for its whole run): the same `IMMEDIATE` on SQLite.
+/// [`BeginWrite`] on a connection rather than a pool (the pull's writer
+/// holds one for its whole run; the match commit needs one it can set
+/// pragmas on): the same `IMMEDIATE` on SQLite.
 pub trait BeginWriteOn {
     type Db: sqlx::Database;
     fn begin_write(
@@ -94,7 +98,7 @@ impl BeginWriteOn for sqlx::SqliteConnection {
         &mut self,
     ) -> impl std::future::Future<Output = sqlx::Result<sqlx::Transaction<'_, sqlx::Sqlite>>> + Send
     {
-        sqlx::Connection::begin_with(self, "BEGIN IMMEDIATE")
+        sqlx::Connection::begin_with(self, SQLITE_BEGIN_WRITE)
     }
 }
 
@@ -233,6 +237,11 @@ impl Store {
         } else {
             Err(StoreError::UnsupportedUrl(mask_url_password(url)))
         }
+    }
+
+    /// The most connections the pool opens at once.
+    pub fn max_connections(&self) -> u32 {
+        with_pool!(self, pool => pool.options().get_max_connections())
     }
 
     pub fn backend(&self) -> Backend {
@@ -437,8 +446,7 @@ impl Store {
     /// run's lock.
     pub async fn lock_run(&self, key: LockKey<'_>) -> Result<StoreLock> {
         let lock = self.lock(key).await?;
-        let (kind, source) = key.run();
-        match self.abandon_dead_runs(kind, source, &lock).await {
+        match self.abandon_dead_runs(&lock).await {
             Ok(_) => Ok(lock),
             Err(e) => {
                 lock.release().await;
@@ -526,10 +534,7 @@ pub enum LockKey<'a> {
     /// name): two of one kind at once would both append the same file's
     /// events, and neither could tell an import that died from one that is
     /// still working.
-    EvidenceImport {
-        run_kind: &'static str,
-        source: &'static str,
-    },
+    EvidenceImport(runs::EvidenceImportKind),
 }
 
 impl<'a> LockKey<'a> {
@@ -540,7 +545,7 @@ impl<'a> LockKey<'a> {
             LockKey::RosterImport => (run_kind::ROSTER_IMPORT, runs::run_source::ROSTER),
             LockKey::Pull(source) => (run_kind::PULL, source),
             LockKey::Match => (run_kind::MATCH, runs::run_source::MATCHER),
-            LockKey::EvidenceImport { run_kind, source } => (run_kind, source),
+            LockKey::EvidenceImport(kind) => kind.run(),
         }
     }
 
@@ -555,7 +560,7 @@ impl<'a> LockKey<'a> {
             // "vigilmat".
             LockKey::Match => 0x7669_6769_6c6d_6174,
             LockKey::Pull(source) => hashed_key(&format!("vigil pull {source}")),
-            LockKey::EvidenceImport { source, .. } => hashed_key(&format!("vigil import {source}")),
+            LockKey::EvidenceImport(kind) => hashed_key(&format!("vigil import {}", kind.run().1)),
         }
     }
 
@@ -567,7 +572,7 @@ impl<'a> LockKey<'a> {
         match self {
             LockKey::RosterImport => "roster".to_string(),
             LockKey::Match => "match".to_string(),
-            LockKey::EvidenceImport { source, .. } => format!("import-{source}"),
+            LockKey::EvidenceImport(kind) => format!("import-{}", kind.run().1),
             LockKey::Pull(source) => {
                 let plain = !source.is_empty()
                     && source
@@ -587,8 +592,8 @@ impl<'a> LockKey<'a> {
         match self {
             LockKey::RosterImport => StoreError::ImportRunning(detail),
             LockKey::Match => StoreError::MatchRunning(detail),
-            LockKey::EvidenceImport { source, .. } => StoreError::EvidenceImportRunning {
-                source_name: source.to_string(),
+            LockKey::EvidenceImport(kind) => StoreError::EvidenceImportRunning {
+                source_name: kind.run().1.to_string(),
                 detail,
             },
             LockKey::Pull(source) => StoreError::PullRunning {
@@ -777,14 +782,8 @@ mod tests {
         let keys = [
             LockKey::RosterImport,
             LockKey::Match,
-            LockKey::EvidenceImport {
-                run_kind: super::run_kind::EVIDENCE_IMPORT,
-                source: "evidence_of_life",
-            },
-            LockKey::EvidenceImport {
-                run_kind: super::run_kind::VIDEO_IMPORT,
-                source: "video_results",
-            },
+            LockKey::EvidenceImport(super::runs::EvidenceImportKind::LifeEvidence),
+            LockKey::EvidenceImport(super::runs::EvidenceImportKind::VideoResults),
             LockKey::Pull("funeral"),
             LockKey::Pull("import-evidence_of_life"),
             // A plain name and a name written in hex that spells it.

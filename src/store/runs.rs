@@ -17,11 +17,32 @@ pub mod run_kind {
     pub const VIDEO_IMPORT: &str = "video_import";
 }
 
-/// The sources of the runs that have one fixed source (a pull's and an
-/// evidence import's source is the name of what they read).
+/// The sources of the runs that have one fixed source (a pull's is the
+/// name of the source it reads).
 pub mod run_source {
     pub const ROSTER: &str = "roster";
     pub const MATCHER: &str = "matcher";
+    pub const EVIDENCE_OF_LIFE: &str = "evidence_of_life";
+    pub const VIDEO_RESULTS: &str = "video_results";
+}
+
+/// The two imports of evidence, each run one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceImportKind {
+    LifeEvidence,
+    VideoResults,
+}
+
+impl EvidenceImportKind {
+    /// (kind, source) as `vigil runs` lists the import.
+    pub fn run(self) -> (&'static str, &'static str) {
+        match self {
+            EvidenceImportKind::LifeEvidence => {
+                (run_kind::EVIDENCE_IMPORT, run_source::EVIDENCE_OF_LIFE)
+            }
+            EvidenceImportKind::VideoResults => (run_kind::VIDEO_IMPORT, run_source::VIDEO_RESULTS),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,7 +118,11 @@ impl Store {
         self.start_run(kind, source, file, as_of).await
     }
 
-    /// Records that a run has started; returns its id.
+    /// Records that a run of `kind` and `source` has started; returns its
+    /// id. A run that takes a lock starts with [`Store::start_locked_run`]
+    /// instead; this is for tests that leave a run behind as a killed
+    /// process would.
+    #[doc(hidden)]
     pub async fn start_run(
         &self,
         kind: &str,
@@ -122,18 +147,14 @@ impl Store {
         Ok(id)
     }
 
-    /// Marks the runs of `kind` and `source` still `running` as
-    /// [`RunStatus::Abandoned`] and drops the match claims they held, so
-    /// that their records are pending again and the run list says what
-    /// happened. Only the holder of the lock that every such run holds may
-    /// call this (`_held`): with the lock taken, no run of that kind is
-    /// alive, so whatever still says `running` died. Returns their ids.
-    pub(super) async fn abandon_dead_runs(
-        &self,
-        kind: &str,
-        source: &str,
-        _held: &StoreLock,
-    ) -> Result<Vec<i64>> {
+    /// Marks the runs that `held` is for ([`StoreLock::run`]) still
+    /// `running` as [`RunStatus::Abandoned`] and drops the match claims they
+    /// held, so that their records are pending again and the run list says
+    /// what happened. Only the holder of the lock that every such run holds
+    /// may call this: with the lock taken, no run of that kind is alive, so
+    /// whatever still says `running` died. Returns their ids.
+    pub(super) async fn abandon_dead_runs(&self, held: &StoreLock) -> Result<Vec<i64>> {
+        let (kind, source) = held.run();
         let now = now_utc_text();
         let ids = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -233,8 +254,9 @@ impl Store {
     pub async fn last_roster_as_of(&self) -> Result<Option<NaiveDate>> {
         let d = with_pool!(self, pool => {
             sqlx::query_scalar::<_, Option<NaiveDate>>(
-                "SELECT MAX(as_of) FROM runs WHERE kind = 'roster_import' AND status = 'ok'",
+                "SELECT MAX(as_of) FROM runs WHERE kind = $1 AND status = 'ok'",
             )
+            .bind(run_kind::ROSTER_IMPORT)
             .fetch_one(pool)
             .await
         })?;

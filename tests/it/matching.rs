@@ -228,6 +228,32 @@ async fn idempotent(db: &TestDb) {
     assert!(audit.first_broken.is_none());
 }
 
+both_backends!(
+    a_pool_of_one_connection_matches_the_same_loading_in_turn,
+    pool_of_one
+);
+async fn pool_of_one(db: &TestDb) {
+    prepared(db).await;
+    let rules = MatchRules::default_rules();
+    // The test pool (4 connections) loads the records beside the roster.
+    run_match(&db.store, &rules, "system:test").await.unwrap();
+    let beside = matches_now(db).await;
+    assert!(!beside.is_empty());
+    // One connection: roster, records and evidence of life in turn, for a
+    // full run and for a pending one.
+    let one = vigil::store::Store::open(&db.url, 1).await.unwrap();
+    assert_eq!(one.max_connections(), 1);
+    let full = run_match(&one, &rules, "system:test").await.unwrap();
+    assert!(full.records as usize >= beside.len());
+    assert_eq!(matches_now(db).await, beside);
+    let pending = run_match_scoped(&one, &rules, "system:test", MatchScope::Pending)
+        .await
+        .unwrap();
+    assert_eq!(pending.records, 0, "nothing changed since the full run");
+    assert_eq!(matches_now(db).await, beside);
+    one.close().await;
+}
+
 both_backends!(a_pair_reviewers_rejected_never_comes_back, rejected_pair);
 async fn rejected_pair(db: &TestDb) {
     prepared(db).await;

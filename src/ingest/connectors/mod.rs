@@ -54,7 +54,6 @@ use crate::store::quarantine::QuarantineEntry;
 use crate::store::runs::{RunCounts, RunStatus};
 use crate::store::{LockKey, Store, StoreError, StoreLock, now_utc_text};
 
-/// The `runs.kind` of a pull.
 /// Records per transaction for file sources: enough that a transaction's
 /// fixed costs (the stored-version lookup, the commit) stay small per record.
 const FILE_BATCH: usize = 10_000;
