@@ -8,6 +8,8 @@
 #
 #   benches/match_10m.sh                 # 10,000,000 pensioners, ~1M records
 #   SPLINK=1 benches/match_10m.sh 1000000
+#   WARM=1 benches/match_10m.sh          # time a run straight after another
+#   COLD_WAIT=0 benches/match_10m.sh     # no idle wait before the timed run
 #
 # Data and database go to $BENCH_DIR/N (default /tmp/vigil-match/N) and are
 # reused: the roster import (~5 min at 10M) and the pull run once. Delete the
@@ -46,7 +48,19 @@ if [ ! -f "$DIR/evidence-imported" ]; then
     touch "$DIR/evidence-imported"
 fi
 
-echo "== vigil match --full ($N pensioners)"
+# Memory first touched costs about 2.4 s per GiB on these machines after a
+# few seconds idle, and a tenth of that straight after another process freed
+# some (BENCHMARKS.md, session 8): the timed run is cold by default (after
+# COLD_WAIT seconds idle, 60 unless set); WARM=1 runs a throwaway match first
+# and times the one straight after it.
+if [ "${WARM:-0}" = 1 ]; then
+    STATE=warm
+    VIGIL_LOG=warn "$VIGIL" --database-url "sqlite://$DB" match --full >/dev/null
+else
+    STATE=cold
+    sleep "${COLD_WAIT:-60}"
+fi
+echo "== vigil match --full ($N pensioners, $STATE)"
 VIGIL_LOG=info,sqlx=warn /usr/bin/time -v "$VIGIL" --database-url "sqlite://$DB" match --full \
     >"$DIR/match.out" 2>"$DIR/match.err"
 VIGIL_LOG=warn "$VIGIL" --database-url "sqlite://$DB" eval --truth "$DIR/truth.csv" --json >"$DIR/eval.json"
