@@ -33,7 +33,6 @@ use crate::audit;
 use crate::identity::{self, IdNumber};
 use crate::store::evidence::{EVENT_TYPES, LifeEvidenceRow, VIDEO_RESULTS, VideoSessionRow};
 use crate::store::quarantine::QuarantineEntry;
-use crate::store::runs::EvidenceImportKind;
 use crate::store::runs::{RunCounts, RunStatus};
 use crate::store::{LockKey, Store, StoreError, StoreLock};
 
@@ -51,15 +50,7 @@ const MAX_NOTE: usize = 1000;
 const SAMPLE_LEN: usize = 20;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Which of the two files an import reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EvidenceKind {
-    /// Spec §5: `id_number,event_type,event_date,source_ref`.
-    LifeEvidence,
-    /// Spec §6: `id_number,session_at,result,operator,note`.
-    VideoResults,
-}
+pub use crate::store::runs::EvidenceKind;
 
 impl EvidenceKind {
     pub fn columns(self) -> &'static [&'static str] {
@@ -69,26 +60,9 @@ impl EvidenceKind {
         }
     }
 
-    fn import_kind(self) -> EvidenceImportKind {
-        match self {
-            EvidenceKind::LifeEvidence => EvidenceImportKind::LifeEvidence,
-            EvidenceKind::VideoResults => EvidenceImportKind::VideoResults,
-        }
-    }
-
-    /// The quarantine's `source` and the run's source.
-    pub fn source(self) -> &'static str {
-        self.import_kind().run().1
-    }
-
-    /// The run's kind, as `vigil runs` lists it.
-    pub fn run_kind(self) -> &'static str {
-        self.import_kind().run().0
-    }
-
     /// The lock that keeps imports of this kind to one at a time.
     pub fn lock_key(self) -> LockKey<'static> {
-        LockKey::EvidenceImport(self.import_kind())
+        LockKey::EvidenceImport(self)
     }
 
     fn audit_action(self) -> &'static str {

@@ -215,31 +215,29 @@ async fn run_inner(
         crate::store::Backend::Sqlite => 4,
         crate::store::Backend::Postgres => 3,
     };
-    let (persons, loaded) = if store.max_connections() >= beside {
+    let loaded: Result<_, MatchRunError> = if store.max_connections() >= beside {
         let records_loading = tokio::spawn(load_records);
         let persons = store.load_match_persons().await;
         // Waited for whatever the roster load gave: a failed run ends with
         // no load still reading on its own.
-        let loaded = records_loading
+        let records = records_loading
             .await
-            .map_err(|e| MatchRunError::Worker(e.to_string()))
-            .and_then(|r| r.map_err(MatchRunError::from));
-        (persons, loaded)
+            .map_err(|e| MatchRunError::Worker(e.to_string()));
+        persons
+            .map_err(MatchRunError::from)
+            .and_then(|p| Ok((p, records??)))
     } else {
-        let persons = store.load_match_persons().await;
-        let loaded = match persons {
-            Ok(_) => load_records.await.map_err(MatchRunError::from),
-            Err(_) => Ok((Vec::new(), Vec::new())),
-        };
-        (persons, loaded)
-    };
-    let (persons, (mut records, versions)) = match (persons, loaded) {
-        (Ok(p), Ok(r)) => (p, r),
-        (Err(e), _) => {
-            let _ = life_loading.await;
-            return Err(e.into());
+        match store.load_match_persons().await {
+            Ok(p) => load_records
+                .await
+                .map(|r| (p, r))
+                .map_err(MatchRunError::from),
+            Err(e) => Err(e.into()),
         }
-        (_, Err(e)) => {
+    };
+    let (persons, (mut records, versions)) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
             let _ = life_loading.await;
             return Err(e);
         }

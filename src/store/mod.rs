@@ -534,7 +534,7 @@ pub enum LockKey<'a> {
     /// name): two of one kind at once would both append the same file's
     /// events, and neither could tell an import that died from one that is
     /// still working.
-    EvidenceImport(runs::EvidenceImportKind),
+    EvidenceImport(runs::EvidenceKind),
 }
 
 impl<'a> LockKey<'a> {
@@ -782,8 +782,8 @@ mod tests {
         let keys = [
             LockKey::RosterImport,
             LockKey::Match,
-            LockKey::EvidenceImport(super::runs::EvidenceImportKind::LifeEvidence),
-            LockKey::EvidenceImport(super::runs::EvidenceImportKind::VideoResults),
+            LockKey::EvidenceImport(super::runs::EvidenceKind::LifeEvidence),
+            LockKey::EvidenceImport(super::runs::EvidenceKind::VideoResults),
             LockKey::Pull("funeral"),
             LockKey::Pull("import-evidence_of_life"),
             // A plain name and a name written in hex that spells it.

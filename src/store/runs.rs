@@ -26,22 +26,35 @@ pub mod run_source {
     pub const VIDEO_RESULTS: &str = "video_results";
 }
 
-/// The two imports of evidence, each run one at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EvidenceImportKind {
+/// Which of the two evidence files an import reads; each kind is imported
+/// one at a time. What an import does with it is in
+/// [`crate::ingest::evidence`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// Spec §5: `id_number,event_type,event_date,source_ref`.
     LifeEvidence,
+    /// Spec §6: `id_number,session_at,result,operator,note`.
     VideoResults,
 }
 
-impl EvidenceImportKind {
+impl EvidenceKind {
     /// (kind, source) as `vigil runs` lists the import.
     pub fn run(self) -> (&'static str, &'static str) {
         match self {
-            EvidenceImportKind::LifeEvidence => {
-                (run_kind::EVIDENCE_IMPORT, run_source::EVIDENCE_OF_LIFE)
-            }
-            EvidenceImportKind::VideoResults => (run_kind::VIDEO_IMPORT, run_source::VIDEO_RESULTS),
+            EvidenceKind::LifeEvidence => (run_kind::EVIDENCE_IMPORT, run_source::EVIDENCE_OF_LIFE),
+            EvidenceKind::VideoResults => (run_kind::VIDEO_IMPORT, run_source::VIDEO_RESULTS),
         }
+    }
+
+    /// The quarantine's `source` and the run's source.
+    pub fn source(self) -> &'static str {
+        self.run().1
+    }
+
+    /// The run's kind, as `vigil runs` lists it.
+    pub fn run_kind(self) -> &'static str {
+        self.run().0
     }
 }
 
