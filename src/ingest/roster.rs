@@ -368,6 +368,12 @@ async fn import_locked(
                 }),
             )
             .await?;
+            // The matcher's roster, for the match runs to come: written
+            // here, once a month, rather than by the first of them. Only a
+            // speed-up: a match run without it reads the database.
+            if let Err(e) = store.refresh_roster_snapshot().await {
+                tracing::warn!(error = %e, "the roster snapshot was not written");
+            }
             Ok(summary)
         }
         Err(e) => {

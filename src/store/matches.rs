@@ -142,18 +142,14 @@ impl Store {
     /// (a pension suspended or stopped because of a match keeps it, and its
     /// evidence, through a full re-match). Rows are converted as they are
     /// read, never all held at once.
+    /// On SQLite, read from the roster snapshot while the roster is
+    /// unchanged (see `store::roster_snapshot`).
     pub async fn load_match_persons(&self) -> Result<Vec<Person>> {
-        let started = std::time::Instant::now();
-        let persons = self.load_match_persons_inner().await?;
-        tracing::info!(
-            persons = persons.len(),
-            seconds = started.elapsed().as_secs_f64(),
-            "loaded the active roster for matching"
-        );
-        Ok(persons)
+        Ok(self.load_match_roster().await?.0)
     }
 
-    async fn load_match_persons_inner(&self) -> Result<Vec<Person>> {
+    /// The matcher's roster, read from the database, never the snapshot.
+    pub async fn load_match_persons_from_database(&self) -> Result<Vec<Person>> {
         use futures::TryStreamExt;
         match self {
             Store::Sqlite(pool) => {

@@ -241,17 +241,17 @@ pub fn load_persons(
 
 /// Uninitialised roster slots a scan fills in order; the rows written so
 /// far are dropped with it unless [`Slots::keep`] hands them on.
-struct Slots<'s> {
+pub(super) struct Slots<'s> {
     slots: &'s mut [std::mem::MaybeUninit<Person>],
     filled: usize,
 }
 
 impl<'s> Slots<'s> {
-    fn new(slots: &'s mut [std::mem::MaybeUninit<Person>]) -> Slots<'s> {
+    pub(super) fn new(slots: &'s mut [std::mem::MaybeUninit<Person>]) -> Slots<'s> {
         Slots { slots, filled: 0 }
     }
 
-    fn push(&mut self, person: Person) -> Result<()> {
+    pub(super) fn push(&mut self, person: Person) -> Result<()> {
         let Some(slot) = self.slots.get_mut(self.filled) else {
             return Err(StoreError::Corrupt(
                 "the roster scan read more rows than its rowid range holds".to_string(),
@@ -263,7 +263,7 @@ impl<'s> Slots<'s> {
     }
 
     /// How many rows were written; they are the caller's from now on.
-    fn keep(self) -> usize {
+    pub(super) fn keep(self) -> usize {
         let n = self.filled;
         std::mem::forget(self);
         n

@@ -28,6 +28,7 @@ pub mod matches;
 mod matches_bulk;
 pub mod pensioners;
 pub mod quarantine;
+pub mod roster_snapshot;
 pub mod runs;
 pub mod sqlite_bulk;
 
@@ -707,6 +708,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "match may_carry",
                 include_str!("../../migrations/sqlite/0008_match_may_carry.sql"),
             ),
+            (
+                9,
+                "roster state",
+                include_str!("../../migrations/sqlite/0009_roster_state.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -748,6 +754,11 @@ fn migrator(backend: Backend) -> Migrator {
                 8,
                 "match may_carry",
                 include_str!("../../migrations/postgres/0008_match_may_carry.sql"),
+            ),
+            (
+                9,
+                "roster state",
+                include_str!("../../migrations/postgres/0009_roster_state.sql"),
             ),
         ],
     };

@@ -11,3 +11,4 @@ mod connectors;
 mod evidence;
 mod matching;
 mod roster;
+mod roster_snapshot;

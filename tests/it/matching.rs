@@ -193,6 +193,22 @@ async fn suspended_keeps_match(db: &TestDb) {
             .collect::<Vec<_>>()
     );
     assert!(db.store.death_event(&held.2).await.unwrap().is_some());
+    // The second run read the roster from the database (its status
+    // changed) and wrote the snapshot again, the suspended pensioner in it
+    // as not paid: a third run reads that on SQLite, and keeps the match
+    // because it is still there.
+    let (_, from) = db.store.load_match_roster().await.unwrap();
+    if db.store.backend() == vigil::store::Backend::Sqlite {
+        assert_eq!(from, vigil::store::roster_snapshot::RosterFrom::Snapshot);
+    }
+    run_match(&db.store, &rules, "system:test").await.unwrap();
+    let third: Vec<_> = matches_now(db)
+        .await
+        .into_iter()
+        .map(|m| (m.0, m.1, m.2, m.3))
+        .collect();
+    let second: Vec<_> = after.into_iter().map(|m| (m.0, m.1, m.2, m.3)).collect();
+    assert_eq!(third, second);
 }
 
 both_backends!(
