@@ -691,6 +691,9 @@ impl<'a> RosterIndex<'a> {
 /// roster always gives the same numbers.
 fn name_forms(persons: &[Person]) -> (NameFrequencies, Vec<NameForm>, Vec<u32>) {
     type Forms<'p> = AHashMap<(&'p str, &'p str), u32>;
+    /// A part's forms in order of first sight with their counts, and each
+    /// of its persons' form in that numbering.
+    type Part<'p> = (Vec<((&'p str, &'p str), u32)>, Vec<u32>);
     // One look-up per person: each core numbers the forms of its own part
     // of the roster in order of first sight, counting them; the parts'
     // forms are then merged, sorted, and renumbered part by part. (A count
@@ -700,7 +703,7 @@ fn name_forms(persons: &[Person]) -> (NameFrequencies, Vec<NameForm>, Vec<u32>) 
         .len()
         .div_ceil(rayon::current_num_threads().max(1))
         .max(1);
-    let parts: Vec<(Vec<((&str, &str), u32)>, Vec<u32>)> = persons
+    let parts: Vec<Part<'_>> = persons
         .par_chunks(part)
         .map(|ps| {
             let mut ids: Forms<'_> = Forms::new();

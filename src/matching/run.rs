@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::assign::{LifeEvidence, RejectedPairs, match_batch};
 use super::blocking::RosterIndex;
 use super::fuse::fuse_assigned;
-use super::model::DeathRecord;
+use super::model::{DeathRecord, Person};
 use super::rules::MatchRules;
 use super::score::{Band, Safeguard};
 use crate::audit;
@@ -257,7 +257,7 @@ async fn run_inner(
         "loaded the rejected pairs and waited for the evidence of life"
     );
     let rules_owned = rules.clone();
-    let (summary, stored, events, records) = tokio::task::spawn_blocking(move || {
+    let (mut summary, stored, to_fuse) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let index = RosterIndex::build_for(&persons, &rules_owned);
         let index_seconds = started.elapsed().as_secs_f64();
@@ -271,17 +271,10 @@ async fn run_inner(
         // and events are built (the run's peak at ten million pensioners).
         drop(index);
 
-        // Persons are in person-number order: positions by binary search.
-        let position = |person_no: &str| {
-            persons
-                .binary_search_by(|p| p.person_no.as_str().cmp(person_no))
-                .ok()
-                .map(|i| i as u32)
-        };
         // One pensioner, one death per source, across runs too.
         let mut held: AHashMap<(u32, &str), &str> = AHashMap::new();
         for (record, person_no, _) in &kept {
-            if let Some(p) = position(person_no) {
+            if let Some(p) = position(&persons, person_no) {
                 held.insert((p, record.source.as_str()), record.record_key.as_str());
             }
         }
@@ -296,6 +289,7 @@ async fn run_inner(
                 });
             }
         }
+        drop(held);
 
         let mut summary = MatchSummary {
             run_id,
@@ -316,64 +310,6 @@ async fn run_inner(
             match_seconds,
             ..Default::default()
         };
-
-        // Fuse the matched records, new and kept, into death events.
-        // Borrowed, not copied: 650,000 records of eight strings each at
-        // ten million pensioners.
-        let mut fused_records: Vec<&DeathRecord> =
-            Vec::with_capacity(batch.matches.len() + kept.len());
-        let mut assigned: Vec<(usize, u32, Band)> =
-            Vec::with_capacity(batch.matches.len() + kept.len());
-        for m in &batch.matches {
-            assigned.push((fused_records.len(), m.person_index, m.band));
-            fused_records.push(&records[m.record_index]);
-        }
-        for (record, person_no, band) in &kept {
-            let Some(p) = position(person_no) else {
-                continue;
-            };
-            let band = if band.as_str() == "auto" {
-                Band::Auto
-            } else {
-                Band::Review
-            };
-            assigned.push((fused_records.len(), p, band));
-            fused_records.push(record);
-        }
-        let events: Vec<StoredEvent> =
-            fuse_assigned(&assigned, &fused_records, &persons, &rules_owned)
-                .into_iter()
-                .filter_map(|e| {
-                    Some(StoredEvent {
-                        person_no: e.person_no?,
-                        death_date: e.death_date,
-                        band: e.band.as_str().to_string(),
-                        sources: e.sources,
-                        evidence_strength: e.evidence_strength,
-                        flags: e
-                            .flags
-                            .iter()
-                            .filter_map(|f| serde_json::to_value(f).ok())
-                            .collect(),
-                        records: e
-                            .records
-                            .iter()
-                            .map(|r| {
-                                serde_json::json!({
-                                    "source": r.source,
-                                    "record_key": r.record_key,
-                                    "death_date": r.death_date,
-                                })
-                            })
-                            .collect(),
-                        rules_version: rules_owned.version.clone(),
-                        run_id,
-                    })
-                })
-                .collect();
-        summary.events = events.len() as u64;
-        summary.flagged_events = events.iter().filter(|e| !e.flags.is_empty()).count() as u64;
-
         summary.auto = batch
             .matches
             .iter()
@@ -403,14 +339,38 @@ async fn run_inner(
                 may_carry: m.may_carry,
             })
             .collect();
+        let assigned: Vec<(usize, u32, Band)> = batch
+            .matches
+            .iter()
+            .map(|m| (m.record_index, m.person_index, m.band))
+            .collect();
         tracing::info!(
             seconds = started.elapsed().as_secs_f64(),
-            "fused the death events and wrote the explanations"
+            "wrote the explanations"
         );
-        (summary, stored, events, records)
+        let to_fuse = ToFuse {
+            persons,
+            records: std::sync::Arc::new(records),
+            kept,
+            assigned,
+        };
+        (summary, stored, to_fuse)
     })
     .await
     .map_err(|e| MatchRunError::Worker(e.to_string()))?;
+    let records = std::sync::Arc::clone(&to_fuse.records);
+    // The death events are fused on one core while the other writes the
+    // matches (the store is one thread): the events are written after
+    // them, in the same transaction.
+    let fusing = {
+        let rules = rules.clone();
+        tokio::task::spawn_blocking(move || to_fuse.fuse(&rules, run_id))
+    };
+    let fused = async move {
+        fusing
+            .await
+            .map_err(|e| format!("the fuse thread stopped: {e}"))
+    };
     let started = std::time::Instant::now();
     let progress = match scope {
         MatchScope::All => Progress::All {
@@ -419,9 +379,11 @@ async fn run_inner(
         },
         MatchScope::Pending => Progress::Claimed,
     };
-    store
-        .commit_match_run(run_id, &rules.version, progress, &stored, &events)
+    let events = store
+        .commit_match_run_with(run_id, &rules.version, progress, &stored, fused)
         .await?;
+    summary.events = events.len() as u64;
+    summary.flagged_events = events.iter().filter(|e| !e.flags.is_empty()).count() as u64;
     tracing::info!(
         matches = stored.len(),
         events = events.len(),
@@ -429,6 +391,93 @@ async fn run_inner(
         "stored the matches"
     );
     Ok(summary)
+}
+
+/// Persons are in person-number order: positions by binary search.
+fn position(persons: &[Person], person_no: &str) -> Option<u32> {
+    persons
+        .binary_search_by(|p| p.person_no.as_str().cmp(person_no))
+        .ok()
+        .map(|i| i as u32)
+}
+
+/// What fusing a run's matches into death events needs, handed to a
+/// thread of its own.
+struct ToFuse {
+    persons: Vec<Person>,
+    records: std::sync::Arc<Vec<DeathRecord>>,
+    kept: Vec<(DeathRecord, String, String)>,
+    /// The run's matches: (record index, person index, band).
+    assigned: Vec<(usize, u32, Band)>,
+}
+
+impl ToFuse {
+    /// The matched records, new and kept, fused into death events.
+    /// Borrowed, not copied: 650,000 records of eight strings each at ten
+    /// million pensioners.
+    fn fuse(self, rules: &MatchRules, run_id: i64) -> Vec<StoredEvent> {
+        let started = Instant::now();
+        let mut fused_records: Vec<&DeathRecord> =
+            Vec::with_capacity(self.assigned.len() + self.kept.len());
+        let mut assigned: Vec<(usize, u32, Band)> =
+            Vec::with_capacity(self.assigned.len() + self.kept.len());
+        for &(record, person, band) in &self.assigned {
+            assigned.push((fused_records.len(), person, band));
+            fused_records.push(&self.records[record]);
+        }
+        for (record, person_no, band) in &self.kept {
+            let Some(p) = position(&self.persons, person_no) else {
+                continue;
+            };
+            let band = if band.as_str() == "auto" {
+                Band::Auto
+            } else {
+                Band::Review
+            };
+            assigned.push((fused_records.len(), p, band));
+            fused_records.push(record);
+        }
+        let events: Vec<StoredEvent> =
+            fuse_assigned(&assigned, &fused_records, &self.persons, rules)
+                .into_iter()
+                .filter_map(|e| {
+                    Some(StoredEvent {
+                        person_no: e.person_no?,
+                        death_date: e.death_date,
+                        band: e.band.as_str().to_string(),
+                        sources: e.sources,
+                        evidence_strength: e.evidence_strength,
+                        flags: e
+                            .flags
+                            .iter()
+                            .filter_map(|f| serde_json::to_value(f).ok())
+                            .collect(),
+                        records: e
+                            .records
+                            .iter()
+                            .map(|r| {
+                                serde_json::json!({
+                                    "source": r.source,
+                                    "record_key": r.record_key,
+                                    "death_date": r.death_date,
+                                })
+                            })
+                            .collect(),
+                        rules_version: rules.version.clone(),
+                        run_id,
+                    })
+                })
+                .collect();
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "fused the death events"
+        );
+        drop(fused_records);
+        // Freeing the roster (1.8 GiB at ten million pensioners) took over
+        // a second: on a thread of its own, beside the store's writing.
+        std::thread::spawn(move || drop(self));
+        events
+    }
 }
 
 /// A matched record with the verdict of its match

@@ -383,12 +383,31 @@ impl Store {
         matches: &[StoredMatch],
         events: &[StoredEvent],
     ) -> Result<()> {
+        let events = events.to_vec();
+        self.commit_match_run_with(run_id, rules_version, progress, matches, async {
+            Ok(events)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// [`Store::commit_match_run`] with the death events still being
+    /// fused: the matches are written while `events` finishes (on another
+    /// core), then the events, the progress and the commit. Returns the
+    /// events written. When `events` gives an error, nothing is written
+    /// and the error is [`StoreError::Interrupted`].
+    pub async fn commit_match_run_with(
+        &self,
+        run_id: i64,
+        rules_version: &str,
+        progress: Progress<'_>,
+        matches: &[StoredMatch],
+        events: impl std::future::Future<Output = std::result::Result<Vec<StoredEvent>, String>>,
+    ) -> Result<Vec<StoredEvent>> {
         use rayon::prelude::*;
         let now = now_utc_text();
         let backend = self.backend();
         let full = matches!(progress, Progress::All { .. });
-        // Encoded before the transaction, on both cores.
-        let events: Vec<EncodedEvent<'_>> = events.par_iter().map(EncodedEvent::of).collect();
         with_pool!(self, pool => {
             let mut step = std::time::Instant::now();
             let mut timed = |what: &str| {
@@ -433,8 +452,13 @@ impl Store {
             timed("deleted the replaced matches");
             tx.insert_matches(run_id, &now, matches).await?;
             timed("inserted the matches");
+            // A failed fuse drops the transaction: nothing is written.
+            let events = events.await.map_err(super::StoreError::Interrupted)?;
+            timed("waited for the death events");
+            let encoded: Vec<EncodedEvent<'_>> = events.par_iter().map(EncodedEvent::of).collect();
             sqlx::query("DELETE FROM death_events").execute(&mut *tx).await?;
-            tx.insert_events(&now, &events).await?;
+            tx.insert_events(&now, &encoded).await?;
+            drop(encoded);
             timed("replaced the death events");
             match progress {
                 // Every record's progress, written into an emptied table (an
@@ -467,8 +491,8 @@ impl Store {
             timed("recorded the progress");
             tx.commit().await?;
             timed("committed");
-        });
-        Ok(())
+            Ok(events)
+        })
     }
 
     /// Drops a failed run's claims: its records stay pending.

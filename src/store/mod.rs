@@ -131,6 +131,8 @@ pub enum StoreError {
     Bulk(#[from] sqlite_bulk::BulkError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("the run stopped before its commit, which wrote nothing: {0}")]
+    Interrupted(String),
     #[error(
         "another roster import is running on this database ({0}); wait for it to finish and run this one again"
     )]
@@ -713,6 +715,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "roster state",
                 include_str!("../../migrations/sqlite/0009_roster_state.sql"),
             ),
+            (
+                10,
+                "match progress without rowid",
+                include_str!("../../migrations/sqlite/0010_match_progress_without_rowid.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -759,6 +766,11 @@ fn migrator(backend: Backend) -> Migrator {
                 9,
                 "roster state",
                 include_str!("../../migrations/postgres/0009_roster_state.sql"),
+            ),
+            (
+                10,
+                "match progress without rowid",
+                include_str!("../../migrations/postgres/0010_match_progress_without_rowid.sql"),
             ),
         ],
     };
