@@ -676,3 +676,50 @@ async fn second_match_refused(db: &TestDb) {
     let s = run_match(&db.store, &rules, "system:test").await.unwrap();
     assert!(s.records > 0);
 }
+
+both_backends!(
+    a_commit_whose_death_events_fail_writes_nothing,
+    failed_fuse_writes_nothing
+);
+async fn failed_fuse_writes_nothing(db: &TestDb) {
+    use vigil::store::StoreError;
+    use vigil::store::match_state::Progress;
+    prepared(db).await;
+    let rules = MatchRules::default_rules();
+    run_match(&db.store, &rules, "system:test").await.unwrap();
+    let before = matches_now(db).await;
+    assert!(!before.is_empty());
+    let events_before = db.store.list_death_events().await.unwrap();
+    // A run that matched nothing would empty the table: its fuse fails
+    // after the matches are written inside the transaction.
+    let (records, versions) = db.store.load_match_records_versioned().await.unwrap();
+    let run_id = db
+        .store
+        .start_run(
+            vigil::store::run_kind::MATCH,
+            vigil::store::run_source::MATCHER,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let failed = db
+        .store
+        .commit_match_run_with(
+            run_id,
+            &rules.version,
+            Progress::All {
+                records: &records,
+                versions: &versions,
+            },
+            &[],
+            async { Err("the fuse thread stopped: test".to_string()) },
+        )
+        .await;
+    assert!(
+        matches!(&failed, Err(StoreError::Interrupted(m)) if m.contains("test")),
+        "{failed:?}"
+    );
+    assert_eq!(matches_now(db).await, before);
+    assert_eq!(db.store.list_death_events().await.unwrap(), events_before);
+}
