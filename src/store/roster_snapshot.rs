@@ -24,7 +24,7 @@
 //! others that still have a match.
 //!
 //! The file holds names and ID numbers in full, like the database beside
-//! it, and is written with the same owner.
+//! it; it is written readable by its owner only.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -390,13 +390,22 @@ pub fn write(
     inactive: &AHashSet<CompactString>,
 ) -> Result<u64> {
     let io = |e: std::io::Error| corrupt(path, format_args!("cannot be written: {e}"));
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    // A temporary file of its own in the same directory (a roster import
+    // and a match run may both find the snapshot stale and write it at
+    // once); removed if anything fails before the rename.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".roster-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io)?;
     let n_chunks = persons.len().div_ceil(CHUNK);
     let data_start = HEADER_BYTES + n_chunks * CHUNK_ENTRY_BYTES;
     let written = (|| -> std::io::Result<u64> {
-        let file = File::create(&tmp)?;
+        let file = tmp.as_file().try_clone()?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         w.seek(SeekFrom::Start(data_start as u64))?;
         let mut table = Vec::with_capacity(n_chunks * CHUNK_ENTRY_BYTES);
@@ -435,16 +444,9 @@ pub fn write(
         file.sync_all()?;
         Ok(data_start as u64 + offset)
     })();
-    match written {
-        Ok(bytes) => {
-            std::fs::rename(&tmp, path).map_err(io)?;
-            Ok(bytes)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(io(e))
-        }
-    }
+    let bytes = written.map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(bytes)
 }
 
 /// Where a match run's roster came from.
