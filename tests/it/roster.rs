@@ -551,21 +551,7 @@ async fn round_trip(db: &TestDb) {
 /// Stores a second row with the same person number as a stored one,
 /// behind the import's back.
 async fn insert_copy_of(store: &Store, person_no: &str) -> Result<(), sqlx::Error> {
-    const SQL: &str = "INSERT INTO pensioners (person_no, name, name_norm, name_key, id_number, \
-        sex, birth_date, insured_region, residence_region, benefit_type, monthly_amount_fen, \
-        bank_account, benefit_start, status, content_hash, first_seen) \
-        SELECT person_no, name, name_norm, name_key, id_number, sex, birth_date, insured_region, \
-        residence_region, benefit_type, monthly_amount_fen, bank_account, benefit_start, status, \
-        content_hash, first_seen FROM pensioners WHERE person_no = $1";
-    match store {
-        Store::Sqlite(pool) => {
-            sqlx::query(SQL).bind(person_no).execute(pool).await?;
-        }
-        Store::Postgres(pool) => {
-            sqlx::query(SQL).bind(person_no).execute(pool).await?;
-        }
-    }
-    Ok(())
+    crate::support::insert_copy_as(store, person_no, person_no).await
 }
 
 both_backends!(

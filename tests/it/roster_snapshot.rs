@@ -104,17 +104,9 @@ async fn snapshot_follows_changes(db: &TestDb) {
     assert_eq!((again.len(), from), (29, fresh(db)));
 
     // A pensioner inserted, another deleted, each behind vigil's back.
-    sql(
-        &db.store,
-        "INSERT INTO pensioners (person_no, name, name_norm, name_key, id_number, \
-         sex, birth_date, insured_region, residence_region, benefit_type, monthly_amount_fen, \
-         bank_account, benefit_start, status, content_hash, first_seen) \
-         SELECT '4403999900000001', name, name_norm, name_key, id_number, sex, birth_date, \
-         insured_region, residence_region, benefit_type, monthly_amount_fen, bank_account, \
-         benefit_start, status, content_hash, first_seen FROM pensioners WHERE person_no = $1",
-        &rows[7].person_no,
-    )
-    .await;
+    crate::support::insert_copy_as(&db.store, &rows[7].person_no, "4403999900000001")
+        .await
+        .unwrap();
     let (persons, from) = load(db).await;
     assert_eq!((persons.len(), from), (30, RosterFrom::Database));
     assert!(persons.iter().any(|p| p.person_no == "4403999900000001"));

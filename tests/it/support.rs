@@ -263,3 +263,21 @@ pub async fn assert_abandoned(store: &Store, id: i64) {
         "{run:?}"
     );
 }
+
+/// Stores a copy of pensioner `person_no`'s row under `new_no`, behind
+/// vigil's back (the same number twice when they are equal).
+pub async fn insert_copy_as(
+    store: &Store,
+    person_no: &str,
+    new_no: &str,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "INSERT INTO pensioners (person_no, name, name_norm, name_key, id_number, \
+        sex, birth_date, insured_region, residence_region, benefit_type, monthly_amount_fen, \
+        bank_account, benefit_start, status, content_hash, first_seen) \
+        SELECT $2, name, name_norm, name_key, id_number, sex, birth_date, insured_region, \
+        residence_region, benefit_type, monthly_amount_fen, bank_account, benefit_start, status, \
+        content_hash, first_seen FROM pensioners WHERE person_no = $1";
+    vigil::with_pool!(store, pool => {
+        sqlx::query(SQL).bind(person_no).bind(new_no).execute(pool).await.map(|_| ())
+    })
+}
