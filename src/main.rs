@@ -155,6 +155,9 @@ enum Command {
         truth: PathBuf,
         #[arg(long)]
         json: bool,
+        /// The rules the matches were made with (default: rules/matching.toml if present, else the built-in rules); a match carried to auto by another source is judged by its fusion settings.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
     },
     /// Check connector definitions.
     Connectors {
@@ -315,6 +318,9 @@ enum MatchesAction {
         /// Output file (default: standard output).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The rules the matches were made with (default: rules/matching.toml if present, else the built-in rules); a match carried to auto by another source is judged by its fusion settings.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
     },
 }
 
@@ -595,10 +601,10 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
             }
         }
         Command::Matches {
-            action: MatchesAction::Export { format, out },
+            action: MatchesAction::Export { format, out, rules },
         } => {
             let store = open_store(&settings).await?;
-            let rules = load_rules(None)?;
+            let rules = load_rules(rules.as_deref())?;
             let matches = vigil::matching::run::match_verdicts(&store, &rules).await?;
             let mut text = String::new();
             match format {
@@ -642,9 +648,10 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                 None => print!("{text}"),
             }
         }
-        Command::Eval { truth, json } => {
+        Command::Eval { truth, json, rules } => {
             let store = open_store(&settings).await?;
-            let report = evaluate_against(&store, &truth).await?;
+            let rules = load_rules(rules.as_deref())?;
+            let report = evaluate_against(&store, &truth, &rules).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -950,6 +957,7 @@ fn csv_field(s: &str) -> String {
 async fn evaluate_against(
     store: &Store,
     truth: &Path,
+    rules: &vigil::matching::rules::MatchRules,
 ) -> Result<vigil::matching::eval::EvalReport> {
     use vigil::matching::eval::{Judged, TruthRow, evaluate};
     let mut reader =
@@ -983,8 +991,7 @@ async fn evaluate_against(
             usable: usable.contains(&(rec[0].to_string(), rec[1].to_string())),
         });
     }
-    let rules = load_rules(None)?;
-    let matches: Vec<Judged> = vigil::matching::run::match_verdicts(store, &rules)
+    let matches: Vec<Judged> = vigil::matching::run::match_verdicts(store, rules)
         .await?
         .into_iter()
         .map(|m| Judged {
@@ -1488,7 +1495,7 @@ async fn demo(
             db.display()
         );
     }
-    let report = evaluate_against(&store, &data_dir.join("truth.csv")).await?;
+    let report = evaluate_against(&store, &data_dir.join("truth.csv"), &rules).await?;
     println!("   checked against the generator's truth file:");
     print_eval(&report);
     if let Some(first) = store

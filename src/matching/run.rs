@@ -34,6 +34,14 @@ pub enum MatchRunError {
     Store(#[from] StoreError),
     #[error("the matcher stopped unexpectedly: {0}")]
     Worker(String),
+    /// The stored matches were made under other rules than those given:
+    /// their verdicts (which records another source carries to `auto`)
+    /// would be judged by settings they were not made with.
+    #[error(
+        "the stored matches were made under rules {stored:?}, not {given:?}: pass the rules \
+         file they were made with (--rules FILE), or run `vigil match` with these rules first"
+    )]
+    RulesMismatch { stored: String, given: String },
 }
 
 /// What a match run did.
@@ -513,6 +521,12 @@ pub async fn match_verdicts(
         _ => Band::None,
     };
     let rows = store.list_match_rows().await?;
+    if let Some(r) = rows.iter().find(|r| r.rules_version != rules.version) {
+        return Err(MatchRunError::RulesMismatch {
+            stored: r.rules_version.clone(),
+            given: rules.version.clone(),
+        });
+    }
     // Each pensioner's records that are `auto` on their own: the anchors
     // that may carry the pensioner's other records.
     let mut anchors: AHashMap<&str, Vec<super::fuse::Anchor<'_>>> = AHashMap::new();

@@ -166,6 +166,32 @@ fn the_demo_runs_the_whole_pipeline_and_matches_export_with_the_exact_header() {
         first.ends_with(",auto") || first.ends_with(",review"),
         "{first}"
     );
+    // The same export judged by rules of another version is refused, and
+    // says how to mend it.
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/matching.toml"),
+    )
+    .unwrap();
+    let other = shipped.replacen("version = \"", "version = \"other-", 1);
+    assert_ne!(other, shipped);
+    let other = write(&dir.path().join("other.toml"), other);
+    for command in [
+        &["matches", "export"][..],
+        &["eval", "--truth", "demo-data/truth.csv"],
+    ] {
+        let out = vigil(dir.path())
+            .args(["--database-url", "sqlite://demo.db"])
+            .args(command)
+            .args(["--rules", other.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command:?}");
+        assert!(
+            stderr.contains("other-") && stderr.contains("--rules FILE"),
+            "{command:?}: {stderr}"
+        );
+    }
     let key = first.split(',').nth(1).unwrap();
     let out = vigil(dir.path())
         .args([

@@ -8,7 +8,7 @@ use vigil::ingest::connectors::{self, sim::pull_through_sim};
 use vigil::ingest::roster::{ImportOptions, import_roster};
 use vigil::matching::eval::{Judged, TruthRow, evaluate};
 use vigil::matching::rules::MatchRules;
-use vigil::matching::run::{match_verdicts, run_match, run_match_scoped};
+use vigil::matching::run::{MatchRunError, match_verdicts, run_match, run_match_scoped};
 use vigil::store::match_state::MatchScope;
 
 use crate::both_backends;
@@ -436,6 +436,54 @@ async fn changed_and_duplicate(db: &TestDb) {
         "{}",
         held.explanation
     );
+}
+
+both_backends!(
+    verdicts_are_judged_only_by_the_rules_the_matches_were_made_with,
+    verdicts_under_other_rules
+);
+async fn verdicts_under_other_rules(db: &TestDb) {
+    prepared(db).await;
+    let made = MatchRules::default_rules();
+    run_match(&db.store, &made, "system:test").await.unwrap();
+    let under_made = match_verdicts(&db.store, &made).await.unwrap();
+    // Records carried although a runner-up fits them (within a clear
+    // margin under the shipped rules).
+    let carried_with_runner_up = |vs: &[vigil::matching::run::MatchVerdict]| {
+        vs.iter()
+            .filter(|v| v.carried && v.margin.is_some())
+            .count()
+    };
+    assert!(carried_with_runner_up(&under_made) > 0);
+    // Rules of another version for which no margin is clear enough: judged
+    // by them, the stored matches would change band. Refused.
+    let mut other = made.clone();
+    other.version = "2026.9-other".into();
+    other.fusion.carry_min_margin = 1e9;
+    match match_verdicts(&db.store, &other).await {
+        Err(MatchRunError::RulesMismatch { stored, given }) => {
+            assert_eq!(
+                (stored.as_str(), given.as_str()),
+                (made.version.as_str(), "2026.9-other")
+            );
+        }
+        got => panic!("expected a rules mismatch, got {:?}", got.map(|v| v.len())),
+    }
+    // Matched again under them, they judge: only a record that no runner-up
+    // fits at all is carried any more.
+    run_match(&db.store, &other, "system:test").await.unwrap();
+    let under_other = match_verdicts(&db.store, &other).await.unwrap();
+    assert_eq!(under_other.len(), under_made.len());
+    assert_eq!(carried_with_runner_up(&under_other), 0);
+    assert!(
+        under_other
+            .iter()
+            .all(|v| v.rules_version == "2026.9-other")
+    );
+    assert!(matches!(
+        match_verdicts(&db.store, &made).await,
+        Err(MatchRunError::RulesMismatch { .. })
+    ));
 }
 
 both_backends!(
