@@ -882,6 +882,13 @@ fn print_match_summary(s: &vigil::matching::run::MatchSummary) {
             s.already_matched
         );
     }
+    if s.other_deaths > 0 {
+        println!(
+            "   {} review matches not carried to auto by their pensioner's other records: \
+             another person's recorded death fits them as well",
+            s.other_deaths
+        );
+    }
     println!(
         "   {} death events fused from all sources, {} with a timeline flag \
          (conflicting dates, death before birth or pension, age over the maximum)",

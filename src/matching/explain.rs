@@ -207,7 +207,7 @@ mod tests {
             "margin 2.00",
             "evidence of life on 2026-11-03",
             "fits almost as well",
-            "rules 2026.4-default",
+            "rules 2026.5-default",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }

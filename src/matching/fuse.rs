@@ -221,6 +221,7 @@ pub fn may_carry(c: &Comparison, safeguards: &[Safeguard]) -> bool {
                     | Safeguard::InformantPattern
                     | Safeguard::BirthContradictsId
                     | Safeguard::AlreadyMatched { .. }
+                    | Safeguard::AnotherDeath { .. }
             )
         })
 }
@@ -294,6 +295,164 @@ pub fn timeline(p: &Person, death: NaiveDate, rules: &MatchRules) -> Vec<Timelin
         flags.push(TimelineFlag::AgeOverMaximum { age });
     }
     flags
+}
+
+/// Another person's recorded death that fits a record as well as the
+/// record's pensioner does: a record of another source or another record
+/// of the same source, with the same pinyin name key, a death date within
+/// `fusion.carry_within_days`, a birth year the record allows, the same city
+/// when both give a region, and a valid ID that is not the pensioner's (not
+/// the same number, not the same number re-coded to another region, not one
+/// typing error away from it). A funeral record with a name and an age that
+/// fits a pensioner who died that day fits this person just as well: the
+/// death of a namesake, a spouse or a stranger, it is never carried to
+/// `auto` by the pensioner's own records.
+///
+/// `others` are stored records beside `records` (a pending run's batch
+/// holds only the records it claimed); a record in both is the same record.
+/// Only matches that could be carried are looked at: `review` and
+/// [`Match::may_carry`]. Each one fitted gets [`Safeguard::AnotherDeath`]
+/// (the first such record in (source, record_key) order) and may no longer
+/// be carried. Returns how many were marked.
+pub fn mark_other_deaths(
+    matches: &mut [Match],
+    records: &[DeathRecord],
+    others: &[DeathRecord],
+    persons: &[Person],
+    rules: &MatchRules,
+) -> usize {
+    use ahash::{AHashMap, AHashSet};
+    let open = |m: &Match| m.band == Band::Review && m.may_carry;
+    let keys: AHashSet<&str> = matches
+        .iter()
+        .filter(|m| open(m))
+        .map(|m| records[m.record_index].name_key.as_str())
+        .collect();
+    if keys.is_empty() {
+        return 0;
+    }
+    // The records that could be someone else's death: a valid ID and a name
+    // key some open match has.
+    let mut by_key: AHashMap<&str, Vec<&DeathRecord>> = AHashMap::new();
+    for d in records.iter().chain(others) {
+        if d.id_number.is_some() && keys.contains(d.name_key.as_str()) {
+            by_key.entry(d.name_key.as_str()).or_default().push(d);
+        }
+    }
+    for list in by_key.values_mut() {
+        list.sort_by(|a, b| (&a.source, &a.record_key).cmp(&(&b.source, &b.record_key)));
+        list.dedup_by(|a, b| (&a.source, &a.record_key) == (&b.source, &b.record_key));
+    }
+    let mut marked = 0;
+    for m in matches.iter_mut().filter(|m| open(m)) {
+        let r = &records[m.record_index];
+        let person = &persons[m.person_index as usize];
+        let Some(list) = by_key.get(r.name_key.as_str()) else {
+            continue;
+        };
+        let other = list.iter().find(|d| {
+            (d.source != r.source || d.record_key != r.record_key)
+                && (d.death_date - r.death_date).num_days().abs() <= rules.fusion.carry_within_days
+                && d.id_number
+                    .as_deref()
+                    .is_some_and(|id| !same_person_id(id, &person.id_number))
+                && births_agree(r, d)
+                && same_city(r, d)
+        });
+        if let Some(d) = other {
+            m.may_carry = false;
+            m.explanation.safeguards.push(Safeguard::AnotherDeath {
+                source: d.source.clone(),
+                record_key: d.record_key.clone(),
+            });
+            marked += 1;
+        }
+    }
+    marked
+}
+
+/// Of the stored `review` matches' records a pending run found sharing a
+/// name key with a record it claimed (`candidates`, with their pensioners'
+/// IDs), those that a claimed record (`claimed`: name key, valid ID, death
+/// date) may be another person's death of: not the pensioner's ID, a death
+/// date within `fusion.carry_within_days`. A pending run matches them again
+/// ([`mark_other_deaths`] then judges them with everything in hand).
+pub fn twin_claims<'a>(
+    candidates: &'a [crate::store::match_state::TwinCandidate],
+    claimed: &[(String, String, NaiveDate)],
+    rules: &MatchRules,
+) -> Vec<&'a crate::store::match_state::TwinCandidate> {
+    let mut by_key: ahash::AHashMap<&str, Vec<(&str, NaiveDate)>> = ahash::AHashMap::new();
+    for (key, id, date) in claimed {
+        by_key.entry(key).or_default().push((id, *date));
+    }
+    candidates
+        .iter()
+        .filter(|c| {
+            by_key.get(c.name_key.as_str()).is_some_and(|news| {
+                news.iter().any(|(id, date)| {
+                    (*date - c.death_date).num_days().abs() <= rules.fusion.carry_within_days
+                        && !same_person_id(id, &c.person_id)
+                })
+            })
+        })
+        .collect()
+}
+
+/// Whether an ID read off a death record is (very probably) the
+/// pensioner's own: the same number, the same number under a re-coded
+/// region, or one substitution or adjacent swap away (a typing error that
+/// happened to give another valid number).
+fn same_person_id(id: &str, own: &str) -> bool {
+    let (a, b) = (id.as_bytes(), own.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 6 && a[6..] == b[6..] {
+        return true;
+    }
+    let differ: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+    match differ.as_slice() {
+        [_] => true,
+        [i, j] => *j == i + 1 && a[*i] == b[*j] && a[*j] == b[*i],
+        _ => false,
+    }
+}
+
+/// The birth years a record allows: its birth date's, or the range its age
+/// gives, or the year in its ID.
+fn birth_years(d: &DeathRecord) -> Option<(i32, i32)> {
+    if let Some(b) = d.birth_date {
+        return Some((b.year(), b.year()));
+    }
+    if let Some(range) = d.birth_year_range {
+        return Some(range);
+    }
+    let year = d.id_number.as_deref()?.get(6..10)?.parse().ok()?;
+    Some((year, year))
+}
+
+fn births_agree(a: &DeathRecord, b: &DeathRecord) -> bool {
+    match (birth_years(a), birth_years(b)) {
+        (Some((a0, a1)), Some((b0, b1))) => a0 <= b1 && b0 <= a1,
+        _ => true,
+    }
+}
+
+/// The same city (the first four digits of the region) when both records
+/// give a region, their own or their ID's.
+fn same_city(a: &DeathRecord, b: &DeathRecord) -> bool {
+    let city = |d: &DeathRecord| {
+        d.region
+            .as_deref()
+            .or(d.id_number.as_deref())
+            .and_then(|r| r.get(..4))
+            .map(str::to_owned)
+    };
+    match (city(a), city(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -424,6 +583,110 @@ mod tests {
         assert_eq!(
             verdict((9.0, Band::Review), clear, died, true, &ps),
             (24.0, Band::Auto, true)
+        );
+    }
+
+    #[test]
+    fn a_record_that_another_persons_recorded_death_fits_as_well_is_not_carried() {
+        use crate::matching::compare::tests::id_for;
+        let (ps, rules) = setup();
+        let p = &ps[1];
+        let died = d(2026, 10, 3);
+        // A cremation with a name and an age only, in the pensioner's city.
+        let mut cremation =
+            DeathRecord::new("funeral", "FH440300-01:20261004-0001", "李建国", "", died);
+        cremation.birth_year_range = Some((1949, 1950));
+        cremation.region = Some("440305".into());
+        cremation.sex = Some(p.sex);
+        let twin = |id: &str| {
+            let mut t = of(p, "public_security", "PS-2", died);
+            t.id_number = Some(id.to_string());
+            t
+        };
+        let other_id = id_for("440304", p.birth_date, 457);
+        let recoded = format!("440306{}", &p.id_number[6..]);
+        let mut typo = p.id_number.as_bytes().to_vec();
+        typo.swap(14, 15);
+        let typo = String::from_utf8(typo).unwrap();
+        let mut far = twin(&other_id);
+        far.region = Some("110105".into());
+        let mut later = twin(&other_id);
+        later.death_date = died + chrono::Days::new(9);
+        let mut older = twin(&other_id);
+        older.birth_date = Some(d(1940, 1, 1));
+        let cases: [(&str, DeathRecord, bool); 7] = [
+            ("another person's ID", twin(&other_id), true),
+            ("the pensioner's own ID", twin(&p.id_number), false),
+            ("the pensioner's ID re-coded", twin(&recoded), false),
+            (
+                "the pensioner's ID with two digits swapped",
+                twin(&typo),
+                false,
+            ),
+            ("another city", far, false),
+            ("another week", later, false),
+            ("another birth year", older, false),
+        ];
+        for (what, other, fits) in cases {
+            let idx = RosterIndex::build(&ps, &rules.blocking);
+            let recs = [cremation.clone()];
+            let mut b = match_batch(
+                &idx,
+                &recs,
+                &rules,
+                &LifeEvidence::new(),
+                &RejectedPairs::new(),
+            );
+            assert_eq!(b.matches.len(), 1, "{what}");
+            assert_eq!(
+                (b.matches[0].band, b.matches[0].may_carry),
+                (Band::Review, true),
+                "{what}"
+            );
+            let marked = mark_other_deaths(&mut b.matches, &recs, &[other], &ps, &rules);
+            let m = &b.matches[0];
+            assert_eq!((marked, m.may_carry), (usize::from(fits), !fits), "{what}");
+            let flagged = m.explanation.safeguards.iter().any(|s| {
+                *s == Safeguard::AnotherDeath {
+                    source: "public_security".into(),
+                    record_key: "PS-2".into(),
+                }
+            });
+            assert_eq!(flagged, fits, "{what}");
+        }
+        // The record among the batch's own records counts the same; the
+        // record itself never does.
+        let idx = RosterIndex::build(&ps, &rules.blocking);
+        let recs = [cremation.clone(), twin(&other_id)];
+        let mut b = match_batch(
+            &idx,
+            &recs,
+            &rules,
+            &LifeEvidence::new(),
+            &RejectedPairs::new(),
+        );
+        let before = b
+            .matches
+            .iter()
+            .filter(|m| m.may_carry && m.band == Band::Review)
+            .count();
+        assert_eq!(
+            mark_other_deaths(&mut b.matches, &recs, &[], &ps, &rules),
+            1
+        );
+        assert_eq!(before, 1);
+        let idx = RosterIndex::build(&ps, &rules.blocking);
+        let recs = [cremation.clone()];
+        let mut b = match_batch(
+            &idx,
+            &recs,
+            &rules,
+            &LifeEvidence::new(),
+            &RejectedPairs::new(),
+        );
+        assert_eq!(
+            mark_other_deaths(&mut b.matches, &recs, &[cremation.clone()], &ps, &rules),
+            0
         );
     }
 

@@ -62,6 +62,9 @@ pub struct MatchSummary {
     /// New matches sent to review because a kept match of the same source
     /// already holds the pensioner.
     pub already_matched: u64,
+    /// `review` matches that another person's recorded death fits as well:
+    /// never carried to `auto` by their pensioner's other records.
+    pub other_deaths: u64,
     pub pairs_scored: u64,
     /// Oversized blocks that were cut to the configured cap.
     pub capped_blocks: u64,
@@ -190,6 +193,12 @@ async fn run_inner(
     let started = Instant::now();
     if scope == MatchScope::Pending {
         store.claim_match_records(run_id, &rules.version).await?;
+        // A claimed record may be another person's death that a stored
+        // `review` match's record fits as well: that record is matched
+        // again too, so a pending run judges it as a full run would.
+        let (candidates, claimed) = store.twin_claim_candidates(run_id).await?;
+        let twins = super::fuse::twin_claims(&candidates, &claimed, rules);
+        store.claim_more_records(run_id, &twins).await?;
         tracing::info!(
             seconds = started.elapsed().as_secs_f64(),
             "claimed the records to match"
@@ -251,6 +260,19 @@ async fn run_inner(
         }
     };
     super::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
+    // Deaths of other people a record may fit as well as its pensioner: a
+    // full run has every record in hand; a pending run reads the stored ones
+    // that share a name key with a record it claimed.
+    let mut others = match scope {
+        MatchScope::All => Vec::new(),
+        MatchScope::Pending => {
+            let mut keys: Vec<String> = records.iter().map(|r| r.name_key.clone()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            store.load_other_deaths(&keys).await?
+        }
+    };
+    super::model::widen_age_ranges(&mut others, rules.blocking.age_slack_years);
     let kept = match scope {
         MatchScope::All => Vec::new(),
         MatchScope::Pending => store.load_kept_matches(run_id).await?,
@@ -298,6 +320,14 @@ async fn run_inner(
             }
         }
         drop(held);
+        let other_deaths = super::fuse::mark_other_deaths(
+            &mut batch.matches,
+            &records,
+            &others,
+            &persons,
+            &rules_owned,
+        );
+        drop(others);
 
         let mut summary = MatchSummary {
             run_id,
@@ -311,6 +341,7 @@ async fn run_inner(
             records: records.len() as u64,
             kept: kept.len() as u64,
             already_matched,
+            other_deaths: other_deaths as u64,
             pairs_scored: batch.pairs_scored as u64,
             capped_blocks: batch.capped_blocks.len() as u64,
             largest_capped: largest_capped(&batch.capped_blocks),

@@ -56,6 +56,11 @@ pub enum Safeguard {
     /// Another record of the same source, matched in an earlier run,
     /// already holds this pensioner: one person dies once.
     AlreadyMatched { record_key: String },
+    /// Another person's recorded death (a valid ID that is not the
+    /// pensioner's) fits this record as well: the same name, birth year,
+    /// city and death date. The record is not carried to `auto` by the
+    /// pensioner's other records ([`super::fuse::mark_other_deaths`]).
+    AnotherDeath { source: String, record_key: String },
 }
 
 impl Safeguard {
@@ -82,6 +87,9 @@ impl Safeguard {
             Safeguard::AlreadyMatched { record_key } => {
                 format!("record {record_key} of the same source already holds this pensioner")
             }
+            Safeguard::AnotherDeath { source, record_key } => format!(
+                "another person's death fits this record as well ({source} {record_key}: same name, birth year, city and death date, another ID)"
+            ),
         }
     }
 }

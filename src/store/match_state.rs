@@ -303,6 +303,19 @@ impl RunWriter for sqlx::Transaction<'_, sqlx::Postgres> {
     }
 }
 
+/// A stored `review` match's record that a record claimed by a pending
+/// run may be another person's death of ([`Store::twin_claim_candidates`]).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TwinCandidate {
+    pub source: String,
+    pub record_key: String,
+    pub version: i64,
+    pub name_key: String,
+    pub death_date: NaiveDate,
+    /// The matched pensioner's ID.
+    pub person_id: String,
+}
+
 impl Store {
     /// Claims the records a pending run (`vigil match`) takes, at the
     /// version stored now; returns how many. A full run claims nothing: it
@@ -324,6 +337,74 @@ impl Store {
                 .map(|r| r.rows_affected())
         })?;
         Ok(n)
+    }
+
+    /// Stored `review` matches that may be carried, not claimed by this run,
+    /// whose record shares a pinyin name key with a record this run claimed
+    /// that carries a valid ID: a new record may be another person's death
+    /// that such a record fits as well (`matching::fuse::mark_other_deaths`).
+    /// Each with its pensioner's ID and death date, and the claimed records'
+    /// (name key, ID, death date) to check them against.
+    pub async fn twin_claim_candidates(
+        &self,
+        run_id: i64,
+    ) -> Result<(Vec<TwinCandidate>, Vec<(String, String, NaiveDate)>)> {
+        let (candidates, claimed) = with_pool!(self, pool => {
+            let candidates = sqlx::query_as::<_, TwinCandidate>(
+                "SELECT d.source, d.record_key, CAST(d.version AS BIGINT) AS version, d.name_key, \
+                 d.death_date, p.id_number AS person_id FROM matches m \
+                 JOIN death_records d ON d.source = m.source AND d.record_key = m.record_key \
+                 JOIN pensioners p ON p.person_no = m.person_no \
+                 WHERE m.band = 'review' AND m.may_carry \
+                 AND d.name_key IN (SELECT n.name_key FROM match_claims c \
+                   JOIN death_records n ON n.source = c.source AND n.record_key = c.record_key \
+                   WHERE c.run_id = $1 AND n.id_number IS NOT NULL) \
+                 AND NOT EXISTS (SELECT 1 FROM match_claims c WHERE c.run_id = $1 \
+                   AND c.source = d.source AND c.record_key = d.record_key) \
+                 ORDER BY d.source, d.record_key",
+            )
+            .bind(run_id)
+            .fetch_all(pool)
+            .await;
+            match candidates {
+                Ok(c) if c.is_empty() => Ok((c, Vec::new())),
+                Ok(c) => sqlx::query_as::<_, (String, String, NaiveDate)>(
+                    "SELECT n.name_key, n.id_number, n.death_date FROM match_claims c \
+                     JOIN death_records n ON n.source = c.source AND n.record_key = c.record_key \
+                     WHERE c.run_id = $1 AND n.id_number IS NOT NULL",
+                )
+                .bind(run_id)
+                .fetch_all(pool)
+                .await
+                .map(|claimed| (c, claimed)),
+                Err(e) => Err(e),
+            }
+        })?;
+        Ok((candidates, claimed))
+    }
+
+    /// Claims these records too, at the version read with them.
+    pub async fn claim_more_records(&self, run_id: i64, records: &[&TwinCandidate]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for r in records {
+                sqlx::query(
+                    "INSERT INTO match_claims (run_id, source, record_key, record_version) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(run_id)
+                .bind(&r.source)
+                .bind(&r.record_key)
+                .bind(r.version)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })?;
+        Ok(())
     }
 
     /// The records this run claimed, at the claimed version, ordered by

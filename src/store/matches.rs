@@ -244,6 +244,44 @@ impl Store {
         }
     }
 
+    /// Stored death records with a valid ID whose pinyin name key is one of
+    /// `name_keys`, in (source, record_key) order: the deaths of other people
+    /// that a pending run checks its records against
+    /// (`matching::fuse::mark_other_deaths`). One scan of the table.
+    pub async fn load_other_deaths(&self, name_keys: &[String]) -> Result<Vec<DeathRecord>> {
+        if name_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows =
+            match self {
+                Store::Sqlite(pool) => {
+                    let keys = serde_json::to_string(name_keys).unwrap_or_else(|_| "[]".into());
+                    sqlx::query_as::<_, RecordRow>(
+                    "SELECT d.source, d.record_key, d.name_raw, d.name_norm, d.name_key, d.id_raw, \
+                     d.id_number, d.id_status, d.sex, d.birth_date, d.birth_year_min, \
+                     d.birth_year_max, d.death_date, d.region FROM death_records d \
+                     WHERE d.id_number IS NOT NULL \
+                     AND d.name_key IN (SELECT value FROM json_each(?)) \
+                     ORDER BY d.source, d.record_key",
+                )
+                .bind(keys)
+                .fetch_all(pool)
+                .await?
+                }
+                Store::Postgres(pool) => sqlx::query_as::<_, RecordRow>(
+                    "SELECT d.source, d.record_key, d.name_raw, d.name_norm, d.name_key, d.id_raw, \
+                     d.id_number, d.id_status, d.sex, d.birth_date, d.birth_year_min, \
+                     d.birth_year_max, d.death_date, d.region FROM death_records d \
+                     WHERE d.id_number IS NOT NULL AND d.name_key = ANY($1) \
+                     ORDER BY d.source, d.record_key",
+                )
+                .bind(name_keys)
+                .fetch_all(pool)
+                .await?,
+            };
+        Ok(rows.into_iter().map(RecordRow::into_record).collect())
+    }
+
     /// Pairs reviewers rejected: (source, record_key, person_no).
     pub async fn rejected_pairs(&self) -> Result<Vec<(String, String, String)>> {
         let rows = with_pool!(self, pool => {

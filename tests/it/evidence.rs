@@ -557,7 +557,7 @@ async fn train(db: &TestDb) {
     let text = std::fs::read_to_string(&p.path).unwrap();
     assert!(text.starts_with("# PROPOSED"), "{text}");
     let proposed = MatchRules::from_toml(&text).unwrap();
-    assert_eq!(proposed.version, "2026.4-default-trained-2026-11-27");
+    assert_eq!(proposed.version, "2026.5-default-trained-2026-11-27");
     assert_eq!(proposed.thresholds, rules.thresholds);
     assert_ne!(proposed.id, rules.id, "training changed no ID weight");
     assert_eq!(

@@ -332,6 +332,9 @@ async fn incremental(db: &TestDb) {
     let second = run_match_scoped(&db.store, &rules, "system:test", MatchScope::Pending)
         .await
         .unwrap();
+    // Besides the new records, stored `review` matches whose record one of
+    // them may be another person's death of are matched again (none here:
+    // the other sources' records are of the same deaths).
     assert_eq!(second.records as i64, pending);
     assert_eq!(second.kept, after_first.len() as u64);
     let incremental = matches_now(db).await;
@@ -550,6 +553,7 @@ async fn death_events(db: &TestDb) {
             .is_none_or(|m| m >= rules.fusion.carry_min_margin);
         let should = e.band == "auto"
             && own.band == "review"
+            && own.may_carry
             && clear
             && days <= rules.fusion.carry_within_days;
         assert_eq!(v.carried, should, "{v:?} {e:?}");
@@ -770,4 +774,114 @@ async fn failed_fuse_writes_nothing(db: &TestDb) {
     );
     assert_eq!(matches_now(db).await, before);
     assert_eq!(db.store.list_death_events().await.unwrap(), events_before);
+}
+
+both_backends!(
+    a_record_another_persons_recorded_death_fits_is_never_carried_to_auto,
+    another_death
+);
+async fn another_death(db: &TestDb) {
+    prepared(db).await;
+    let rules = MatchRules::default_rules();
+    run_match_scoped(&db.store, &rules, "system:test", MatchScope::Pending)
+        .await
+        .unwrap();
+    let before = match_verdicts(&db.store, &rules).await.unwrap();
+    // A funeral record with no ID carried to auto by its pensioner's
+    // public-security record of the same death.
+    let (carried, anchor) = before
+        .iter()
+        .filter(|v| v.carried && v.source == "funeral" && v.margin.is_none())
+        .find_map(|v| {
+            let anchor = before.iter().find(|a| {
+                a.person_no == v.person_no && a.source != "funeral" && a.record_band == "auto"
+            })?;
+            Some((v.clone(), anchor.clone()))
+        })
+        .expect("a funeral record carried to auto by another source's record");
+    // Then the death of another person is registered (by a copy of the
+    // anchor record): the same name, birth date, city and day as the
+    // pensioner's, another ID (a sequence number
+    // far from the pensioner's; the check character made right).
+    let own_id: String = vigil::with_pool!(&db.store, pool => {
+        sqlx::query_scalar("SELECT id_number FROM pensioners WHERE person_no = $1")
+            .bind(&carried.person_no)
+            .fetch_one(pool)
+            .await
+    })
+    .unwrap();
+    let mut other = own_id[..14].to_string();
+    let seq: u32 = own_id[14..17].parse().unwrap();
+    other.push_str(&format!("{:03}", (seq + 500) % 1000));
+    let check = vigil::identity::check_char(other.as_bytes());
+    other.push(char::from(check));
+    let twin = "INSERT INTO death_records (source, record_key, name_raw, name_norm, name_key, \
+        id_raw, id_number, id_status, id_candidates, sex, birth_date, birth_year_min, \
+        birth_year_max, death_date, death_date_latest, event_date, region, place, origin, \
+        received_at, raw_sha256, raw, run_id, version) \
+        SELECT source, 'TWIN-1', name_raw, name_norm, name_key, $3, $3, id_status, \
+        id_candidates, sex, birth_date, birth_year_min, birth_year_max, death_date, \
+        death_date_latest, event_date, region, place, origin, received_at, raw_sha256, raw, \
+        run_id, version FROM death_records WHERE source = $1 AND record_key = $2";
+    vigil::with_pool!(&db.store, pool => {
+        sqlx::query(twin)
+            .bind(&anchor.source)
+            .bind(&anchor.record_key)
+            .bind(&other)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
+    .unwrap();
+
+    // The next pending run matches the funeral record again: it is no
+    // longer carried, and its explanation says why.
+    run_match_scoped(&db.store, &rules, "system:test", MatchScope::Pending)
+        .await
+        .unwrap();
+    let judged = |vs: &[vigil::matching::run::MatchVerdict]| {
+        vs.iter()
+            .find(|v| (&v.source, &v.record_key) == (&carried.source, &carried.record_key))
+            .cloned()
+            .unwrap()
+    };
+    let after = match_verdicts(&db.store, &rules).await.unwrap();
+    let now = judged(&after);
+    assert_eq!(
+        (now.person_no.as_str(), now.carried, now.band.as_str()),
+        (carried.person_no.as_str(), false, "review")
+    );
+    // The pensioner's own record is as auto as before.
+    assert_eq!(judged_anchor(&after, &anchor).band.as_str(), "auto");
+    let stored = matches_now(db).await;
+    let (.., explanation) = stored
+        .iter()
+        .find(|m| (&m.0, &m.1) == (&carried.source, &carried.record_key))
+        .unwrap();
+    assert!(
+        explanation.contains("another_death") && explanation.contains("TWIN-1"),
+        "{explanation}"
+    );
+    // Only that: every other verdict is what it was.
+    for v in &before {
+        if (&v.source, &v.record_key) != (&carried.source, &carried.record_key) {
+            assert!(after.contains(v), "{v:?}");
+        }
+    }
+    // A full run judges it the same way.
+    run_match_scoped(&db.store, &rules, "system:test", MatchScope::All)
+        .await
+        .unwrap();
+    let full = match_verdicts(&db.store, &rules).await.unwrap();
+    assert_eq!(judged(&full), now);
+}
+
+fn judged_anchor(
+    vs: &[vigil::matching::run::MatchVerdict],
+    anchor: &vigil::matching::run::MatchVerdict,
+) -> vigil::matching::run::MatchVerdict {
+    vs.iter()
+        .find(|v| (&v.source, &v.record_key) == (&anchor.source, &anchor.record_key))
+        .cloned()
+        .unwrap()
 }
