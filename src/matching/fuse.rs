@@ -312,7 +312,7 @@ pub fn timeline(p: &Person, death: NaiveDate, rules: &MatchRules) -> Vec<Timelin
 /// holds only the records it claimed); a record in both is the same record.
 /// Only matches that could be carried are looked at: `review` and
 /// [`Match::may_carry`]. Each one fitted gets [`Safeguard::AnotherDeath`]
-/// (the first such record in (source, record_key) order) and may no longer
+/// (the first such record in (death date, source, record_key) order) and may no longer
 /// be carried. Returns how many were marked.
 pub fn mark_other_deaths(
     matches: &mut [Match],
@@ -322,6 +322,8 @@ pub fn mark_other_deaths(
     rules: &MatchRules,
 ) -> usize {
     use ahash::{AHashMap, AHashSet};
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let open = |m: &Match| m.band == Band::Review && m.may_carry;
     let keys: AHashSet<&str> = matches
         .iter()
@@ -339,36 +341,52 @@ pub fn mark_other_deaths(
             by_key.entry(d.name_key.as_str()).or_default().push(d);
         }
     }
+    // By death date within a name key: a match looks only at the records
+    // that died within the window (a common name has thousands of records).
     for list in by_key.values_mut() {
-        list.sort_by(|a, b| (&a.source, &a.record_key).cmp(&(&b.source, &b.record_key)));
+        list.sort_by(|a, b| {
+            (a.death_date, &a.source, &a.record_key).cmp(&(b.death_date, &b.source, &b.record_key))
+        });
         list.dedup_by(|a, b| (&a.source, &a.record_key) == (&b.source, &b.record_key));
     }
-    let mut marked = 0;
-    for m in matches.iter_mut().filter(|m| open(m)) {
+    let days = chrono::Days::new(rules.fusion.carry_within_days.max(0) as u64);
+    let marked = AtomicUsize::new(0);
+    matches.par_iter_mut().filter(|m| open(m)).for_each(|m| {
         let r = &records[m.record_index];
         let person = &persons[m.person_index as usize];
         let Some(list) = by_key.get(r.name_key.as_str()) else {
-            continue;
+            return;
         };
-        let other = list.iter().find(|d| {
-            (d.source != r.source || d.record_key != r.record_key)
-                && (d.death_date - r.death_date).num_days().abs() <= rules.fusion.carry_within_days
-                && d.id_number
-                    .as_deref()
-                    .is_some_and(|id| !same_person_id(id, &person.id_number))
-                && births_agree(r, d)
-                && same_city(r, d)
-        });
+        let from = r
+            .death_date
+            .checked_sub_days(days)
+            .unwrap_or(NaiveDate::MIN);
+        let to = r
+            .death_date
+            .checked_add_days(days)
+            .unwrap_or(NaiveDate::MAX);
+        let start = list.partition_point(|d| d.death_date < from);
+        let other = list[start..]
+            .iter()
+            .take_while(|d| d.death_date <= to)
+            .find(|d| {
+                (d.source != r.source || d.record_key != r.record_key)
+                    && d.id_number
+                        .as_deref()
+                        .is_some_and(|id| !same_person_id(id, &person.id_number))
+                    && births_agree(r, d)
+                    && same_city(r, d)
+            });
         if let Some(d) = other {
             m.may_carry = false;
             m.explanation.safeguards.push(Safeguard::AnotherDeath {
                 source: d.source.clone(),
                 record_key: d.record_key.clone(),
             });
-            marked += 1;
+            marked.fetch_add(1, Ordering::Relaxed);
         }
-    }
-    marked
+    });
+    marked.into_inner()
 }
 
 /// Of the stored `review` matches' records a pending run found sharing a
@@ -411,10 +429,10 @@ fn same_person_id(id: &str, own: &str) -> bool {
     if a.len() > 6 && a[6..] == b[6..] {
         return true;
     }
-    let differ: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
-    match differ.as_slice() {
-        [_] => true,
-        [i, j] => *j == i + 1 && a[*i] == b[*j] && a[*j] == b[*i],
+    let mut differ = (0..a.len()).filter(|&i| a[i] != b[i]);
+    match (differ.next(), differ.next(), differ.next()) {
+        (Some(_), None, _) => true,
+        (Some(i), Some(j), None) => j == i + 1 && a[i] == b[j] && a[j] == b[i],
         _ => false,
     }
 }

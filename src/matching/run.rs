@@ -320,6 +320,7 @@ async fn run_inner(
             }
         }
         drop(held);
+        let marking = Instant::now();
         let other_deaths = super::fuse::mark_other_deaths(
             &mut batch.matches,
             &records,
@@ -328,6 +329,11 @@ async fn run_inner(
             &rules_owned,
         );
         drop(others);
+        tracing::info!(
+            other_deaths,
+            seconds = marking.elapsed().as_secs_f64(),
+            "looked for other people's deaths that review records fit as well"
+        );
 
         let mut summary = MatchSummary {
             run_id,
