@@ -74,13 +74,17 @@ struct KeptRow {
 /// Which records (`d`, with their progress `p`) a pending match takes:
 /// never matched, matched at an older version or under other rules (`$2`),
 /// or matched to a pensioner for whom evidence of life dated after the
-/// death arrived since (it may block `auto`).
+/// death arrived since (it may block `auto`). The newest proof's run is
+/// read once: when no proof came after a record's match run, its matched
+/// pensioner is not looked up at all (at 10M pensioners and a million
+/// records, an idle pending run's claim took 13 s without it, 1 s with it).
 const PENDING: &str = "(p.source IS NULL OR p.rules_version <> $2 \
      OR p.record_version <> d.version \
-     OR EXISTS (SELECT 1 FROM matches m JOIN pensioners pe ON pe.person_no = m.person_no \
+     OR (p.run_id < (SELECT max(run_id) FROM proofs_of_life) \
+       AND EXISTS (SELECT 1 FROM matches m JOIN pensioners pe ON pe.person_no = m.person_no \
        JOIN proofs_of_life l ON l.id_number = pe.id_number \
        WHERE m.source = d.source AND m.record_key = d.record_key \
-       AND l.proven_on > d.death_date AND l.run_id > p.run_id))";
+       AND l.proven_on > d.death_date AND l.run_id > p.run_id)))";
 
 /// Rows per bulk statement: big enough to amortise, small enough to keep
 /// one statement's JSON text in the tens of megabytes.
