@@ -262,14 +262,14 @@ async fn run_inner(
     super::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
     // Deaths of other people a record may fit as well as its pensioner: a
     // full run has every record in hand; a pending run reads the stored ones
-    // that share a name key with a record it claimed.
+    // it did not claim that share a name key with a record it claimed.
     let mut others = match scope {
         MatchScope::All => Vec::new(),
         MatchScope::Pending => {
             let mut keys: Vec<String> = records.iter().map(|r| r.name_key.clone()).collect();
             keys.sort_unstable();
             keys.dedup();
-            store.load_other_deaths(&keys).await?
+            store.load_other_deaths(run_id, &keys).await?
         }
     };
     super::model::widen_age_ranges(&mut others, rules.blocking.age_slack_years);

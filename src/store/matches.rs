@@ -245,10 +245,15 @@ impl Store {
     }
 
     /// Stored death records with a valid ID whose pinyin name key is one of
-    /// `name_keys`, in (source, record_key) order: the deaths of other people
-    /// that a pending run checks its records against
+    /// `name_keys`, not claimed by run `run_id` (the run has those in hand),
+    /// in (source, record_key) order: the deaths of other people that a
+    /// pending run checks its records against
     /// (`matching::fuse::mark_other_deaths`). One scan of the table.
-    pub async fn load_other_deaths(&self, name_keys: &[String]) -> Result<Vec<DeathRecord>> {
+    pub async fn load_other_deaths(
+        &self,
+        run_id: i64,
+        name_keys: &[String],
+    ) -> Result<Vec<DeathRecord>> {
         if name_keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -262,9 +267,12 @@ impl Store {
                      d.birth_year_max, d.death_date, d.region FROM death_records d \
                      WHERE d.id_number IS NOT NULL \
                      AND d.name_key IN (SELECT value FROM json_each(?)) \
+                     AND NOT EXISTS (SELECT 1 FROM match_claims c WHERE c.run_id = ? \
+                       AND c.source = d.source AND c.record_key = d.record_key) \
                      ORDER BY d.source, d.record_key",
                 )
                 .bind(keys)
+                .bind(run_id)
                 .fetch_all(pool)
                 .await?
                 }
@@ -273,9 +281,12 @@ impl Store {
                      d.id_number, d.id_status, d.sex, d.birth_date, d.birth_year_min, \
                      d.birth_year_max, d.death_date, d.region FROM death_records d \
                      WHERE d.id_number IS NOT NULL AND d.name_key = ANY($1) \
+                     AND NOT EXISTS (SELECT 1 FROM match_claims c WHERE c.run_id = $2 \
+                       AND c.source = d.source AND c.record_key = d.record_key) \
                      ORDER BY d.source, d.record_key",
                 )
                 .bind(name_keys)
+                .bind(run_id)
                 .fetch_all(pool)
                 .await?,
             };
