@@ -476,7 +476,7 @@ fn same_city(a: &DeathRecord, b: &DeathRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matching::assign::{LifeEvidence, RejectedPairs, match_batch};
+    use crate::matching::assign::{LifeEvidence, MatchBatch, RejectedPairs, match_batch};
     use crate::matching::blocking::RosterIndex;
     use crate::matching::compare::tests::{d, person, record_of};
 
@@ -495,16 +495,19 @@ mod tests {
         r
     }
 
-    fn fused(ps: &[Person], recs: &[DeathRecord], rules: &MatchRules) -> Vec<DeathEvent> {
+    fn matched(ps: &[Person], recs: &[DeathRecord], rules: &MatchRules) -> MatchBatch {
         let idx = RosterIndex::build(ps, &rules.blocking);
-        let b = match_batch(
+        match_batch(
             &idx,
             recs,
             rules,
             &LifeEvidence::new(),
             &RejectedPairs::new(),
-        );
-        fuse(&b.matches, recs, ps, rules)
+        )
+    }
+
+    fn fused(ps: &[Person], recs: &[DeathRecord], rules: &MatchRules) -> Vec<DeathEvent> {
+        fuse(&matched(ps, recs, rules).matches, recs, ps, rules)
     }
 
     #[test]
@@ -646,15 +649,8 @@ mod tests {
             ("another birth year", older, false),
         ];
         for (what, other, fits) in cases {
-            let idx = RosterIndex::build(&ps, &rules.blocking);
             let recs = [cremation.clone()];
-            let mut b = match_batch(
-                &idx,
-                &recs,
-                &rules,
-                &LifeEvidence::new(),
-                &RejectedPairs::new(),
-            );
+            let mut b = matched(&ps, &recs, &rules);
             assert_eq!(b.matches.len(), 1, "{what}");
             assert_eq!(
                 (b.matches[0].band, b.matches[0].may_carry),
@@ -674,15 +670,8 @@ mod tests {
         }
         // The record among the batch's own records counts the same; the
         // record itself never does.
-        let idx = RosterIndex::build(&ps, &rules.blocking);
         let recs = [cremation.clone(), twin(&other_id)];
-        let mut b = match_batch(
-            &idx,
-            &recs,
-            &rules,
-            &LifeEvidence::new(),
-            &RejectedPairs::new(),
-        );
+        let mut b = matched(&ps, &recs, &rules);
         let before = b
             .matches
             .iter()
@@ -693,15 +682,8 @@ mod tests {
             1
         );
         assert_eq!(before, 1);
-        let idx = RosterIndex::build(&ps, &rules.blocking);
         let recs = [cremation.clone()];
-        let mut b = match_batch(
-            &idx,
-            &recs,
-            &rules,
-            &LifeEvidence::new(),
-            &RejectedPairs::new(),
-        );
+        let mut b = matched(&ps, &recs, &rules);
         assert_eq!(
             mark_other_deaths(&mut b.matches, &recs, &[cremation.clone()], &ps, &rules),
             0

@@ -257,39 +257,35 @@ impl Store {
         if name_keys.is_empty() {
             return Ok(Vec::new());
         }
-        let rows =
-            match self {
-                Store::Sqlite(pool) => {
-                    let keys = serde_json::to_string(name_keys).unwrap_or_else(|_| "[]".into());
-                    sqlx::query_as::<_, RecordRow>(
-                    "SELECT d.source, d.record_key, d.name_raw, d.name_norm, d.name_key, d.id_raw, \
-                     d.id_number, d.id_status, d.sex, d.birth_date, d.birth_year_min, \
-                     d.birth_year_max, d.death_date, d.region FROM death_records d \
-                     WHERE d.id_number IS NOT NULL \
+        let rows = match self {
+            Store::Sqlite(pool) => {
+                let keys = serde_json::to_string(name_keys).unwrap_or_else(|_| "[]".into());
+                sqlx::query_as::<_, RecordRow>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {RECORD_COLUMNS} FROM death_records d WHERE d.id_number IS NOT NULL \
                      AND d.name_key IN (SELECT value FROM json_each(?)) \
                      AND NOT EXISTS (SELECT 1 FROM match_claims c WHERE c.run_id = ? \
                        AND c.source = d.source AND c.record_key = d.record_key) \
-                     ORDER BY d.source, d.record_key",
-                )
+                     ORDER BY d.source, d.record_key"
+                )))
                 .bind(keys)
                 .bind(run_id)
                 .fetch_all(pool)
                 .await?
-                }
-                Store::Postgres(pool) => sqlx::query_as::<_, RecordRow>(
-                    "SELECT d.source, d.record_key, d.name_raw, d.name_norm, d.name_key, d.id_raw, \
-                     d.id_number, d.id_status, d.sex, d.birth_date, d.birth_year_min, \
-                     d.birth_year_max, d.death_date, d.region FROM death_records d \
-                     WHERE d.id_number IS NOT NULL AND d.name_key = ANY($1) \
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_as::<_, RecordRow>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {RECORD_COLUMNS} FROM death_records d WHERE d.id_number IS NOT NULL \
+                     AND d.name_key = ANY($1) \
                      AND NOT EXISTS (SELECT 1 FROM match_claims c WHERE c.run_id = $2 \
                        AND c.source = d.source AND c.record_key = d.record_key) \
-                     ORDER BY d.source, d.record_key",
-                )
+                     ORDER BY d.source, d.record_key"
+                )))
                 .bind(name_keys)
                 .bind(run_id)
                 .fetch_all(pool)
-                .await?,
-            };
+                .await?
+            }
+        };
         Ok(rows.into_iter().map(RecordRow::into_record).collect())
     }
 

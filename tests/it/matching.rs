@@ -66,16 +66,36 @@ async fn matches_now(db: &TestDb) -> Vec<Row> {
 /// Stores a copy of a death record under its key plus `suffix`: the same
 /// death delivered again under another key.
 async fn copy_death_record(db: &TestDb, source: &str, key: &str, suffix: &str) {
+    copy_death_record_with_id(db, source, key, suffix, None).await;
+}
+
+/// [`copy_death_record`], with another valid ID in place of the record's
+/// when `id` is given: another person's death.
+async fn copy_death_record_with_id(
+    db: &TestDb,
+    source: &str,
+    key: &str,
+    suffix: &str,
+    id: Option<&str>,
+) {
     let copy = "INSERT INTO death_records (source, record_key, name_raw, name_norm, name_key, \
         id_raw, id_number, id_status, id_candidates, sex, birth_date, birth_year_min, \
         birth_year_max, death_date, death_date_latest, event_date, region, place, origin, \
         received_at, raw_sha256, raw, run_id, version) \
-        SELECT source, record_key || $3, name_raw, name_norm, name_key, id_raw, id_number, \
-        id_status, id_candidates, sex, birth_date, birth_year_min, birth_year_max, death_date, \
-        death_date_latest, event_date, region, place, origin, received_at, raw_sha256, raw, \
-        run_id, version FROM death_records WHERE source = $1 AND record_key = $2";
+        SELECT source, record_key || $3, name_raw, name_norm, name_key, COALESCE($4, id_raw), \
+        COALESCE($4, id_number), id_status, id_candidates, sex, birth_date, birth_year_min, \
+        birth_year_max, death_date, death_date_latest, event_date, region, place, origin, \
+        received_at, raw_sha256, raw, run_id, version FROM death_records \
+        WHERE source = $1 AND record_key = $2";
     vigil::with_pool!(&db.store, pool => {
-        sqlx::query(copy).bind(source).bind(key).bind(suffix).execute(pool).await.map(|_| ())
+        sqlx::query(copy)
+            .bind(source)
+            .bind(key)
+            .bind(suffix)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ())
     })
     .unwrap();
 }
@@ -815,24 +835,14 @@ async fn another_death(db: &TestDb) {
     other.push_str(&format!("{:03}", (seq + 500) % 1000));
     let check = vigil::identity::check_char(other.as_bytes());
     other.push(char::from(check));
-    let twin = "INSERT INTO death_records (source, record_key, name_raw, name_norm, name_key, \
-        id_raw, id_number, id_status, id_candidates, sex, birth_date, birth_year_min, \
-        birth_year_max, death_date, death_date_latest, event_date, region, place, origin, \
-        received_at, raw_sha256, raw, run_id, version) \
-        SELECT source, 'TWIN-1', name_raw, name_norm, name_key, $3, $3, id_status, \
-        id_candidates, sex, birth_date, birth_year_min, birth_year_max, death_date, \
-        death_date_latest, event_date, region, place, origin, received_at, raw_sha256, raw, \
-        run_id, version FROM death_records WHERE source = $1 AND record_key = $2";
-    vigil::with_pool!(&db.store, pool => {
-        sqlx::query(twin)
-            .bind(&anchor.source)
-            .bind(&anchor.record_key)
-            .bind(&other)
-            .execute(pool)
-            .await
-            .map(|_| ())
-    })
-    .unwrap();
+    copy_death_record_with_id(
+        db,
+        &anchor.source,
+        &anchor.record_key,
+        "-TWIN-1",
+        Some(&other),
+    )
+    .await;
 
     // The next pending run matches the funeral record again: it is no
     // longer carried, and its explanation says why.
