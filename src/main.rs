@@ -910,8 +910,13 @@ fn print_match_summary(s: &vigil::matching::run::MatchSummary) {
             );
         }
     }
+    let index = if s.index_from == "file" {
+        "index mapped from its file"
+    } else {
+        "index built"
+    };
     println!(
-        "   index built in {:.2} s, matched in {:.2} s, {:.2} s in all",
+        "   {index} in {:.2} s, matched in {:.2} s, {:.2} s in all",
         s.index_seconds, s.match_seconds, s.total_seconds
     );
 }

@@ -263,7 +263,7 @@ pub fn match_batch(
                             rules,
                         )
                     };
-                    let person_frequency = form.key_id.map_or(0.0, |id| freqs.frequency_of(id));
+                    let person_frequency = form.key_id().map_or(0.0, |id| freqs.frequency_of(id));
                     Scored {
                         person: i,
                         total: pair_total(

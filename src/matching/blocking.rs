@@ -32,6 +32,7 @@ use super::compare::{
     NOT_A_CITY, NameForm, PersonView, PreparedRecord, RegionLevel, city_of, coded_region_level,
     county_of,
 };
+use super::index_file::Slab;
 use super::model::{DeathRecord, IdStatus, Person};
 use super::rules::{BlockingRules, MatchRules};
 use super::score::NameFrequencies;
@@ -79,13 +80,21 @@ fn mix(mut z: u64) -> u64 {
 
 /// A sorted multimap from 64-bit keys to roster indices.
 #[derive(Debug)]
-struct KeyIndex {
+pub(super) struct KeyIndex {
     /// Mixed keys, ascending; `values[i]` belongs to `keys[i]`.
-    keys: Vec<u64>,
-    values: Vec<u32>,
+    keys: Slab<u64>,
+    values: Slab<u32>,
     /// `dir[b]..dir[b + 1]` is the range of keys whose top bits are `b`.
-    dir: Vec<u32>,
+    dir: Slab<u32>,
     shift: u32,
+}
+
+/// A [`KeyIndex`]'s arrays as the index file gives them back.
+pub(super) struct KeyIndexParts {
+    pub keys: Slab<u64>,
+    pub values: Slab<u32>,
+    pub dir: Slab<u32>,
+    pub shift: u32,
 }
 
 impl KeyIndex {
@@ -104,13 +113,43 @@ impl KeyIndex {
         for b in 1..dir.len() {
             dir[b] += dir[b - 1];
         }
-        let (keys, values) = pairs.into_iter().unzip();
+        let (keys, values): (Vec<u64>, Vec<u32>) = pairs.into_iter().unzip();
         KeyIndex {
-            keys,
-            values,
-            dir,
+            keys: keys.into(),
+            values: values.into(),
+            dir: dir.into(),
             shift,
         }
+    }
+
+    /// The arrays and the shift, for the index file.
+    pub(super) fn parts(&self) -> (&[u64], &[u32], &[u32], u32) {
+        (&self.keys, &self.values, &self.dir, self.shift)
+    }
+
+    /// Back from the index file, checked so that no lookup can leave the
+    /// arrays or return a position outside a roster of `persons`.
+    fn from_parts(p: KeyIndexParts, persons: usize) -> Result<KeyIndex, String> {
+        let bits = 64u32.checked_sub(p.shift).filter(|b| (1..=26).contains(b));
+        let Some(bits) = bits else {
+            return Err(format!("a key index with shift {}", p.shift));
+        };
+        let dir_ok = p.dir.len() == (1usize << bits) + 1
+            && p.dir.first() == Some(&0)
+            && p.dir.last().map(|&l| l as usize) == Some(p.keys.len())
+            && p.dir.windows(2).all(|w| w[0] <= w[1]);
+        if !dir_ok || p.keys.len() != p.values.len() {
+            return Err("a key index whose directory does not fit its keys".into());
+        }
+        if p.values.par_iter().any(|&v| v as usize >= persons) {
+            return Err("a key index pointing outside the roster".into());
+        }
+        Ok(KeyIndex {
+            keys: p.keys,
+            values: p.values,
+            dir: p.dir,
+            shift: p.shift,
+        })
     }
 
     fn get(&self, key: u64) -> &[u32] {
@@ -124,7 +163,7 @@ impl KeyIndex {
     }
 
     fn bytes(&self) -> usize {
-        self.keys.capacity() * 8 + self.values.capacity() * 4 + self.dir.capacity() * 4
+        self.keys.heap_bytes() + self.values.heap_bytes() + self.dir.heap_bytes()
     }
 }
 
@@ -138,20 +177,20 @@ pub struct RosterIndex<'a> {
     /// `name_persons[name_start[k]..name_start[k + 1]]`, ordered by birth
     /// date, whose day numbers `name_days` holds alongside. A name-and-date
     /// block and a name-and-years block are both one range of it.
-    name_start: Vec<u32>,
-    name_persons: Vec<u32>,
-    name_days: Vec<i32>,
+    name_start: Slab<u32>,
+    name_persons: Slab<u32>,
+    name_days: Slab<i32>,
     /// The same persons' sex and cities, alongside: an oversized name block
     /// is ranked reading this slice in order, not the whole roster at random.
-    name_traits: Vec<Traits>,
+    name_traits: Slab<Traits>,
     /// Each person's packed comparison fields (name form, birth, sex,
     /// cities): what ranks an oversized block and compares a record without
     /// an ID, without reading the roster itself.
-    views: Vec<PersonView>,
+    views: Slab<PersonView>,
     /// Each person's position in person-number order (the tie-break of
     /// equal scores); `None` when the roster is in that order already, as
     /// the store loads it.
-    rank: Option<Vec<u32>>,
+    rank: Option<Slab<u32>>,
     /// Distinct name keys and every one-deletion of each, hashed, to the
     /// key's id in `frequencies` (built when a distance of 1 is configured).
     deletions: Option<KeyIndex>,
@@ -160,14 +199,47 @@ pub struct RosterIndex<'a> {
     names: Option<fst::Map<Vec<u8>>>,
     frequencies: NameFrequencies,
     /// What comparing a name needs, once per distinct (name_norm, name_key).
-    forms: Vec<NameForm>,
+    forms: Slab<NameForm>,
     /// By key id: the folded hash ([`NameForm::folded_hash`]) all the key's
     /// forms share, or [`MIXED_FOLDS`] when they differ.
-    key_folded: Vec<u64>,
+    key_folded: Slab<u64>,
     /// Near spellings of a record with birth years only are searched only
     /// when they sound alike: set by [`RosterIndex::build_for`] when the
     /// scoring rules let no other such pair reach `review`.
     near_years_sound_alike_only: bool,
+}
+
+/// A [`RosterIndex`]'s arrays, borrowed for the index file.
+pub(super) struct IndexPartsRef<'i> {
+    pub exact_id: &'i KeyIndex,
+    pub id_without_region: &'i KeyIndex,
+    pub deletions: Option<&'i KeyIndex>,
+    pub name_start: &'i [u32],
+    pub name_persons: &'i [u32],
+    pub name_days: &'i [i32],
+    pub name_traits: &'i [Traits],
+    pub views: &'i [PersonView],
+    pub rank: Option<&'i [u32]>,
+    pub names: Option<&'i [u8]>,
+    pub forms: &'i [NameForm],
+    pub key_folded: &'i [u64],
+}
+
+/// A [`RosterIndex`]'s arrays as the index file gives them back.
+pub(super) struct IndexParts {
+    pub exact_id: KeyIndexParts,
+    pub id_without_region: KeyIndexParts,
+    pub deletions: Option<KeyIndexParts>,
+    pub name_start: Slab<u32>,
+    pub name_persons: Slab<u32>,
+    pub name_days: Slab<i32>,
+    pub name_traits: Slab<Traits>,
+    pub views: Slab<PersonView>,
+    pub rank: Option<Slab<u32>>,
+    pub names: Option<fst::Map<Vec<u8>>>,
+    pub forms: Slab<NameForm>,
+    pub key_folded: Slab<u64>,
+    pub frequencies: NameFrequencies,
 }
 
 /// [`RosterIndex::key_folded`] of a key whose forms fold differently.
@@ -177,7 +249,7 @@ const MIXED_FOLDS: u64 = u64::MAX;
 fn key_folds(forms: &[NameForm], keys: usize) -> Vec<u64> {
     let mut out: Vec<Option<u64>> = vec![None; keys];
     for f in forms {
-        if let Some(k) = f.key_id {
+        if let Some(k) = f.key_id() {
             let slot = &mut out[k as usize];
             *slot = match *slot {
                 None => Some(f.folded_hash()),
@@ -202,14 +274,16 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 /// A person's name form, sex, and the cities and counties of their two
 /// regions ([`city_of`], [`county_of`]): what ranks the persons of an
 /// oversized block.
-#[derive(Debug, Clone, Copy)]
-struct Traits {
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+pub(super) struct Traits {
     form: u32,
     insured_city: u16,
     residence_city: u16,
     sex: u8,
     insured_county: u8,
     residence_county: u8,
+    _pad: u8,
 }
 
 impl From<&PersonView> for Traits {
@@ -221,6 +295,7 @@ impl From<&PersonView> for Traits {
             sex: v.sex,
             insured_county: v.insured_county,
             residence_county: v.residence_county,
+            _pad: 0,
         }
     }
 }
@@ -348,19 +423,151 @@ impl<'a> RosterIndex<'a> {
             rules: rules.clone(),
             exact_id,
             id_without_region,
-            name_start,
-            name_persons,
-            name_days,
-            name_traits,
-            views,
-            rank,
+            name_start: name_start.into(),
+            name_persons: name_persons.into(),
+            name_days: name_days.into(),
+            name_traits: name_traits.into(),
+            views: views.into(),
+            rank: rank.map(Slab::from),
             deletions,
             names,
             frequencies,
-            forms,
-            key_folded,
+            forms: forms.into(),
+            key_folded: key_folded.into(),
             near_years_sound_alike_only: false,
         }
+    }
+
+    /// What [`RosterIndex::build_for`] sets from the scoring rules, for an
+    /// index that came from the file.
+    pub(super) fn set_rules_for(&mut self, rules: &MatchRules) {
+        self.near_years_sound_alike_only =
+            rules.best_without_id_or_sound_by_age() < rules.thresholds.review;
+    }
+
+    /// Every array, for the index file.
+    pub(super) fn parts(&self) -> IndexPartsRef<'_> {
+        IndexPartsRef {
+            exact_id: &self.exact_id,
+            id_without_region: &self.id_without_region,
+            deletions: self.deletions.as_ref(),
+            name_start: &self.name_start,
+            name_persons: &self.name_persons,
+            name_days: &self.name_days,
+            name_traits: &self.name_traits,
+            views: &self.views,
+            rank: self.rank.as_deref(),
+            names: self.names.as_ref().map(|n| n.as_fst().as_bytes()),
+            forms: &self.forms,
+            key_folded: &self.key_folded,
+        }
+    }
+
+    /// An index back from the file over `persons`, checked so that no
+    /// lookup can leave its arrays or the roster: every stored position
+    /// inside the roster, every range inside its array, every form and key
+    /// id inside theirs. (Whether the entries are right for these persons
+    /// is [`RosterIndex::check_sample`]'s question.)
+    pub(super) fn from_parts(
+        persons: &'a [Person],
+        rules: &BlockingRules,
+        p: IndexParts,
+    ) -> Result<RosterIndex<'a>, String> {
+        let n = persons.len();
+        let keys = p.frequencies.len();
+        let forms = p.forms.len();
+        let exact_id = KeyIndex::from_parts(p.exact_id, n)?;
+        let id_without_region = KeyIndex::from_parts(p.id_without_region, n)?;
+        let deletions = p
+            .deletions
+            .map(|d| KeyIndex::from_parts(d, keys))
+            .transpose()?;
+        let entries = p.name_persons.len();
+        let checks = [
+            (p.views.len() == n, "one view per person"),
+            (p.name_start.len() == keys + 1, "one name range per key"),
+            (
+                p.name_start.first() == Some(&0)
+                    && p.name_start.last().map(|&l| l as usize) == Some(entries)
+                    && p.name_start.windows(2).all(|w| w[0] <= w[1]),
+                "name ranges in order and inside the name entries",
+            ),
+            (
+                p.name_days.len() == entries && p.name_traits.len() == entries,
+                "name entries of one length",
+            ),
+            (
+                p.name_persons.par_iter().all(|&i| (i as usize) < n),
+                "name entries inside the roster",
+            ),
+            (
+                p.views.par_iter().all(|v| (v.form as usize) < forms)
+                    && p.name_traits.par_iter().all(|t| (t.form as usize) < forms),
+                "name forms inside the forms",
+            ),
+            (
+                p.forms
+                    .iter()
+                    .all(|f| f.key_id().is_none_or(|k| (k as usize) < keys)),
+                "name keys inside the keys",
+            ),
+            (p.key_folded.len() == keys, "one folded hash per key"),
+            (
+                p.rank.as_ref().is_none_or(|r| r.len() == n),
+                "one rank per person",
+            ),
+        ];
+        if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(format!("the index file does not have {what}"));
+        }
+        Ok(RosterIndex {
+            persons,
+            rules: rules.clone(),
+            exact_id,
+            id_without_region,
+            name_start: p.name_start,
+            name_persons: p.name_persons,
+            name_days: p.name_days,
+            name_traits: p.name_traits,
+            views: p.views,
+            rank: p.rank,
+            deletions,
+            names: p.names,
+            frequencies: p.frequencies,
+            forms: p.forms,
+            key_folded: p.key_folded,
+            near_years_sound_alike_only: false,
+        })
+    }
+
+    /// Recomputes the entries of `samples` persons spread over the roster
+    /// from the persons themselves and compares: their view, their name
+    /// form, their key's frequency, their place in the ID index. A file
+    /// written by a build that derived any of these otherwise fails here.
+    pub(super) fn check_sample(&self, samples: usize) -> Result<(), String> {
+        let n = self.persons.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let step = (n / samples.max(1)).max(1);
+        for i in (0..n).step_by(step).chain([n - 1]) {
+            let p = &self.persons[i];
+            let view = &self.views[i];
+            let key_id = self.frequencies.id(&p.name_key);
+            let form = NameForm::new(&p.name_norm, key_id);
+            let id_ok =
+                id_key(&p.id_number).is_none_or(|k| self.exact_id.get(k).contains(&(i as u32)));
+            let ok = *view == PersonView::of(p, view.form)
+                && self.forms[view.form as usize] == form
+                && key_id.is_none_or(|k| self.frequencies.key(k) == p.name_key)
+                && id_ok;
+            if !ok {
+                return Err(format!(
+                    "the index file's entries for person {i} are not what this roster gives"
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn persons(&self) -> &'a [Person] {
@@ -406,20 +613,20 @@ impl<'a> RosterIndex<'a> {
     pub fn approx_bytes(&self) -> usize {
         self.exact_id.bytes()
             + self.id_without_region.bytes()
-            + self.name_start.capacity() * 4
-            + self.name_persons.capacity() * 4
-            + self.name_days.capacity() * 4
-            + self.name_traits.capacity() * std::mem::size_of::<Traits>()
-            + self.views.capacity() * std::mem::size_of::<PersonView>()
-            + self.rank.as_ref().map_or(0, |r| r.capacity() * 4)
+            + self.name_start.heap_bytes()
+            + self.name_persons.heap_bytes()
+            + self.name_days.heap_bytes()
+            + self.name_traits.heap_bytes()
+            + self.views.heap_bytes()
+            + self.rank.as_ref().map_or(0, Slab::heap_bytes)
             + self.deletions.as_ref().map_or(0, KeyIndex::bytes)
             + self
                 .names
                 .as_ref()
                 .map_or(0, |n| n.as_fst().as_bytes().len())
             + self.frequencies.approx_bytes()
-            + self.forms.capacity() * std::mem::size_of::<NameForm>()
-            + self.key_folded.capacity() * 8
+            + self.forms.heap_bytes()
+            + self.key_folded.heap_bytes()
     }
 
     /// The persons whose valid ID is exactly this number.
@@ -768,8 +975,8 @@ fn by_name(
         .enumerate()
         .filter_map(|(i, v)| {
             forms[v.form as usize]
-                .key_id
-                .map(|k| (k, v.birth.num_days_from_ce(), i as u32))
+                .key_id()
+                .map(|k| (k, v.birth_days, i as u32))
         })
         .collect();
     entries.par_sort_unstable();

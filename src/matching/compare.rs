@@ -399,15 +399,29 @@ impl<'r> PreparedRecord<'r> {
 /// building pinyin. Two different names whose hashes collide (about one
 /// chance in 2^64 per pair) would be taken for homophones or confusable
 /// spellings, never for the same name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Plain data (`repr(C)`, no padding), so that the index file maps the
+/// forms in place ([`super::index_file`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 pub struct NameForm {
-    pub key_id: Option<u32>,
     toned: u64,
     folded: u64,
-    has_dot: bool,
+    /// The key's id, or [`NameForm::NO_KEY`].
+    key: u32,
+    has_dot: u8,
+    _pad: [u8; 3],
 }
 
 impl NameForm {
+    const NO_KEY: u32 = u32::MAX;
+
+    /// The name key's id in the roster's frequencies; `None` for a name
+    /// without a key.
+    pub fn key_id(&self) -> Option<u32> {
+        (self.key != NameForm::NO_KEY).then_some(self.key)
+    }
+
     pub(crate) fn toned_hash(&self) -> u64 {
         self.toned
     }
@@ -448,10 +462,11 @@ impl NameForm {
 
     fn of(norm: &str, toned: &str, folded: &[String], key_id: Option<u32>) -> NameForm {
         NameForm {
-            key_id,
             toned: hash_parts(std::iter::once(toned)),
             folded: hash_parts(folded.iter().map(String::as_str)),
-            has_dot: norm.contains('·'),
+            key: key_id.unwrap_or(NameForm::NO_KEY),
+            has_dot: u8::from(norm.contains('·')),
+            _pad: [0; 3],
         }
     }
 }
@@ -490,10 +505,14 @@ pub fn city_of(region: &str) -> u16 {
 /// What comparing a roster person with a record that has no ID reads,
 /// packed into 16 bytes: the matcher's index keeps one per person, so
 /// that the hundreds of namesakes a funeral record without an ID meets are
-/// compared without touching the roster's strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// compared without touching the roster's strings. Plain data (`repr(C)`,
+/// no padding), so that the index file maps the views in place
+/// ([`super::index_file`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 pub struct PersonView {
-    pub birth: NaiveDate,
+    /// The birth date as days from the common era ([`PersonView::birth`]).
+    pub birth_days: i32,
     /// The person's name form (see [`NameForm`]) in the index.
     pub form: u32,
     /// [`city_of`] the insured and residence regions.
@@ -501,8 +520,8 @@ pub struct PersonView {
     pub residence_city: u16,
     pub sex: u8,
     /// The registered name needed no normalising (`name == name_norm`),
-    /// so "same name as written" is a property of the name form.
-    pub name_is_norm: bool,
+    /// so "same name as written" is a property of the name form (0 or 1).
+    pub name_is_norm: u8,
     /// [`county_of`] the insured and residence regions.
     pub insured_county: u8,
     pub residence_county: u8,
@@ -511,15 +530,19 @@ pub struct PersonView {
 impl PersonView {
     pub fn of(p: &Person, form: u32) -> PersonView {
         PersonView {
-            birth: p.birth_date,
+            birth_days: p.birth_date.num_days_from_ce(),
             form,
             insured_city: city_of(&p.insured_region),
             residence_city: city_of(&p.residence_region),
             sex: p.sex,
-            name_is_norm: p.name == p.name_norm,
+            name_is_norm: u8::from(p.name == p.name_norm),
             insured_county: county_of(&p.insured_region),
             residence_county: county_of(&p.residence_region),
         }
+    }
+
+    pub fn birth(&self) -> NaiveDate {
+        NaiveDate::from_num_days_from_ce_opt(self.birth_days).unwrap_or_default()
     }
 }
 
@@ -584,7 +607,7 @@ fn name_verdict(
     let below_exact = if person.name_norm.is_empty() || record.name_norm.is_empty() {
         NameLevel::Missing
     } else if person.name_norm == record.name_norm
-        || ((form.has_dot || rec.form.has_dot)
+        || ((form.has_dot != 0 || rec.form.has_dot != 0)
             && person
                 .name_norm
                 .chars()
@@ -592,7 +615,7 @@ fn name_verdict(
                 .eq(rec.name_plain.chars()))
     {
         NameLevel::Normalised
-    } else if match form.key_id {
+    } else if match form.key_id() {
         Some(id) => Some(id) == record_key_id,
         None => person.name_key == record.name_key,
     } {
@@ -660,7 +683,7 @@ pub(crate) fn compare_without_id(
     let v = *name_cache
         .entry(view.form)
         .or_insert_with(|| name_verdict(person, form, rec, record_key_id, rules));
-    let exact = if view.name_is_norm {
+    let exact = if view.name_is_norm != 0 {
         v.norm_is_their_name
     } else {
         person.name == record.name
@@ -690,7 +713,7 @@ pub(crate) fn compare_without_id(
     Comparison {
         id: IdLevel::Missing,
         name,
-        birth: compare_birth(view.birth, record),
+        birth: compare_birth(view.birth(), record),
         sex,
         region,
     }

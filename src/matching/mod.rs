@@ -10,10 +10,12 @@
 //! proposes new weights from the data.
 //!
 //! Everything here is a pure function over plain data ([`model`]): no
-//! database, no files, no clock, no printing, except the two I/O edges:
+//! database, no files, no clock, no printing, except the three I/O edges:
 //! [`run`] loads the roster, the records and the evidence of life from the
 //! store, runs the rest, and keeps the results; [`propose`] trains on the
-//! stored data and writes proposed rules beside the rules in use. [`eval`]
+//! stored data and writes proposed rules beside the rules in use;
+//! [`index_file`] keeps the built indexes in a file beside the database and
+//! maps them back for the next run over the same roster. [`eval`]
 //! scores stored matches against a truth file.
 
 pub mod assign;
@@ -22,6 +24,7 @@ pub mod compare;
 pub mod eval;
 pub mod explain;
 pub mod fuse;
+pub mod index_file;
 pub mod model;
 pub mod propose;
 pub mod rules;

@@ -17,7 +17,6 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::assign::{LifeEvidence, RejectedPairs, match_batch};
-use super::blocking::RosterIndex;
 use super::fuse::fuse_assigned;
 use super::model::{DeathRecord, Person};
 use super::rules::MatchRules;
@@ -74,6 +73,9 @@ pub struct MatchSummary {
     pub events: u64,
     pub flagged_events: u64,
     pub index_seconds: f64,
+    /// `built`, or `file` when the index was mapped from the index file
+    /// an earlier run over the same roster and rules wrote.
+    pub index_from: String,
     pub match_seconds: f64,
     pub total_seconds: f64,
 }
@@ -144,6 +146,7 @@ async fn run_locked(
                     "events": s.events,
                     "flagged_events": s.flagged_events,
                     "rules_version": s.rules_version,
+                    "index_from": s.index_from,
                 }),
                 ..Default::default()
             };
@@ -287,15 +290,25 @@ async fn run_inner(
         "loaded the rejected pairs and waited for the evidence of life"
     );
     let rules_owned = rules.clone();
+    let index_path = store.roster_index_path().await?;
     let (mut summary, stored, to_fuse) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let index = RosterIndex::build_for(&persons, &rules_owned);
+        // Mapped from the index file when it was made from this roster and
+        // these rules; else built (and written for the next run).
+        let (index, index_from) =
+            super::index_file::load_or_build(index_path.as_deref(), &persons, &rules_owned);
         let index_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let mut batch = match_batch(&index, &records, &rules_owned, &life, &rejected);
         let match_seconds = started.elapsed().as_secs_f64();
         let index_mib = index.approx_bytes() >> 20;
-        tracing::info!(index_seconds, match_seconds, index_mib, "matched");
+        tracing::info!(
+            index_seconds,
+            index_from = index_from.as_str(),
+            match_seconds,
+            index_mib,
+            "matched"
+        );
         let started = Instant::now();
         // The index is done with: its memory goes before the explanations
         // and events are built (the run's peak at ten million pensioners).
@@ -352,6 +365,7 @@ async fn run_inner(
             capped_blocks: batch.capped_blocks.len() as u64,
             largest_capped: largest_capped(&batch.capped_blocks),
             index_seconds,
+            index_from: index_from.as_str().to_string(),
             match_seconds,
             ..Default::default()
         };

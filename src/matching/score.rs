@@ -190,6 +190,34 @@ impl NameFrequencies {
         self.total
     }
 
+    /// The keys (ascending), their counts, the total and `u_average`: what
+    /// [`NameFrequencies::from_parts`] takes back.
+    pub(crate) fn parts(&self) -> (&[CompactString], &[u32], u64, f64) {
+        (&self.keys, &self.counts, self.total, self.u_average)
+    }
+
+    /// Frequencies as [`NameFrequencies::parts`] gave them (the index file):
+    /// the sums are not recomputed, so they come back to the last bit.
+    pub(crate) fn from_parts(
+        keys: Vec<CompactString>,
+        counts: Vec<u32>,
+        total: u64,
+        u_average: f64,
+    ) -> NameFrequencies {
+        let ids = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u32))
+            .collect();
+        NameFrequencies {
+            keys,
+            counts,
+            ids,
+            total,
+            u_average,
+        }
+    }
+
     pub(crate) fn approx_bytes(&self) -> usize {
         self.keys.capacity() * 24 + self.counts.capacity() * 4 + self.ids.capacity() * 32
     }

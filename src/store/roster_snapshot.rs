@@ -499,6 +499,16 @@ impl Store {
             .map(|f| path_for(Path::new(&f))))
     }
 
+    /// Where the matcher's index file of this database lives
+    /// ([`crate::matching::index_file`]): beside a SQLite database file, as
+    /// the roster snapshot; none for an in-memory one or on PostgreSQL.
+    pub async fn roster_index_path(&self) -> Result<Option<PathBuf>> {
+        Ok(self
+            .roster_snapshot_path()
+            .await?
+            .map(|roster| roster.with_extension("index")))
+    }
+
     /// The matcher's roster and where it came from: the snapshot when its
     /// stamp is the database's, else the database (writing the snapshot
     /// again; a snapshot that cannot be written is only slower next time).

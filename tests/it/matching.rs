@@ -265,6 +265,72 @@ async fn idempotent(db: &TestDb) {
 }
 
 both_backends!(
+    a_run_maps_the_index_an_earlier_run_wrote_until_the_roster_changes,
+    index_file
+);
+async fn index_file(db: &TestDb) {
+    prepared(db).await;
+    let rules = MatchRules::default_rules();
+    let sqlite = db.store.backend() == vigil::store::Backend::Sqlite;
+    // SQLite: the index file beside the database; PostgreSQL: always built.
+    let from_file = if sqlite { "file" } else { "built" };
+    let path = db.store.roster_index_path().await.unwrap();
+    assert_eq!(path.is_some(), sqlite);
+    let first = run_match(&db.store, &rules, "system:test").await.unwrap();
+    assert_eq!(first.index_from, "built");
+    if let Some(path) = &path {
+        assert!(path.exists(), "the first run wrote {}", path.display());
+    }
+    let built = matches_now(db).await;
+    let second = run_match(&db.store, &rules, "system:test").await.unwrap();
+    assert_eq!(second.index_from, from_file);
+    assert_eq!(
+        matches_now(db).await,
+        built,
+        "matched through the mapped index"
+    );
+
+    // Other blocking rules: built again, then mapped.
+    let mut wider = rules.clone();
+    wider.blocking.max_block += 1;
+    let run = run_match(&db.store, &wider, "system:test").await.unwrap();
+    assert_eq!(run.index_from, "built");
+    let run = run_match(&db.store, &wider, "system:test").await.unwrap();
+    assert_eq!(run.index_from, from_file);
+
+    // A matched pensioner renamed behind vigil's back: the index is built
+    // again, and their match sees the new name.
+    let renamed = built.iter().find(|m| m.3 == "auto").unwrap().2.clone();
+    vigil::with_pool!(&db.store, pool => {
+        sqlx::query(
+            "UPDATE pensioners SET name = '司马懿', name_norm = '司马懿', name_key = 'si ma yi' \
+             WHERE person_no = $1",
+        )
+        .bind(&renamed)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })
+    .unwrap();
+    let run = run_match(&db.store, &rules, "system:test").await.unwrap();
+    assert_eq!(run.index_from, "built");
+    let after = matches_now(db).await;
+    let theirs =
+        |rows: &[Row]| -> Vec<Row> { rows.iter().filter(|m| m.2 == renamed).cloned().collect() };
+    assert_ne!(theirs(&after), theirs(&built), "the new name was not seen");
+    // What the mapped index gives is what a fresh build gives.
+    let run = run_match(&db.store, &rules, "system:test").await.unwrap();
+    assert_eq!(run.index_from, from_file);
+    assert_eq!(matches_now(db).await, after);
+    if let Some(path) = &path {
+        std::fs::remove_file(path).unwrap();
+        let run = run_match(&db.store, &rules, "system:test").await.unwrap();
+        assert_eq!(run.index_from, "built");
+        assert_eq!(matches_now(db).await, after);
+    }
+}
+
+both_backends!(
     a_pool_of_one_connection_matches_the_same_loading_in_turn,
     pool_of_one
 );
