@@ -202,8 +202,49 @@ pub fn load_or_build<'a>(
     persons: &'a [Person],
     rules: &MatchRules,
 ) -> (RosterIndex<'a>, IndexFrom) {
+    let (index, from, to_write) = open_or_build(path, persons, rules);
+    if let Some((path, fingerprint)) = to_write {
+        write_logged(&index, path, fingerprint);
+    }
+    (index, from)
+}
+
+/// Runs `f` with the index of [`load_or_build`]; a built index is written
+/// on a thread of its own while `f` runs (writing and syncing 700 MB at ten
+/// million pensioners is mostly waiting on the disk). Returns what `f`
+/// returned, where the index came from, and the seconds it took to get.
+pub fn with_index<'a, R>(
+    path: Option<&Path>,
+    persons: &'a [Person],
+    rules: &MatchRules,
+    f: impl FnOnce(&RosterIndex<'a>) -> R,
+) -> (R, IndexFrom, f64) {
+    let started = Instant::now();
+    let (index, from, to_write) = open_or_build(path, persons, rules);
+    let seconds = started.elapsed().as_secs_f64();
+    let out = match to_write {
+        Some((path, fingerprint)) => std::thread::scope(|s| {
+            s.spawn(|| write_logged(&index, path, fingerprint));
+            f(&index)
+        }),
+        None => f(&index),
+    };
+    (out, from, seconds)
+}
+
+/// The index, where it came from, and where to write it with what
+/// fingerprint when it was built and has a file.
+fn open_or_build<'a, 'p>(
+    path: Option<&'p Path>,
+    persons: &'a [Person],
+    rules: &MatchRules,
+) -> (RosterIndex<'a>, IndexFrom, Option<(&'p Path, Fingerprint)>) {
     let Some(path) = path else {
-        return (RosterIndex::build_for(persons, rules), IndexFrom::Built);
+        return (
+            RosterIndex::build_for(persons, rules),
+            IndexFrom::Built,
+            None,
+        );
     };
     let started = Instant::now();
     let fingerprint = Fingerprint {
@@ -218,7 +259,7 @@ pub fn load_or_build<'a>(
                 seconds = started.elapsed().as_secs_f64(),
                 "mapped the roster index"
             );
-            return (index, IndexFrom::File);
+            return (index, IndexFrom::File, None);
         }
         Ok(None) => {}
         Err(e) => tracing::warn!(
@@ -228,13 +269,19 @@ pub fn load_or_build<'a>(
         ),
     }
     let index = RosterIndex::build_for(persons, rules);
-    let built = started.elapsed().as_secs_f64();
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "built the roster index"
+    );
+    (index, IndexFrom::Built, Some((path, fingerprint)))
+}
+
+fn write_logged(index: &RosterIndex<'_>, path: &Path, fingerprint: Fingerprint) {
     let started = Instant::now();
-    match write(&index, path, fingerprint) {
+    match write(index, path, fingerprint) {
         Ok(bytes) => tracing::info!(
             path = %path.display(),
             mib = bytes >> 20,
-            build_seconds = built,
             seconds = started.elapsed().as_secs_f64(),
             "wrote the roster index"
         ),
@@ -244,7 +291,6 @@ pub fn load_or_build<'a>(
             "the roster index cannot be written; the next match run builds it again"
         ),
     }
-    (index, IndexFrom::Built)
 }
 
 /// The arrays of an index, in file order, as bytes.

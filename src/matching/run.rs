@@ -292,16 +292,19 @@ async fn run_inner(
     let rules_owned = rules.clone();
     let index_path = store.roster_index_path().await?;
     let (mut summary, stored, to_fuse) = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
         // Mapped from the index file when it was made from this roster and
-        // these rules; else built (and written for the next run).
-        let (index, index_from) =
-            super::index_file::load_or_build(index_path.as_deref(), &persons, &rules_owned);
-        let index_seconds = started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        let mut batch = match_batch(&index, &records, &rules_owned, &life, &rejected);
-        let match_seconds = started.elapsed().as_secs_f64();
-        let index_mib = index.approx_bytes() >> 20;
+        // these rules; else built (and written for the next run while the
+        // records are matched).
+        let ((mut batch, match_seconds, index_mib), index_from, index_seconds) =
+            super::index_file::with_index(index_path.as_deref(), &persons, &rules_owned, |index| {
+                let started = Instant::now();
+                let batch = match_batch(index, &records, &rules_owned, &life, &rejected);
+                (
+                    batch,
+                    started.elapsed().as_secs_f64(),
+                    index.approx_bytes() >> 20,
+                )
+            });
         tracing::info!(
             index_seconds,
             index_from = index_from.as_str(),
@@ -309,10 +312,10 @@ async fn run_inner(
             index_mib,
             "matched"
         );
+        // The index is done with (`with_index` dropped it): its memory went
+        // before the explanations and events are built (the run's peak at
+        // ten million pensioners).
         let started = Instant::now();
-        // The index is done with: its memory goes before the explanations
-        // and events are built (the run's peak at ten million pensioners).
-        drop(index);
 
         // One pensioner, one death per source, across runs too.
         let mut held: AHashMap<(u32, &str), &str> = AHashMap::new();
