@@ -33,7 +33,13 @@ pub struct RunnerUp {
 }
 
 /// Everything needed to show why a match has its score and band.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Stored as compact JSON ([`Compact`]: the fields as `[field, level,
+/// weight]`, the term frequency, thresholds and runner-up as arrays),
+/// about 330 bytes where the named form took 590: a full run writes
+/// hundreds of thousands. Explanations stored in the named form by
+/// earlier versions are read as before.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Explanation {
     pub rules_version: String,
     pub prior: f64,
@@ -45,6 +51,135 @@ pub struct Explanation {
     pub review_threshold: f64,
     pub runner_up: Option<RunnerUp>,
     pub safeguards: Vec<Safeguard>,
+}
+
+/// The compact stored form (`"v": 2`).
+#[derive(Serialize, Deserialize)]
+struct Compact<'a> {
+    v: u8,
+    #[serde(borrow)]
+    rules: Cow<'a, str>,
+    prior: f64,
+    /// `[field, level, weight]`, in waterfall order.
+    fields: Vec<(Cow<'a, str>, Cow<'a, str>, f64)>,
+    /// `[name_key, frequency, u_average, adjustment]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tf: Option<(Cow<'a, str>, f64, f64, f64)>,
+    score: f64,
+    band: Band,
+    /// `[auto, review]`.
+    thresholds: (f64, f64),
+    /// `[person_no, score, margin]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    runner_up: Option<(Cow<'a, str>, f64, f64)>,
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    safeguards: Cow<'a, [Safeguard]>,
+}
+
+const COMPACT: u8 = 2;
+
+/// The named form earlier versions stored.
+#[derive(Deserialize)]
+struct Named {
+    rules_version: String,
+    prior: f64,
+    fields: Vec<FieldWeight>,
+    tf: Option<TfAdjustment>,
+    score: f64,
+    band: Band,
+    auto_threshold: f64,
+    review_threshold: f64,
+    runner_up: Option<RunnerUp>,
+    safeguards: Vec<Safeguard>,
+}
+
+impl Serialize for Explanation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Compact {
+            v: COMPACT,
+            rules: Cow::Borrowed(&self.rules_version),
+            prior: self.prior,
+            fields: self
+                .fields
+                .iter()
+                .map(|f| (Cow::Borrowed(&*f.field), Cow::Borrowed(&*f.level), f.weight))
+                .collect(),
+            tf: self.tf.as_ref().map(|t| {
+                (
+                    Cow::Borrowed(t.name_key.as_str()),
+                    t.frequency,
+                    t.u_average,
+                    t.adjustment,
+                )
+            }),
+            score: self.score,
+            band: self.band,
+            thresholds: (self.auto_threshold, self.review_threshold),
+            runner_up: self
+                .runner_up
+                .as_ref()
+                .map(|r| (Cow::Borrowed(r.person_no.as_str()), r.score, r.margin)),
+            safeguards: Cow::Borrowed(&self.safeguards),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Explanation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Explanation, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored<'a> {
+            #[serde(borrow)]
+            Compact(Compact<'a>),
+            Named(Named),
+        }
+        Ok(match Stored::deserialize(d)? {
+            Stored::Compact(c) => Explanation {
+                rules_version: c.rules.into_owned(),
+                prior: c.prior,
+                fields: c
+                    .fields
+                    .into_iter()
+                    .map(|(field, level, weight)| FieldWeight {
+                        field: Cow::Owned(field.into_owned()),
+                        level: Cow::Owned(level.into_owned()),
+                        weight,
+                    })
+                    .collect(),
+                tf: c.tf.map(
+                    |(name_key, frequency, u_average, adjustment)| TfAdjustment {
+                        name_key: name_key.into_owned(),
+                        frequency,
+                        u_average,
+                        adjustment,
+                    },
+                ),
+                score: c.score,
+                band: c.band,
+                auto_threshold: c.thresholds.0,
+                review_threshold: c.thresholds.1,
+                runner_up: c.runner_up.map(|(person_no, score, margin)| RunnerUp {
+                    person_no: person_no.into_owned(),
+                    score,
+                    margin,
+                }),
+                safeguards: c.safeguards.into_owned(),
+            },
+            Stored::Named(n) => Explanation {
+                rules_version: n.rules_version,
+                prior: n.prior,
+                fields: n.fields,
+                tf: n.tf,
+                score: n.score,
+                band: n.band,
+                auto_threshold: n.auto_threshold,
+                review_threshold: n.review_threshold,
+                runner_up: n.runner_up,
+                safeguards: n.safeguards,
+            },
+        })
+    }
 }
 
 impl Explanation {
@@ -252,7 +387,32 @@ mod tests {
     fn explanations_serialise_and_come_back() {
         let e = explanation();
         let json = serde_json::to_string(&e).unwrap();
+        assert!(json.starts_with(r#"{"v":2,"rules":"#), "{json}");
         let back: Explanation = serde_json::from_str(&json).unwrap();
         assert_eq!(back, e);
+        // Without a runner-up, term frequency or safeguard too.
+        let bare = Explanation {
+            tf: None,
+            runner_up: None,
+            safeguards: Vec::new(),
+            ..e
+        };
+        let json = serde_json::to_string(&bare).unwrap();
+        assert_eq!(serde_json::from_str::<Explanation>(&json).unwrap(), bare);
+    }
+
+    #[test]
+    fn explanations_stored_in_the_named_form_are_read() {
+        // As version 2026.5 stored them.
+        let named = r#"{"rules_version":"2026.5-default","prior":0.0,"fields":[{"field":"id","level":"exact","weight":20.0},{"field":"name","level":"exact","weight":10.0},{"field":"birth","level":"implied_by_id","weight":0.0},{"field":"sex","level":"implied_by_id","weight":0.0},{"field":"region","level":"city","weight":2.0}],"tf":{"name_key":"chenqiu","frequency":0.00007257034684914811,"u_average":0.0002055678083644317,"adjustment":1.5021622876512524},"score":33.50216228765125,"band":"auto","auto_threshold":24.0,"review_threshold":10.0,"runner_up":{"person_no":"1401070002249774","score":0.0,"margin":33.50216228765125},"safeguards":[{"safeguard":"ambiguous","margin":1.5}]}"#;
+        let e: Explanation = serde_json::from_str(named).unwrap();
+        assert_eq!(e.fields[4].level, "city");
+        assert_eq!(e.tf.as_ref().unwrap().name_key, "chenqiu");
+        assert_eq!(e.runner_up.as_ref().unwrap().person_no, "1401070002249774");
+        assert_eq!(e.safeguards, vec![Safeguard::Ambiguous { margin: 1.5 }]);
+        // Written again, compact, and read back the same.
+        let compact = serde_json::to_string(&e).unwrap();
+        assert!(compact.len() < named.len() * 2 / 3, "{compact}");
+        assert_eq!(serde_json::from_str::<Explanation>(&compact).unwrap(), e);
     }
 }
