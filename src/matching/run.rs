@@ -291,7 +291,7 @@ async fn run_inner(
     );
     let rules_owned = rules.clone();
     let index_path = store.roster_index_path().await?;
-    let (mut summary, stored, to_fuse) = tokio::task::spawn_blocking(move || {
+    let (mut summary, matches, to_fuse) = tokio::task::spawn_blocking(move || {
         // Mapped from the index file when it was made from this roster and
         // these rules; else built (and written for the next run while the
         // records are matched).
@@ -378,29 +378,6 @@ async fn run_inner(
             .filter(|m| m.band == Band::Auto)
             .count() as u64;
         summary.review = batch.matches.len() as u64 - summary.auto;
-        // The explanations as JSON, on both cores.
-        let stored: Vec<StoredMatch> = batch
-            .matches
-            .par_iter()
-            .map(|m| StoredMatch {
-                source: m.source.clone(),
-                record_key: m.record_key.clone(),
-                person_no: m.person_no.clone(),
-                score: m.score,
-                band: m.band.as_str().to_string(),
-                runner_up: m
-                    .explanation
-                    .runner_up
-                    .as_ref()
-                    .map(|r| r.person_no.clone()),
-                margin: m.explanation.runner_up.as_ref().map(|r| r.margin),
-                explanation: serde_json::to_string(&m.explanation).unwrap_or_default(),
-                rules_version: rules_owned.version.clone(),
-                run_id,
-                matched_at: String::new(),
-                may_carry: m.may_carry,
-            })
-            .collect();
         let assigned: Vec<(usize, u32, Band)> = batch
             .matches
             .iter()
@@ -408,7 +385,7 @@ async fn run_inner(
             .collect();
         tracing::info!(
             seconds = started.elapsed().as_secs_f64(),
-            "wrote the explanations"
+            "judged the matches"
         );
         let to_fuse = ToFuse {
             persons,
@@ -416,14 +393,24 @@ async fn run_inner(
             kept,
             assigned,
         };
-        (summary, stored, to_fuse)
+        (summary, batch.matches, to_fuse)
     })
     .await
     .map_err(|e| MatchRunError::Worker(e.to_string()))?;
     let records = std::sync::Arc::clone(&to_fuse.records);
-    // The death events are fused on one core while the other writes the
-    // matches (the store is one thread): the events are written after
-    // them, in the same transaction.
+    // The explanations are written as JSON (on the cores the store leaves)
+    // while the store deletes the old matches and records the progress;
+    // the death events are fused on one core while the other writes the
+    // matches (the store is one thread). All in the same transaction.
+    let explaining = {
+        let version = rules.version.clone();
+        tokio::task::spawn_blocking(move || stored_matches(matches, &version, run_id))
+    };
+    let explained = async move {
+        explaining
+            .await
+            .map_err(|e| format!("the explanation thread stopped: {e}"))
+    };
     let fusing = {
         let rules = rules.clone();
         tokio::task::spawn_blocking(move || to_fuse.fuse(&rules, run_id))
@@ -442,17 +429,55 @@ async fn run_inner(
         MatchScope::Pending => Progress::Claimed,
     };
     let events = store
-        .commit_match_run_with(run_id, &rules.version, progress, &stored, fused)
+        .commit_match_run_with(run_id, &rules.version, progress, explained, fused)
         .await?;
     summary.events = events.len() as u64;
     summary.flagged_events = events.iter().filter(|e| !e.flags.is_empty()).count() as u64;
     tracing::info!(
-        matches = stored.len(),
+        matches = summary.auto + summary.review,
         events = events.len(),
         seconds = started.elapsed().as_secs_f64(),
         "stored the matches"
     );
     Ok(summary)
+}
+
+/// The run's matches as the store keeps them, their explanations as JSON,
+/// on every core.
+fn stored_matches(
+    matches: Vec<super::Match>,
+    rules_version: &str,
+    run_id: i64,
+) -> Vec<StoredMatch> {
+    let started = Instant::now();
+    let stored = matches
+        .par_iter()
+        .map(|m| StoredMatch {
+            source: m.source.clone(),
+            record_key: m.record_key.clone(),
+            person_no: m.person_no.clone(),
+            score: m.score,
+            band: m.band.as_str().to_string(),
+            runner_up: m
+                .explanation
+                .runner_up
+                .as_ref()
+                .map(|r| r.person_no.clone()),
+            margin: m.explanation.runner_up.as_ref().map(|r| r.margin),
+            explanation: serde_json::to_string(&m.explanation).unwrap_or_default(),
+            rules_version: rules_version.to_string(),
+            run_id,
+            matched_at: String::new(),
+            may_carry: m.may_carry,
+        })
+        .collect();
+    // Freed beside the store's writing.
+    std::thread::spawn(move || drop(matches));
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "wrote the explanations"
+    );
+    stored
 }
 
 /// Persons are in person-number order: positions by binary search.

@@ -468,25 +468,31 @@ impl Store {
         matches: &[StoredMatch],
         events: &[StoredEvent],
     ) -> Result<()> {
-        let events = events.to_vec();
-        self.commit_match_run_with(run_id, rules_version, progress, matches, async {
-            Ok(events)
-        })
+        let (matches, events) = (matches.to_vec(), events.to_vec());
+        self.commit_match_run_with(
+            run_id,
+            rules_version,
+            progress,
+            async { Ok(matches) },
+            async { Ok(events) },
+        )
         .await
         .map(|_| ())
     }
 
-    /// [`Store::commit_match_run`] with the death events still being
-    /// fused: the matches are written while `events` finishes (on another
-    /// core), then the events, the progress and the commit. Returns the
-    /// events written. When `events` gives an error, nothing is written
-    /// and the error is [`StoreError::Interrupted`].
+    /// [`Store::commit_match_run`] with the matches and the death events
+    /// still being made (their explanations written, the events fused, on
+    /// the other cores): the old matches are deleted and the progress
+    /// recorded while `matches` finishes, the matches written while
+    /// `events` finishes, then the events and the commit. Returns the
+    /// events written. When either gives an error, nothing is written and
+    /// the error is [`StoreError::Interrupted`].
     pub async fn commit_match_run_with(
         &self,
         run_id: i64,
         rules_version: &str,
         progress: Progress<'_>,
-        matches: &[StoredMatch],
+        matches: impl std::future::Future<Output = std::result::Result<Vec<StoredMatch>, String>>,
         events: impl std::future::Future<Output = std::result::Result<Vec<StoredEvent>, String>>,
     ) -> Result<Vec<StoredEvent>> {
         use rayon::prelude::*;
@@ -535,16 +541,8 @@ impl Store {
                 .await?;
             }
             timed("deleted the replaced matches");
-            tx.insert_matches(run_id, &now, matches).await?;
-            timed("inserted the matches");
-            // A failed fuse drops the transaction: nothing is written.
-            let events = events.await.map_err(super::StoreError::Interrupted)?;
-            timed("waited for the death events");
-            let encoded: Vec<EncodedEvent<'_>> = events.par_iter().map(EncodedEvent::of).collect();
-            sqlx::query("DELETE FROM death_events").execute(&mut *tx).await?;
-            tx.insert_events(&now, &encoded).await?;
-            drop(encoded);
-            timed("replaced the death events");
+            // The progress first (it needs only the records): written while
+            // the explanations are.
             match progress {
                 // Every record's progress, written into an emptied table (an
                 // upsert of a million rows, each found and rewritten, took
@@ -574,6 +572,20 @@ impl Store {
                 }
             }
             timed("recorded the progress");
+            // A failed explanation or fuse drops the transaction: nothing
+            // is written.
+            let matches = matches.await.map_err(super::StoreError::Interrupted)?;
+            timed("waited for the matches");
+            tx.insert_matches(run_id, &now, &matches).await?;
+            drop(matches);
+            timed("inserted the matches");
+            let events = events.await.map_err(super::StoreError::Interrupted)?;
+            timed("waited for the death events");
+            let encoded: Vec<EncodedEvent<'_>> = events.par_iter().map(EncodedEvent::of).collect();
+            sqlx::query("DELETE FROM death_events").execute(&mut *tx).await?;
+            tx.insert_events(&now, &encoded).await?;
+            drop(encoded);
+            timed("replaced the death events");
             tx.commit().await?;
             timed("committed");
             Ok(events)

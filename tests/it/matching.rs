@@ -816,7 +816,7 @@ async fn second_match_refused(db: &TestDb) {
 }
 
 both_backends!(
-    a_commit_whose_death_events_fail_writes_nothing,
+    a_commit_whose_explanations_or_death_events_fail_writes_nothing,
     failed_fuse_writes_nothing
 );
 async fn failed_fuse_writes_nothing(db: &TestDb) {
@@ -841,25 +841,52 @@ async fn failed_fuse_writes_nothing(db: &TestDb) {
         )
         .await
         .unwrap();
-    let failed = db
-        .store
-        .commit_match_run_with(
-            run_id,
-            &rules.version,
-            Progress::All {
-                records: &records,
-                versions: &versions,
-            },
-            &[],
-            async { Err("the fuse thread stopped: test".to_string()) },
-        )
-        .await;
-    assert!(
-        matches!(&failed, Err(StoreError::Interrupted(m)) if m.contains("test")),
-        "{failed:?}"
-    );
-    assert_eq!(matches_now(db).await, before);
-    assert_eq!(db.store.list_death_events().await.unwrap(), events_before);
+    // The explanations fail (after the old matches are deleted and the
+    // progress recorded inside the transaction), or the fuse does (after
+    // the matches are written): either way nothing is written.
+    async fn fails<T>(what: &str) -> std::result::Result<Vec<T>, String> {
+        Err(format!("the {what} thread stopped: test"))
+    }
+    for failing in ["explanation", "fuse"] {
+        let progress = Progress::All {
+            records: &records,
+            versions: &versions,
+        };
+        let failed = if failing == "explanation" {
+            db.store
+                .commit_match_run_with(run_id, &rules.version, progress, fails(failing), async {
+                    Ok(Vec::new())
+                })
+                .await
+        } else {
+            db.store
+                .commit_match_run_with(
+                    run_id,
+                    &rules.version,
+                    progress,
+                    async { Ok(Vec::new()) },
+                    fails(failing),
+                )
+                .await
+        };
+        assert!(
+            matches!(&failed, Err(StoreError::Interrupted(m)) if m.contains(failing)),
+            "{failed:?}"
+        );
+        assert_eq!(matches_now(db).await, before);
+        assert_eq!(db.store.list_death_events().await.unwrap(), events_before);
+        let progress_of_run: i64 = vigil::with_pool!(&db.store, pool => {
+            sqlx::query_scalar("SELECT count(*) FROM match_progress WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_one(pool)
+                .await
+        })
+        .unwrap();
+        assert_eq!(
+            progress_of_run, 0,
+            "the {failing} failure left progress behind"
+        );
+    }
 }
 
 both_backends!(
