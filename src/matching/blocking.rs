@@ -356,8 +356,7 @@ impl<'a> RosterIndex<'a> {
     /// an age reach `review` (they would be scored only to be dropped).
     pub fn build_for(persons: &'a [Person], rules: &MatchRules) -> RosterIndex<'a> {
         let mut index = RosterIndex::build(persons, &rules.blocking);
-        index.near_years_sound_alike_only =
-            rules.best_without_id_or_sound_by_age() < rules.thresholds.review;
+        index.set_rules_for(rules);
         index
     }
 
@@ -976,7 +975,7 @@ fn by_name(
         .filter_map(|(i, v)| {
             forms[v.form as usize]
                 .key_id()
-                .map(|k| (k, v.birth_days, i as u32))
+                .map(|k| (k, v.birth().num_days_from_ce(), i as u32))
         })
         .collect();
     entries.par_sort_unstable();

@@ -511,8 +511,10 @@ pub fn city_of(region: &str) -> u16 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 pub struct PersonView {
-    /// The birth date as days from the common era ([`PersonView::birth`]).
-    pub birth_days: i32,
+    /// The birth date packed as `year << 9 | month << 5 | day`
+    /// ([`PersonView::birth`]): its year is a shift away, which the
+    /// comparison of a record giving only an age reads per candidate.
+    pub birth_ymd: i32,
     /// The person's name form (see [`NameForm`]) in the index.
     pub form: u32,
     /// [`city_of`] the insured and residence regions.
@@ -530,7 +532,8 @@ pub struct PersonView {
 impl PersonView {
     pub fn of(p: &Person, form: u32) -> PersonView {
         PersonView {
-            birth_days: p.birth_date.num_days_from_ce(),
+            birth_ymd: p.birth_date.year() << 9
+                | (p.birth_date.month() << 5 | p.birth_date.day()) as i32,
             form,
             insured_city: city_of(&p.insured_region),
             residence_city: city_of(&p.residence_region),
@@ -542,7 +545,8 @@ impl PersonView {
     }
 
     pub fn birth(&self) -> NaiveDate {
-        NaiveDate::from_num_days_from_ce_opt(self.birth_days).unwrap_or_default()
+        let (md, year) = (self.birth_ymd as u32 & 0x1ff, self.birth_ymd >> 9);
+        NaiveDate::from_ymd_opt(year, md >> 5, md & 0x1f).unwrap_or_default()
     }
 }
 
@@ -713,7 +717,7 @@ pub(crate) fn compare_without_id(
     Comparison {
         id: IdLevel::Missing,
         name,
-        birth: compare_birth(view.birth(), record),
+        birth: compare_birth_with(view.birth_ymd >> 9, || view.birth(), record),
         sex,
         region,
     }
@@ -880,11 +884,21 @@ fn compare_dates(theirs: NaiveDate, ours: NaiveDate) -> BirthLevel {
 }
 
 fn compare_birth(ours: NaiveDate, record: &DeathRecord) -> BirthLevel {
+    compare_birth_with(ours.year(), || ours, record)
+}
+
+/// [`compare_birth`] of a birth date given by its year and, only when the
+/// record has a full date to compare it with, the date itself.
+fn compare_birth_with(
+    year: i32,
+    ours: impl FnOnce() -> NaiveDate,
+    record: &DeathRecord,
+) -> BirthLevel {
     if let Some(theirs) = record.birth_date {
-        return compare_dates(theirs, ours);
+        return compare_dates(theirs, ours());
     }
     if let Some((lo, hi)) = record.birth_year_range {
-        return if (lo..=hi).contains(&ours.year()) {
+        return if (lo..=hi).contains(&year) {
             BirthLevel::YearOnly
         } else {
             BirthLevel::Different

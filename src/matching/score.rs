@@ -138,19 +138,8 @@ impl NameFrequencies {
             .collect();
         squares.sort_unstable();
         let u_average = squares.iter().map(|&sq| sq as f64 / (t * t)).sum();
-        let ids = pairs
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _))| (k.clone(), i as u32))
-            .collect();
         let (keys, counts) = pairs.into_iter().unzip();
-        NameFrequencies {
-            keys,
-            counts,
-            ids,
-            total,
-            u_average,
-        }
+        NameFrequencies::from_parts(keys, counts, total, u_average)
     }
 
     /// Share of the roster with this name key (0 when absent).
@@ -196,8 +185,9 @@ impl NameFrequencies {
         (&self.keys, &self.counts, self.total, self.u_average)
     }
 
-    /// Frequencies as [`NameFrequencies::parts`] gave them (the index file):
-    /// the sums are not recomputed, so they come back to the last bit.
+    /// Frequencies from their keys (ascending), counts and sums: as
+    /// [`NameFrequencies::parts`] gave them (the index file), the sums not
+    /// recomputed, so that they come back to the last bit.
     pub(crate) fn from_parts(
         keys: Vec<CompactString>,
         counts: Vec<u32>,
