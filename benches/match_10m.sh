@@ -50,9 +50,9 @@ fi
 
 # Memory first touched costs about 2.4 s per GiB on these machines after a
 # few seconds idle, and a tenth of that straight after another process freed
-# some (BENCHMARKS.md, session 8): the timed run is cold by default (after
-# COLD_WAIT seconds idle, 60 unless set); WARM=1 runs a throwaway match first
-# and times the one straight after it.
+# some (BENCHMARKS.md, Matcher, "Method: cold and warm runs, A/B"): the timed
+# run is cold by default (after COLD_WAIT seconds idle, 60 unless set);
+# WARM=1 runs a throwaway match first and times the one straight after it.
 if [ "${WARM:-0}" = 1 ]; then
     STATE=warm
     VIGIL_LOG=warn "$VIGIL" --database-url "sqlite://$DB" match --full >/dev/null
