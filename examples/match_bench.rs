@@ -14,7 +14,8 @@ mod support;
 use std::time::Instant;
 
 use vigil::matching::rules::MatchRules;
-use vigil::matching::{LifeEvidence, RosterIndex, match_batch};
+use vigil::matching::{RosterIndex, match_batch};
+use vigil::model::LifeEvidence;
 use vigil::store::Store;
 
 #[tokio::main]
@@ -45,7 +46,7 @@ async fn main() {
     }
     let rules = MatchRules::default_rules();
     // As `vigil match` does: age-only birth years widened by the rules' slack.
-    vigil::matching::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
+    vigil::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
     let t = Instant::now();
     let index = RosterIndex::build_for(&persons, &rules);
     let built = t.elapsed().as_secs_f64();
@@ -87,7 +88,7 @@ async fn main() {
     let auto = batch
         .matches
         .iter()
-        .filter(|m| m.band == vigil::matching::Band::Auto)
+        .filter(|m| m.band == vigil::model::Band::Auto)
         .count();
     println!(
         "{} persons loaded in {load_persons:.1} s, {} records in {load_records:.1} s\n\

@@ -9,8 +9,8 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::store::with_pool;
 use crate::store::{BeginWrite, Result, Store, StoreError, now_utc_text};
-use crate::with_pool;
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";

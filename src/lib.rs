@@ -25,5 +25,7 @@ pub mod config;
 pub mod generate;
 pub mod identity;
 pub mod ingest;
+pub mod lifecycle;
 pub mod matching;
+pub mod model;
 pub mod store;

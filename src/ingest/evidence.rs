@@ -29,11 +29,11 @@ use sha2::{Digest, Sha256};
 use super::encoding::TextEncoding;
 use super::roster::{HashingReader, clip, csv_io, id_reason, parse_date, raw_text};
 use super::{HeaderProblem, find_columns};
-use crate::audit;
 use crate::identity::{self, IdNumber};
-use crate::store::evidence::{EVENT_TYPES, LifeEvidenceRow, VIDEO_RESULTS, VideoSessionRow};
+use crate::lifecycle::{self, RunEnd};
+use crate::model::{EVENT_TYPES, EvidenceEvent, VIDEO_RESULTS, VideoSession};
 use crate::store::quarantine::QuarantineEntry;
-use crate::store::runs::{RunCounts, RunStatus};
+use crate::store::runs::RunCounts;
 use crate::store::{LockKey, Store, StoreError, StoreLock};
 
 /// The columns of spec §5, in the order of the spec.
@@ -224,7 +224,7 @@ fn bounded<'a>(column: &str, s: &'a str, max: usize) -> Result<&'a str, String> 
 pub fn parse_evidence_row(
     fields: &[&str],
     today: NaiveDate,
-) -> Result<(LifeEvidenceRow, bool), String> {
+) -> Result<(EvidenceEvent, bool), String> {
     let (id, upgraded) = parse_id(fields[0], today)?;
     let event_type = fields[1];
     if !EVENT_TYPES.contains(&event_type) {
@@ -238,7 +238,7 @@ pub fn parse_evidence_row(
     plausible("event_date", event_date, &id, today)?;
     let source_ref = bounded("source_ref", fields[3], MAX_SOURCE_REF)?;
     Ok((
-        LifeEvidenceRow {
+        EvidenceEvent {
             id_number: id.as_str().to_string(),
             event_type: event_type.to_string(),
             event_date,
@@ -286,10 +286,7 @@ pub fn parse_session_at(s: &str) -> Result<DateTime<FixedOffset>, String> {
 
 /// One row of spec §6, its fields in [`VIDEO_COLUMNS`] order and trimmed.
 /// Returns the row and whether its ID was upgraded from 15 digits.
-pub fn parse_video_row(
-    fields: &[&str],
-    today: NaiveDate,
-) -> Result<(VideoSessionRow, bool), String> {
+pub fn parse_video_row(fields: &[&str], today: NaiveDate) -> Result<(VideoSession, bool), String> {
     let (id, upgraded) = parse_id(fields[0], today)?;
     let at = parse_session_at(fields[1])?;
     // The day in China: death dates are Chinese calendar days.
@@ -306,7 +303,7 @@ pub fn parse_video_row(
     let operator = bounded("operator", fields[3], MAX_OPERATOR)?;
     let note = bounded("note", fields[4], MAX_NOTE)?;
     Ok((
-        VideoSessionRow {
+        VideoSession {
             id_number: id.as_str().to_string(),
             session_at: at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
             session_utc: at
@@ -441,7 +438,7 @@ trait EvidenceRow: Sized + Send + 'static {
     ) -> Result<(), StoreError>;
 }
 
-impl EvidenceRow for LifeEvidenceRow {
+impl EvidenceRow for EvidenceEvent {
     const KIND: EvidenceKind = EvidenceKind::LifeEvidence;
     const KEEP_RAW: bool = false;
 
@@ -455,7 +452,7 @@ impl EvidenceRow for LifeEvidenceRow {
         batch: ParsedBatch<Self>,
         summary: &mut EvidenceImportSummary,
     ) -> Result<(), StoreError> {
-        let rows: Vec<LifeEvidenceRow> = batch.rows.into_iter().map(|a| a.row).collect();
+        let rows: Vec<EvidenceEvent> = batch.rows.into_iter().map(|a| a.row).collect();
         let inserted = store
             .insert_life_evidence(summary.run_id, &rows, &batch.quarantine)
             .await?;
@@ -469,7 +466,7 @@ impl EvidenceRow for LifeEvidenceRow {
     }
 }
 
-impl EvidenceRow for VideoSessionRow {
+impl EvidenceRow for VideoSession {
     const KIND: EvidenceKind = EvidenceKind::VideoResults;
     const KEEP_RAW: bool = true;
 
@@ -496,10 +493,10 @@ impl EvidenceRow for VideoSessionRow {
             .map(|a| (a.row.id_number.as_str(), a.row.session_at.as_str()))
             .collect();
         let stored = store.stored_video_sessions(&keys).await?;
-        let same = |a: &VideoSessionRow, result: &str, operator: &str, note: &str| {
+        let same = |a: &VideoSession, result: &str, operator: &str, note: &str| {
             a.result == result && a.operator == operator && a.note == note
         };
-        let mut fresh: Vec<VideoSessionRow> = Vec::with_capacity(rows.len());
+        let mut fresh: Vec<VideoSession> = Vec::with_capacity(rows.len());
         let mut first_line: HashMap<(String, String), (u64, usize)> = HashMap::new();
         let mut duplicates = 0u64;
         for a in &rows {
@@ -691,7 +688,7 @@ pub async fn import_life_evidence(
     opts: &EvidenceImportOptions,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<EvidenceImportSummary, EvidenceImportError> {
-    import::<LifeEvidenceRow>(store, path, opts, progress).await
+    import::<EvidenceEvent>(store, path, opts, progress).await
 }
 
 /// Imports a video-results file (spec §6). `progress` is called with the
@@ -702,7 +699,7 @@ pub async fn import_video_results(
     opts: &EvidenceImportOptions,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<EvidenceImportSummary, EvidenceImportError> {
-    import::<VideoSessionRow>(store, path, opts, progress).await
+    import::<VideoSession>(store, path, opts, progress).await
 }
 
 async fn import<T: EvidenceRow>(
@@ -722,10 +719,10 @@ async fn import<T: EvidenceRow>(
     let file_name = path.display().to_string();
     // One import of a kind at a time; holding the lock, an import of this
     // kind still marked running died.
-    let lock = store.lock_run(kind.lock_key()).await?;
-    let result = import_locked::<T>(store, path, opts, progress, opened, file_name, &lock).await;
-    lock.release().await;
-    result
+    lifecycle::with_run_lock(store, kind.lock_key(), async |lock| {
+        import_locked::<T>(store, path, opts, progress, opened, file_name, lock).await
+    })
+    .await
 }
 
 async fn import_locked<T: EvidenceRow>(
@@ -738,37 +735,28 @@ async fn import_locked<T: EvidenceRow>(
     lock: &StoreLock,
 ) -> Result<EvidenceImportSummary, EvidenceImportError> {
     let kind = T::KIND;
-    let run_id = store.start_locked_run(lock, Some(&file_name), None).await?;
-    let mut summary = EvidenceImportSummary {
-        run_id,
-        kind,
-        file: file_name.clone(),
-        sha256: String::new(),
-        read: 0,
-        inserted: 0,
-        duplicate: 0,
-        quarantined: 0,
-        upgraded_ids: 0,
-        by_type: BTreeMap::new(),
-        quarantine_sample: Vec::new(),
-    };
-    match stream::<T>(store, path, opts, opened, &mut summary, progress).await {
-        Ok(()) => {
-            store
-                .finish_run(
-                    run_id,
-                    RunStatus::Ok,
-                    &summary.counts(),
-                    Some(&summary.sha256),
-                    None,
-                )
-                .await?;
-            audit::append(
-                store,
+    lifecycle::run(store, lock, Some(&file_name), None, async |run_id| {
+        let mut summary = EvidenceImportSummary {
+            run_id,
+            kind,
+            file: file_name.clone(),
+            sha256: String::new(),
+            read: 0,
+            inserted: 0,
+            duplicate: 0,
+            quarantined: 0,
+            upgraded_ids: 0,
+            by_type: BTreeMap::new(),
+            quarantine_sample: Vec::new(),
+        };
+        let result = stream::<T>(store, path, opts, opened, &mut summary, progress).await;
+        let end = RunEnd::ok(summary.counts())
+            .with_file_sha256(summary.sha256.clone())
+            .audited(
                 &opts.actor,
                 kind.audit_action(),
                 &file_name,
-                &serde_json::json!({
+                serde_json::json!({
                     "run_id": run_id,
                     "sha256": summary.sha256,
                     "read": summary.read,
@@ -777,24 +765,10 @@ async fn import_locked<T: EvidenceRow>(
                     "quarantined": summary.quarantined,
                     "upgraded_ids": summary.upgraded_ids,
                 }),
-            )
-            .await?;
-            Ok(summary)
-        }
-        Err(e) => {
-            // Best effort: the run row says what was done before the stop.
-            let _ = store
-                .finish_run(
-                    run_id,
-                    RunStatus::Failed,
-                    &summary.counts(),
-                    None,
-                    Some(&e.to_string()),
-                )
-                .await;
-            Err(e)
-        }
-    }
+            );
+        (result.map(|()| summary), end)
+    })
+    .await
 }
 
 async fn stream<T: EvidenceRow>(

@@ -24,11 +24,12 @@ use sha2::{Digest, Sha256};
 
 use super::encoding::{self, EncodingError, TextEncoding};
 use super::{HeaderProblem, find_columns};
-use crate::audit;
 use crate::identity::{self, IdError, Sex};
-use crate::store::pensioners::{Pensioner, RosterBatch};
+use crate::lifecycle::{self, RunEnd};
+use crate::model::Pensioner;
+use crate::store::pensioners::RosterBatch;
 use crate::store::quarantine::QuarantineEntry;
-use crate::store::runs::{RunCounts, RunStatus};
+use crate::store::runs::RunCounts;
 use crate::store::{LockKey, Store, StoreError, StoreLock};
 
 /// Columns an export must have; refused before anything is written if any is
@@ -298,10 +299,10 @@ pub async fn import_roster(
 ) -> Result<ImportSummary, ImportError> {
     // Held until the import ends: see `run_import` for why two roster
     // imports must never run at once.
-    let lock = store.lock_run(LockKey::RosterImport).await?;
-    let result = import_locked(store, path, opts, progress, &lock).await;
-    lock.release().await;
-    result
+    lifecycle::with_run_lock(store, LockKey::RosterImport, async |lock| {
+        import_locked(store, path, opts, progress, lock).await
+    })
+    .await
 }
 
 async fn import_locked(
@@ -328,74 +329,55 @@ async fn import_locked(
             source: io::Error::other(e),
         })??;
     let file_name = path.display().to_string();
-    let run_id = store
-        .start_locked_run(lock, Some(&file_name), Some(opts.as_of))
-        .await?;
-    let mut summary = ImportSummary {
-        run_id,
-        file: file_name.clone(),
-        encoding: opened.encoding.name().to_string(),
-        as_of: Some(opts.as_of),
-        ..Default::default()
-    };
-    match run_import(store, path, opts, opened, &mut summary, progress).await {
-        Ok(()) => {
-            store
-                .finish_run(
-                    run_id,
-                    RunStatus::Ok,
-                    &summary.counts(),
-                    Some(&summary.sha256),
-                    None,
-                )
-                .await?;
-            audit::append(
-                store,
-                &opts.actor,
-                "roster.import",
-                &file_name,
-                &serde_json::json!({
-                    "run_id": run_id,
-                    "sha256": summary.sha256,
-                    "as_of": opts.as_of,
-                    "read": summary.read,
-                    "inserted": summary.inserted,
-                    "changed": summary.changed,
-                    "unchanged": summary.unchanged,
-                    "quarantined": summary.quarantined,
-                    "missing": summary.missing,
-                    "reappeared": summary.reappeared,
-                }),
-            )
-            .await?;
-            // The matcher's roster, for the match runs to come: written
-            // here, once a month, rather than by the first of them. Only a
-            // speed-up: a match run without it reads the database.
-            if let Err(e) = store.refresh_roster_snapshot().await {
-                tracing::warn!(error = %e, "the roster snapshot was not written");
-            }
-            Ok(summary)
-        }
-        Err(e) => {
-            let message = e.to_string();
-            // Best effort: the run row says what was done before the stop.
-            let _ = store
-                .finish_run(
-                    run_id,
-                    RunStatus::Failed,
-                    &summary.counts(),
-                    None,
-                    Some(&message),
-                )
-                .await;
-            Err(e)
-        }
+    let summary = lifecycle::run(
+        store,
+        lock,
+        Some(&file_name),
+        Some(opts.as_of),
+        async |run_id| {
+            let mut summary = ImportSummary {
+                run_id,
+                file: file_name.clone(),
+                encoding: opened.encoding.name().to_string(),
+                as_of: Some(opts.as_of),
+                ..Default::default()
+            };
+            let result = run_import(store, path, opts, opened, &mut summary, progress).await;
+            let end = RunEnd::ok(summary.counts())
+                .with_file_sha256(summary.sha256.clone())
+                .audited(
+                    &opts.actor,
+                    "roster.import",
+                    &file_name,
+                    serde_json::json!({
+                        "run_id": run_id,
+                        "sha256": summary.sha256,
+                        "as_of": opts.as_of,
+                        "read": summary.read,
+                        "inserted": summary.inserted,
+                        "changed": summary.changed,
+                        "unchanged": summary.unchanged,
+                        "quarantined": summary.quarantined,
+                        "missing": summary.missing,
+                        "reappeared": summary.reappeared,
+                    }),
+                );
+            (result.map(|()| summary), end)
+        },
+    )
+    .await?;
+    // The matcher's roster, for the match runs to come: written here, once
+    // a month, rather than by the first of them. Only a speed-up: a match
+    // run without it reads the database.
+    if let Err(e) = store.refresh_roster_snapshot().await {
+        tracing::warn!(error = %e, "the roster snapshot was not written");
     }
+    Ok(summary)
 }
 
 /// What the parser thread hands back when the file is done.
 struct ParseEnd {
-    index: RosterIndex,
+    index: StoredRosterKeys,
     read: u64,
     unchanged: u64,
     upgraded: u64,
@@ -410,7 +392,7 @@ async fn run_import(
     summary: &mut ImportSummary,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<(), ImportError> {
-    let mut index = RosterIndex::default();
+    let mut index = StoredRosterKeys::default();
     let stored = store
         .for_each_roster_hash(|person_no, hash, missing| {
             index.add_stored(person_no, hash as u64, missing)
@@ -444,7 +426,7 @@ async fn stream_rows(
     path: &Path,
     opts: &ImportOptions,
     opened: Opened,
-    index: RosterIndex,
+    index: StoredRosterKeys,
     summary: &mut ImportSummary,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<(), ImportError> {
@@ -513,7 +495,7 @@ async fn stream_rows(
 
 fn parse_all(
     mut opened: Opened,
-    mut index: RosterIndex,
+    mut index: StoredRosterKeys,
     path: &Path,
     as_of: NaiveDate,
     batch_rows: usize,
@@ -1002,7 +984,7 @@ pub fn content_hash(p: &Pensioner) -> u64 {
     eat(match p.last_certified {
         None => &[],
         Some(d) if (0..=9999).contains(&d.year()) => {
-            crate::store::sqlite_bulk::date_text(d, &mut iso);
+            crate::store::date_text(d, &mut iso);
             &iso
         }
         Some(d) => {
@@ -1029,7 +1011,7 @@ enum Seen {
 /// numbers of up to 17 digits (all real ones) pack into a u64 with their
 /// length, so leading zeros survive; anything else goes to a small map.
 #[derive(Default)]
-struct RosterIndex {
+struct StoredRosterKeys {
     /// (packed person_no, content hash | MISSING_BIT), sorted by key.
     packed: Vec<(u64, u64)>,
     seen: Vec<bool>,
@@ -1055,7 +1037,7 @@ fn unpack(key: u64) -> String {
     format!("{:0len$}", key >> 5)
 }
 
-impl RosterIndex {
+impl StoredRosterKeys {
     fn add_stored(&mut self, person_no: &str, hash: u64, missing: bool) {
         let h = (hash & !MISSING_BIT) | if missing { MISSING_BIT } else { 0 };
         match pack(person_no) {
@@ -1289,7 +1271,7 @@ mod tests {
 
     #[test]
     fn index_classifies_new_changed_unchanged_and_repeats() {
-        let mut idx = RosterIndex::default();
+        let mut idx = StoredRosterKeys::default();
         idx.add_stored("0001", 10, false);
         idx.add_stored("0002", 20, true);
         idx.add_stored("X-9", 30, false);

@@ -17,7 +17,6 @@
 //! is negative and it cannot be `auto`.
 
 use ahash::{AHashMap, AHashSet};
-use chrono::NaiveDate;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -26,70 +25,10 @@ use super::compare::{
     Comparison, NameCache, PersonView, PreparedRecord, compare_indexed, compare_without_id,
 };
 use super::explain::{Explanation, RunnerUp};
-use super::model::{DeathRecord, IdStatus};
 use super::rules::MatchRules;
-use super::score::{Band, Context, band, pair_total, score_pair};
-
-/// Evidence of life (spec §5-6) by ID number: the latest date each person
-/// was seen alive. A date after a record's death date blocks `auto`.
-/// Millions of events are loaded for every run: an 18-character number is
-/// kept as one integer (no string per event), anything else as text.
-#[derive(Debug, Clone, Default)]
-pub struct LifeEvidence {
-    latest: AHashMap<u64, NaiveDate>,
-    other: AHashMap<String, NaiveDate>,
-}
-
-/// An 18-character ID number (17 digits and a digit or `X`) as one integer.
-fn packed_id(id: &str) -> Option<u64> {
-    let b = id.as_bytes();
-    if b.len() != 18 {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &c in &b[..17] {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + u64::from(c - b'0');
-    }
-    let check = match b[17] {
-        c @ b'0'..=b'9' => u64::from(c - b'0'),
-        b'X' => 10,
-        _ => return None,
-    };
-    Some(n * 11 + check)
-}
-
-impl LifeEvidence {
-    pub fn new() -> LifeEvidence {
-        LifeEvidence::default()
-    }
-
-    /// Records that the person with this ID was alive on `date`.
-    pub fn insert(&mut self, id_number: &str, date: NaiveDate) {
-        let e = match packed_id(id_number) {
-            Some(k) => self.latest.entry(k).or_insert(date),
-            None => match self.other.get_mut(id_number) {
-                Some(e) => e,
-                None => self.other.entry(id_number.to_string()).or_insert(date),
-            },
-        };
-        if date > *e {
-            *e = date;
-        }
-    }
-
-    /// The latest proof of life strictly after `death`, if any.
-    pub fn alive_after(&self, id_number: &str, death: NaiveDate) -> Option<NaiveDate> {
-        match packed_id(id_number) {
-            Some(k) => self.latest.get(&k),
-            None => self.other.get(id_number),
-        }
-        .copied()
-        .filter(|&d| d > death)
-    }
-}
+use super::score::{Context, band, pair_total, score_pair};
+use crate::model::{Band, LifeEvidence};
+use crate::model::{IdStatus, MatchRecord};
 
 /// A death record matched to a pensioner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,8 +110,8 @@ fn descending(score: f64) -> u64 {
 
 /// Each record's position in (source, record_key) order; `None` when the
 /// batch is in that order already, as the store loads it.
-fn record_ranks(records: &[DeathRecord]) -> Option<Vec<u32>> {
-    fn key(r: &DeathRecord) -> (&str, &str) {
+fn record_ranks(records: &[MatchRecord]) -> Option<Vec<u32>> {
+    fn key(r: &MatchRecord) -> (&str, &str) {
         (r.source.as_str(), r.record_key.as_str())
     }
     if records.par_windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
@@ -190,7 +129,7 @@ fn record_ranks(records: &[DeathRecord]) -> Option<Vec<u32>> {
 /// Matches a batch of death records against the roster behind `index`.
 pub fn match_batch(
     index: &RosterIndex<'_>,
-    records: &[DeathRecord],
+    records: &[MatchRecord],
     rules: &MatchRules,
     life: &LifeEvidence,
     rejected: &RejectedPairs,
@@ -420,7 +359,7 @@ pub fn match_batch(
 mod tests {
     use super::*;
     use crate::matching::compare::tests::{d, person, record_of};
-    use crate::matching::model::Person;
+    use crate::model::Person;
 
     fn rules() -> MatchRules {
         MatchRules::default_rules()
@@ -447,7 +386,7 @@ mod tests {
         v
     }
 
-    fn run(ps: &[Person], records: &[DeathRecord]) -> MatchBatch {
+    fn run(ps: &[Person], records: &[MatchRecord]) -> MatchBatch {
         let r = rules();
         let idx = RosterIndex::build(ps, &r.blocking);
         match_batch(
@@ -457,27 +396,6 @@ mod tests {
             &LifeEvidence::new(),
             &RejectedPairs::new(),
         )
-    }
-
-    #[test]
-    fn evidence_of_life_keeps_the_latest_date_per_id_however_it_is_written() {
-        let mut life = LifeEvidence::new();
-        let id = "44030419420315122X";
-        life.insert(id, d(2026, 9, 1));
-        life.insert(id, d(2026, 11, 3));
-        life.insert(id, d(2026, 10, 1));
-        assert_eq!(life.alive_after(id, d(2026, 10, 1)), Some(d(2026, 11, 3)));
-        assert_eq!(life.alive_after(id, d(2026, 11, 3)), None);
-        // Numbers differing only in the check character are different keys.
-        assert_eq!(life.alive_after("440304194203151220", d(2026, 1, 1)), None);
-        // Anything that is not 18 characters is kept as text.
-        life.insert("440304420315122", d(2026, 8, 1));
-        assert_eq!(
-            life.alive_after("440304420315122", d(2026, 7, 1)),
-            Some(d(2026, 8, 1))
-        );
-        assert_eq!(packed_id("44030419420315122x"), None);
-        assert_ne!(packed_id(id), packed_id("440304194203151229"));
     }
 
     #[test]
@@ -527,7 +445,7 @@ mod tests {
         // Two pensioners with one name and birth date; the record has no ID.
         let mut ps = roster();
         ps.push(person("P8", "欧阳澹", "510104", d(1938, 11, 30), 59));
-        let mut r = DeathRecord::new("civil_affairs", "CA-1", "欧阳澹", "", d(2026, 10, 1));
+        let mut r = MatchRecord::new("civil_affairs", "CA-1", "欧阳澹", "", d(2026, 10, 1));
         r.birth_date = Some(d(1938, 11, 30));
         r.region = Some("510104".into());
         let b = run(&ps, &[r]);
@@ -574,7 +492,7 @@ mod tests {
         let a = record_of(&ps[2], "PS-1");
         let mut b = record_of(&ps[2], "PS-2");
         b.name = "欧阳淡".into();
-        let (n, k) = crate::matching::model::names_of(&b.name);
+        let (n, k) = crate::model::names_of(&b.name);
         b.name_norm = n;
         b.name_key = k;
         let out = run(&ps, &[b, a]);
@@ -645,7 +563,7 @@ mod tests {
     #[test]
     fn the_same_batch_in_another_order_gives_the_same_matches() {
         let ps = roster();
-        let recs: Vec<DeathRecord> = (0..ps.len())
+        let recs: Vec<MatchRecord> = (0..ps.len())
             .map(|i| record_of(&ps[i], &format!("PS-{i:03}")))
             .collect();
         let mut rev = recs.clone();

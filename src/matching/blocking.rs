@@ -33,9 +33,9 @@ use super::compare::{
     county_of,
 };
 use super::index_file::Slab;
-use super::model::{DeathRecord, IdStatus, Person};
 use super::rules::{BlockingRules, MatchRules};
 use super::score::NameFrequencies;
+use crate::model::{IdStatus, MatchRecord, Person};
 
 /// Which index a block came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -633,7 +633,7 @@ impl<'a> RosterIndex<'a> {
         id_key(id).map_or(&[], |k| self.exact_id.get(k))
     }
 
-    pub fn candidates(&self, record: &DeathRecord) -> Candidates {
+    pub fn candidates(&self, record: &MatchRecord) -> Candidates {
         self.candidates_prepared(&PreparedRecord::new(record))
     }
 
@@ -1019,7 +1019,7 @@ fn person_ranks(persons: &[Person]) -> Option<Vec<u32>> {
 
 /// The birth years to search: a funeral record's age range; none when the
 /// record has a full birth date (its date blocks are narrower).
-fn birth_years(record: &DeathRecord) -> Option<(i32, i32)> {
+fn birth_years(record: &MatchRecord) -> Option<(i32, i32)> {
     if record.effective_birth_date().is_some() {
         return None;
     }
@@ -1032,8 +1032,8 @@ fn birth_years(record: &DeathRecord) -> Option<(i32, i32)> {
 mod tests {
     use super::*;
     use crate::matching::compare::tests::{d, id_for, person, record_of};
-    use crate::matching::model::birth_year_range_from_age;
     use crate::matching::rules::MatchRules;
+    use crate::model::birth_year_range_from_age;
 
     fn roster() -> Vec<Person> {
         let mut v = vec![
@@ -1058,7 +1058,7 @@ mod tests {
         MatchRules::default_rules().blocking
     }
 
-    fn finds(idx: &RosterIndex<'_>, r: &DeathRecord, want: u32) -> bool {
+    fn finds(idx: &RosterIndex<'_>, r: &MatchRecord, want: u32) -> bool {
         idx.candidates(r).person_indices.contains(&want)
     }
 
@@ -1076,7 +1076,7 @@ mod tests {
         let mut b = ps[2].id_number.as_bytes().to_vec();
         let i = (8..16).find(|&i| b[i] != b[i + 1]).unwrap();
         b.swap(i, i + 1);
-        let r = DeathRecord::new(
+        let r = MatchRecord::new(
             "civil_affairs",
             "k",
             "某某",
@@ -1093,7 +1093,7 @@ mod tests {
         let idx = RosterIndex::build(&ps, &rules());
         let mut b = ps[0].id_number.as_bytes().to_vec();
         b[15] = if b[15] == b'3' { b'4' } else { b'3' };
-        let r = DeathRecord::new(
+        let r = MatchRecord::new(
             "funeral",
             "k",
             "某某",
@@ -1109,7 +1109,7 @@ mod tests {
         let idx = RosterIndex::build(&ps, &rules());
         let id = &ps[1].id_number;
         let id15 = format!("{}{}", &id[..6], &id[8..17]);
-        let r = DeathRecord::new("funeral", "k", "", &id15, d(2026, 10, 1));
+        let r = MatchRecord::new("funeral", "k", "", &id15, d(2026, 10, 1));
         assert!(finds(&idx, &r, 1));
     }
 
@@ -1118,7 +1118,7 @@ mod tests {
         let ps = roster();
         let idx = RosterIndex::build(&ps, &rules());
         let recoded = id_for("440399", ps[0].birth_date, 122);
-        let r = DeathRecord::new("public_security", "k", "", &recoded, d(2026, 10, 1));
+        let r = MatchRecord::new("public_security", "k", "", &recoded, d(2026, 10, 1));
         assert!(finds(&idx, &r, 0));
     }
 
@@ -1126,7 +1126,7 @@ mod tests {
     fn a_homophone_name_with_birth_date_finds_the_true_person() {
         let ps = roster();
         let idx = RosterIndex::build(&ps, &rules());
-        let mut r = DeathRecord::new("civil_affairs", "k", "王秀瑛", "", d(2026, 10, 1));
+        let mut r = MatchRecord::new("civil_affairs", "k", "王秀瑛", "", d(2026, 10, 1));
         r.birth_date = Some(d(1942, 3, 15));
         assert!(finds(&idx, &r, 0));
     }
@@ -1136,7 +1136,7 @@ mod tests {
         let ps = roster();
         let idx = RosterIndex::build(&ps, &rules());
         // liu -> niu: one edit on the pinyin key.
-        let mut r = DeathRecord::new("civil_affairs", "k", "牛建国", "", d(2026, 10, 1));
+        let mut r = MatchRecord::new("civil_affairs", "k", "牛建国", "", d(2026, 10, 1));
         r.birth_date = Some(d(1950, 7, 2));
         let mut r2 = r.clone();
         r2.name_key = "lijianguo".into();
@@ -1150,7 +1150,7 @@ mod tests {
         let ps = roster();
         let idx = RosterIndex::build(&ps, &rules());
         let death = d(2026, 10, 1);
-        let mut r = DeathRecord::new("funeral", "k", "欧阳澹", "", death);
+        let mut r = MatchRecord::new("funeral", "k", "欧阳澹", "", death);
         r.birth_year_range = Some(birth_year_range_from_age(87, death, 1));
         assert!(finds(&idx, &r, 2));
     }
@@ -1159,13 +1159,13 @@ mod tests {
     fn near_spellings_are_searched_only_for_a_record_without_a_valid_id() {
         let ps = roster();
         let idx = RosterIndex::build(&ps, &rules());
-        let mut r = DeathRecord::new("civil_affairs", "k", "李建固", "", d(2026, 10, 1));
+        let mut r = MatchRecord::new("civil_affairs", "k", "李建固", "", d(2026, 10, 1));
         r.birth_date = Some(d(1950, 7, 2));
         assert!(finds(&idx, &r, 1), "no ID: the near spelling is searched");
         // A valid ID that is nobody's on the roster: the person is most
         // likely no pensioner; a misspelled name is not searched as well.
         let stranger = id_for("110101", d(1960, 1, 1), 77);
-        let mut valid = DeathRecord::new("civil_affairs", "k", "李建固", &stranger, d(2026, 10, 1));
+        let mut valid = MatchRecord::new("civil_affairs", "k", "李建固", &stranger, d(2026, 10, 1));
         valid.birth_date = Some(d(1950, 7, 2));
         assert_eq!(valid.id_status, IdStatus::Valid);
         assert!(!finds(&idx, &valid, 1));
@@ -1184,7 +1184,7 @@ mod tests {
         let full = RosterIndex::build(&ps, &rules.blocking);
         let death = d(2026, 10, 1);
         let aged = |name: &str| {
-            let mut r = DeathRecord::new("funeral", "k", name, "", death);
+            let mut r = MatchRecord::new("funeral", "k", name, "", death);
             r.birth_year_range = Some(birth_year_range_from_age(76, death, 1));
             r
         };
@@ -1210,7 +1210,7 @@ mod tests {
         rules.max_block = 5;
         let idx = RosterIndex::build(&ps, &rules);
         let death = d(2026, 10, 1);
-        let mut r = DeathRecord::new("funeral", "k", "刘芳", "", death);
+        let mut r = MatchRecord::new("funeral", "k", "刘芳", "", death);
         r.birth_year_range = Some((1947, 1949));
         let c = idx.candidates(&r);
         assert!(c.person_indices.len() <= 5 + 5 * rules.max_fuzzy_keys);
@@ -1261,7 +1261,7 @@ mod tests {
             ("王秀英", ps[0].id_number.as_str(), Some("440304")),
             ("李建国", ps[0].id_number.as_str(), Some("110101")),
         ] {
-            let mut rec = DeathRecord::new("funeral", "k", name, id, death);
+            let mut rec = MatchRecord::new("funeral", "k", name, id, death);
             rec.region = region.map(str::to_string);
             rec.sex = Some(2);
             rec.birth_year_range = Some((1941, 1943));

@@ -16,9 +16,10 @@
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use super::model::{DeathRecord, IdStatus, Person, id_birth_date, id_sex};
 use super::rules::MatchRules;
 use crate::identity::{self, IdNumber};
+use crate::model::death::{id_birth_date, id_sex};
+use crate::model::{IdStatus, MatchRecord, Person};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -330,7 +331,7 @@ impl RegionLevel {
 /// once: repair candidates of a broken ID and the pinyin forms of its name.
 #[derive(Debug, Clone)]
 pub struct PreparedRecord<'r> {
-    pub record: &'r DeathRecord,
+    pub record: &'r MatchRecord,
     /// Valid numbers one edit from a broken ID (empty unless `Invalid`).
     pub repairs: Vec<IdNumber>,
     name_plain: String,
@@ -359,7 +360,7 @@ impl<'r> PreparedRecord<'r> {
         self.form.folded
     }
 
-    pub fn new(record: &'r DeathRecord) -> PreparedRecord<'r> {
+    pub fn new(record: &'r MatchRecord) -> PreparedRecord<'r> {
         let repairs = if record.id_status == IdStatus::Invalid {
             identity::repair_candidates_on(&record.id_raw, record.death_date)
         } else {
@@ -473,7 +474,7 @@ impl NameForm {
 
 /// Compares one pair; prepares the record on the way (use
 /// [`compare_prepared`] in loops).
-pub fn compare(person: &Person, record: &DeathRecord, rules: &MatchRules) -> Comparison {
+pub fn compare(person: &Person, record: &MatchRecord, rules: &MatchRules) -> Comparison {
     compare_prepared(person, &PreparedRecord::new(record), rules)
 }
 
@@ -778,7 +779,7 @@ fn compare_id(person: &Person, rec: &PreparedRecord<'_>) -> IdLevel {
     let record = rec.record;
     match record.id_status {
         IdStatus::Empty => IdLevel::Missing,
-        IdStatus::Valid | IdStatus::Upgraded15 => {
+        IdStatus::Valid | IdStatus::Upgraded => {
             let Some(theirs) = record.id_number.as_deref() else {
                 return IdLevel::Missing;
             };
@@ -883,7 +884,7 @@ fn compare_dates(theirs: NaiveDate, ours: NaiveDate) -> BirthLevel {
     BirthLevel::Different
 }
 
-fn compare_birth(ours: NaiveDate, record: &DeathRecord) -> BirthLevel {
+fn compare_birth(ours: NaiveDate, record: &MatchRecord) -> BirthLevel {
     compare_birth_with(ours.year(), || ours, record)
 }
 
@@ -892,7 +893,7 @@ fn compare_birth(ours: NaiveDate, record: &DeathRecord) -> BirthLevel {
 fn compare_birth_with(
     year: i32,
     ours: impl FnOnce() -> NaiveDate,
-    record: &DeathRecord,
+    record: &MatchRecord,
 ) -> BirthLevel {
     if let Some(theirs) = record.birth_date {
         return compare_dates(theirs, ours());
@@ -907,7 +908,7 @@ fn compare_birth_with(
     BirthLevel::Missing
 }
 
-fn compare_region(person: &Person, record: &DeathRecord) -> RegionLevel {
+fn compare_region(person: &Person, record: &MatchRecord) -> RegionLevel {
     let Some(theirs) = record.region.as_deref().filter(|r| r.len() >= 4) else {
         return RegionLevel::Missing;
     };
@@ -950,8 +951,8 @@ pub(crate) mod tests {
     }
 
     /// A public-security style record copying the person's fields.
-    pub(crate) fn record_of(p: &Person, key: &str) -> DeathRecord {
-        let mut r = DeathRecord::new(
+    pub(crate) fn record_of(p: &Person, key: &str) -> MatchRecord {
+        let mut r = MatchRecord::new(
             "public_security",
             key,
             &p.name,
@@ -988,8 +989,8 @@ pub(crate) mod tests {
         let mut wrong = p.id_number.as_bytes().to_vec();
         wrong[9] = if wrong[9] == b'7' { b'8' } else { b'7' };
         let wrong = String::from_utf8(wrong).unwrap();
-        r = DeathRecord {
-            ..DeathRecord::new("civil_affairs", "k", &r.name, &wrong, r.death_date)
+        r = MatchRecord {
+            ..MatchRecord::new("civil_affairs", "k", &r.name, &wrong, r.death_date)
         };
         assert_eq!(r.id_status, IdStatus::Invalid);
         assert_eq!(compare(&p, &r, &rules()).id, IdLevel::Repaired);
@@ -1001,7 +1002,7 @@ pub(crate) mod tests {
         let mut b = p.id_number.as_bytes().to_vec();
         let i = (0..16).find(|&i| b[i] != b[i + 1]).unwrap();
         b.swap(i, i + 1);
-        let r = DeathRecord::new(
+        let r = MatchRecord::new(
             "funeral",
             "k",
             "王秀英",
@@ -1015,7 +1016,7 @@ pub(crate) mod tests {
     fn a_recoded_region_with_the_same_birth_and_sequence_is_same_but_region() {
         let p = wang();
         let other = id_for("440305", p.birth_date, 122);
-        let r = DeathRecord::new("public_security", "k", "王秀英", &other, d(2026, 10, 1));
+        let r = MatchRecord::new("public_security", "k", "王秀英", &other, d(2026, 10, 1));
         assert_eq!(compare(&p, &r, &rules()).id, IdLevel::SameButRegion);
     }
 
@@ -1023,9 +1024,9 @@ pub(crate) mod tests {
     fn another_valid_id_is_different_and_an_empty_one_missing() {
         let p = wang();
         let other = id_for("440304", p.birth_date, 124);
-        let r = DeathRecord::new("public_security", "k", "王秀英", &other, d(2026, 10, 1));
+        let r = MatchRecord::new("public_security", "k", "王秀英", &other, d(2026, 10, 1));
         assert_eq!(compare(&p, &r, &rules()).id, IdLevel::Different);
-        let r = DeathRecord::new("funeral", "k", "王秀英", "", d(2026, 10, 1));
+        let r = MatchRecord::new("funeral", "k", "王秀英", "", d(2026, 10, 1));
         assert_eq!(compare(&p, &r, &rules()).id, IdLevel::Missing);
     }
 
@@ -1033,14 +1034,14 @@ pub(crate) mod tests {
     fn a_fifteen_digit_id_is_upgraded_and_exact() {
         let p = wang();
         let id15 = format!("{}{}", &p.id_number[..6], &p.id_number[8..17]);
-        let r = DeathRecord::new("funeral", "k", "王秀英", &id15, d(2026, 10, 1));
-        assert_eq!(r.id_status, IdStatus::Upgraded15);
+        let r = MatchRecord::new("funeral", "k", "王秀英", &id15, d(2026, 10, 1));
+        assert_eq!(r.id_status, IdStatus::Upgraded);
         assert_eq!(compare(&p, &r, &rules()).id, IdLevel::Exact);
     }
 
     fn name_level(ours: &str, theirs: &str) -> NameLevel {
         let p = person("P", ours, "440304", d(1942, 3, 15), 122);
-        let r = DeathRecord::new("funeral", "k", theirs, "", d(2026, 10, 1));
+        let r = MatchRecord::new("funeral", "k", theirs, "", d(2026, 10, 1));
         compare(&p, &r, &rules()).name
     }
 
@@ -1071,7 +1072,7 @@ pub(crate) mod tests {
 
     fn birth_level(theirs: Option<NaiveDate>, range: Option<(i32, i32)>) -> BirthLevel {
         let p = wang();
-        let mut r = DeathRecord::new("civil_affairs", "k", "王秀英", "", d(2026, 10, 1));
+        let mut r = MatchRecord::new("civil_affairs", "k", "王秀英", "", d(2026, 10, 1));
         r.birth_date = theirs;
         r.birth_year_range = range;
         compare(&p, &r, &rules()).birth
@@ -1081,7 +1082,7 @@ pub(crate) mod tests {
     fn birth_levels() {
         assert_eq!(birth_level(Some(d(1942, 3, 15)), None), BirthLevel::Exact);
         let p = person("P", "王秀英", "440304", d(1942, 3, 5), 122);
-        let mut r = DeathRecord::new("civil_affairs", "k", "王秀英", "", d(2026, 10, 1));
+        let mut r = MatchRecord::new("civil_affairs", "k", "王秀英", "", d(2026, 10, 1));
         r.birth_date = Some(d(1942, 5, 3));
         assert_eq!(compare(&p, &r, &rules()).birth, BirthLevel::DayMonthSwapped);
         assert_eq!(
@@ -1123,7 +1124,7 @@ pub(crate) mod tests {
     #[test]
     fn sex_levels() {
         let p = wang();
-        let mut r = DeathRecord::new("funeral", "k", "王秀英", "", d(2026, 10, 1));
+        let mut r = MatchRecord::new("funeral", "k", "王秀英", "", d(2026, 10, 1));
         r.sex = Some(p.sex);
         assert_eq!(compare(&p, &r, &rules()).sex, SexLevel::Agree);
         r.sex = Some(3 - p.sex);
@@ -1147,7 +1148,7 @@ pub(crate) mod tests {
     #[test]
     fn region_levels() {
         let p = wang();
-        let mut r = DeathRecord::new("funeral", "k", "王秀英", "", d(2026, 10, 1));
+        let mut r = MatchRecord::new("funeral", "k", "王秀英", "", d(2026, 10, 1));
         for (code, level) in [
             (Some("440304"), RegionLevel::County),
             (Some("440300"), RegionLevel::City),

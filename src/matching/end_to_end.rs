@@ -12,14 +12,15 @@ use std::time::Instant;
 use ahash::AHashMap;
 use chrono::NaiveDate;
 
-use super::assign::{LifeEvidence, RejectedPairs, match_batch};
+use super::assign::{RejectedPairs, match_batch};
 use super::blocking::RosterIndex;
 use super::fuse::fuse;
-use super::model::{DeathRecord, IdStatus, Person, birth_year_range_from_age, names_of};
 use super::rules::MatchRules;
-use super::score::Band;
 use crate::generate::{GenerateOptions, generate};
 use crate::identity;
+use crate::model::Band;
+use crate::model::LifeEvidence;
+use crate::model::{IdStatus, MatchRecord, Person, birth_year_range_from_age, names_of};
 
 fn date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
@@ -85,11 +86,11 @@ fn roster(dir: &Path, as_of: NaiveDate) -> Vec<Person> {
         .collect()
 }
 
-fn record(source: &str, key: &str, name: &str, id: &str, death: NaiveDate) -> DeathRecord {
-    DeathRecord::new(source, key, name, id, death)
+fn record(source: &str, key: &str, name: &str, id: &str, death: NaiveDate) -> MatchRecord {
+    MatchRecord::new(source, key, name, id, death)
 }
 
-fn public_security(dir: &Path) -> Vec<DeathRecord> {
+fn public_security(dir: &Path) -> Vec<MatchRecord> {
     let text = fs::read_to_string(dir.join("public_security/records.jsonl")).unwrap();
     let mut seen = ahash::AHashSet::new();
     let mut out = Vec::new();
@@ -116,14 +117,14 @@ fn public_security(dir: &Path) -> Vec<DeathRecord> {
     out
 }
 
-fn civil_affairs(dir: &Path) -> Vec<DeathRecord> {
+fn civil_affairs(dir: &Path) -> Vec<MatchRecord> {
     let mut files: Vec<_> = fs::read_dir(dir.join("civil_affairs"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
     // The file whose name sorts last wins for a key.
-    let mut by_key: BTreeMap<String, DeathRecord> = BTreeMap::new();
+    let mut by_key: BTreeMap<String, MatchRecord> = BTreeMap::new();
     for f in files {
         let bytes = fs::read(&f).unwrap();
         let (text, _, _) = encoding_rs::GBK.decode(&bytes);
@@ -146,7 +147,7 @@ fn civil_affairs(dir: &Path) -> Vec<DeathRecord> {
     by_key.into_values().collect()
 }
 
-fn funeral(dir: &Path) -> Vec<DeathRecord> {
+fn funeral(dir: &Path) -> Vec<MatchRecord> {
     let base = dir.join("funeral/cremations");
     let index: Vec<String> =
         serde_json::from_str(&fs::read_to_string(base.join("index.json")).unwrap()).unwrap();
@@ -252,7 +253,7 @@ fn generated_deaths_are_found_with_auto_precision_and_recall_near_the_targets() 
         Err(_) => MatchRules::default_rules(),
     };
 
-    super::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
+    crate::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
 
     let t0 = Instant::now();
     let index = RosterIndex::build_for(&persons, &rules);
@@ -269,7 +270,7 @@ fn generated_deaths_are_found_with_auto_precision_and_recall_near_the_targets() 
     for (i, r) in records.iter().enumerate() {
         let tr = &truth[&(r.source.clone(), r.record_key.clone())];
         let is_true = tr.kind == "pensioner";
-        let usable = matches!(r.id_status, IdStatus::Valid | IdStatus::Upgraded15)
+        let usable = matches!(r.id_status, IdStatus::Valid | IdStatus::Upgraded)
             || (r.id_status == IdStatus::Invalid
                 && !identity::repair_candidates_on(&r.id_raw, r.death_date).is_empty())
             || (!r.name_key.is_empty() && r.birth_date.is_some());

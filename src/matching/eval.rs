@@ -27,8 +27,8 @@ pub struct TruthRow {
 /// Whether a stored death record carries a usable ID (valid, or with a
 /// repair candidate one substitution or adjacent swap away) or a name with
 /// a full birth date.
-pub fn record_is_usable(record: &super::model::DeathRecord) -> bool {
-    use super::model::IdStatus;
+pub fn record_is_usable(record: &crate::model::MatchRecord) -> bool {
+    use crate::model::IdStatus;
     match record.id_status {
         IdStatus::Valid => true,
         IdStatus::Invalid
@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn a_record_is_usable_with_a_valid_or_repairable_id_or_a_full_birth_date() {
         use crate::matching::compare::tests::{d, person, record_of};
-        use crate::matching::model::IdStatus;
+        use crate::model::IdStatus;
         let p = person("P0", "王秀英", "440304", d(1942, 3, 15), 122);
         let mut r = record_of(&p, "k");
         assert!(record_is_usable(&r), "a valid ID");

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::compare::Comparison;
 use super::rules::MatchRules;
-use super::score::{Band, PairScore, Safeguard, TfAdjustment};
+use super::score::{PairScore, Safeguard, TfAdjustment};
+use crate::model::Band;
 
 /// One field's contribution to a score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

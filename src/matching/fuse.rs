@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::assign::Match;
 use super::compare::{BirthLevel, Comparison, IdLevel, NameLevel, RegionLevel, SexLevel};
-use super::model::{DeathRecord, Person};
 use super::rules::MatchRules;
-use super::score::{Band, Safeguard};
+use super::score::Safeguard;
+use crate::model::Band;
+use crate::model::{MatchRecord, Person};
 
 /// Something about a death event a caseworker must look at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +68,7 @@ pub struct DeathEvent {
 /// the first record's (source, key).
 pub fn fuse(
     matches: &[Match],
-    records: &[DeathRecord],
+    records: &[MatchRecord],
     persons: &[Person],
     rules: &MatchRules,
 ) -> Vec<DeathEvent> {
@@ -80,9 +81,9 @@ pub fn fuse(
 
 /// [`fuse`] from bare assignments: (record index, person index, band), for
 /// callers whose matches come partly from storage. The records may be
-/// borrowed (`&[&DeathRecord]`): a match run fuses its new and kept records
+/// borrowed (`&[&MatchRecord]`): a match run fuses its new and kept records
 /// without copying them.
-pub fn fuse_assigned<R: std::borrow::Borrow<DeathRecord>>(
+pub fn fuse_assigned<R: std::borrow::Borrow<MatchRecord>>(
     assigned: &[(usize, u32, Band)],
     records: &[R],
     persons: &[Person],
@@ -316,8 +317,8 @@ pub fn timeline(p: &Person, death: NaiveDate, rules: &MatchRules) -> Vec<Timelin
 /// be carried. Returns how many were marked.
 pub fn mark_other_deaths(
     matches: &mut [Match],
-    records: &[DeathRecord],
-    others: &[DeathRecord],
+    records: &[MatchRecord],
+    others: &[MatchRecord],
     persons: &[Person],
     rules: &MatchRules,
 ) -> usize {
@@ -335,7 +336,7 @@ pub fn mark_other_deaths(
     }
     // The records that could be someone else's death: a valid ID and a name
     // key some open match has.
-    let mut by_key: AHashMap<&str, Vec<&DeathRecord>> = AHashMap::new();
+    let mut by_key: AHashMap<&str, Vec<&MatchRecord>> = AHashMap::new();
     for d in records.iter().chain(others) {
         if d.id_number.is_some() && keys.contains(d.name_key.as_str()) {
             by_key.entry(d.name_key.as_str()).or_default().push(d);
@@ -396,10 +397,10 @@ pub fn mark_other_deaths(
 /// date within `fusion.carry_within_days`. A pending run matches them again
 /// ([`mark_other_deaths`] then judges them with everything in hand).
 pub fn twin_claims<'a>(
-    candidates: &'a [crate::store::match_state::TwinCandidate],
+    candidates: &'a [crate::model::TwinCandidate],
     claimed: &[(String, String, NaiveDate)],
     rules: &MatchRules,
-) -> Vec<&'a crate::store::match_state::TwinCandidate> {
+) -> Vec<&'a crate::model::TwinCandidate> {
     let mut by_key: ahash::AHashMap<&str, Vec<(&str, NaiveDate)>> = ahash::AHashMap::new();
     for (key, id, date) in claimed {
         by_key.entry(key).or_default().push((id, *date));
@@ -439,7 +440,7 @@ fn same_person_id(id: &str, own: &str) -> bool {
 
 /// The birth years a record allows: its birth date's, or the range its age
 /// gives, or the year in its ID.
-fn birth_years(d: &DeathRecord) -> Option<(i32, i32)> {
+fn birth_years(d: &MatchRecord) -> Option<(i32, i32)> {
     if let Some(b) = d.birth_date {
         return Some((b.year(), b.year()));
     }
@@ -450,7 +451,7 @@ fn birth_years(d: &DeathRecord) -> Option<(i32, i32)> {
     Some((year, year))
 }
 
-fn births_agree(a: &DeathRecord, b: &DeathRecord) -> bool {
+fn births_agree(a: &MatchRecord, b: &MatchRecord) -> bool {
     match (birth_years(a), birth_years(b)) {
         (Some((a0, a1)), Some((b0, b1))) => a0 <= b1 && b0 <= a1,
         _ => true,
@@ -459,8 +460,8 @@ fn births_agree(a: &DeathRecord, b: &DeathRecord) -> bool {
 
 /// The same city (the first four digits of the region) when both records
 /// give a region, their own or their ID's.
-fn same_city(a: &DeathRecord, b: &DeathRecord) -> bool {
-    let city = |d: &DeathRecord| {
+fn same_city(a: &MatchRecord, b: &MatchRecord) -> bool {
+    let city = |d: &MatchRecord| {
         d.region
             .as_deref()
             .or(d.id_number.as_deref())
@@ -476,9 +477,10 @@ fn same_city(a: &DeathRecord, b: &DeathRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matching::assign::{LifeEvidence, MatchBatch, RejectedPairs, match_batch};
+    use crate::matching::assign::{MatchBatch, RejectedPairs, match_batch};
     use crate::matching::blocking::RosterIndex;
     use crate::matching::compare::tests::{d, person, record_of};
+    use crate::model::LifeEvidence;
 
     fn setup() -> (Vec<Person>, MatchRules) {
         let ps = vec![
@@ -488,14 +490,14 @@ mod tests {
         (ps, MatchRules::default_rules())
     }
 
-    fn of(p: &Person, source: &str, key: &str, death: NaiveDate) -> DeathRecord {
+    fn of(p: &Person, source: &str, key: &str, death: NaiveDate) -> MatchRecord {
         let mut r = record_of(p, key);
         r.source = source.into();
         r.death_date = death;
         r
     }
 
-    fn matched(ps: &[Person], recs: &[DeathRecord], rules: &MatchRules) -> MatchBatch {
+    fn matched(ps: &[Person], recs: &[MatchRecord], rules: &MatchRules) -> MatchBatch {
         let idx = RosterIndex::build(ps, &rules.blocking);
         match_batch(
             &idx,
@@ -506,7 +508,7 @@ mod tests {
         )
     }
 
-    fn fused(ps: &[Person], recs: &[DeathRecord], rules: &MatchRules) -> Vec<DeathEvent> {
+    fn fused(ps: &[Person], recs: &[MatchRecord], rules: &MatchRules) -> Vec<DeathEvent> {
         fuse(&matched(ps, recs, rules).matches, recs, ps, rules)
     }
 
@@ -615,7 +617,7 @@ mod tests {
         let died = d(2026, 10, 3);
         // A cremation with a name and an age only, in the pensioner's city.
         let mut cremation =
-            DeathRecord::new("funeral", "FH440300-01:20261004-0001", "李建国", "", died);
+            MatchRecord::new("funeral", "FH440300-01:20261004-0001", "李建国", "", died);
         cremation.birth_year_range = Some((1949, 1950));
         cremation.region = Some("440305".into());
         cremation.sex = Some(p.sex);
@@ -635,7 +637,7 @@ mod tests {
         later.death_date = died + chrono::Days::new(9);
         let mut older = twin(&other_id);
         older.birth_date = Some(d(1940, 1, 1));
-        let cases: [(&str, DeathRecord, bool); 7] = [
+        let cases: [(&str, MatchRecord, bool); 7] = [
             ("another person's ID", twin(&other_id), true),
             ("the pensioner's own ID", twin(&p.id_number), false),
             ("the pensioner's ID re-coded", twin(&recoded), false),

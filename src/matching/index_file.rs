@@ -6,7 +6,8 @@
 //! Building the indexes takes seconds at ten million pensioners, and the
 //! roster changes once a month while matches run every day. On our
 //! machines a page of memory touched for the first time costs about 2.4 s
-//! per GiB (BENCHMARKS.md, session 8), so the file is not read into the
+//! per GiB (BENCHMARKS.md, Matcher, "Method: cold and warm runs, A/B"),
+//! so the file is not read into the
 //! heap: its arrays are plain data ([`bytemuck::Pod`]) that the matcher
 //! reads where they lie in the operating system's page cache ([`Slab`]).
 //!
@@ -39,8 +40,8 @@ use compact_str::CompactString;
 use rayon::prelude::*;
 
 use super::blocking::RosterIndex;
-use super::model::Person;
 use super::rules::{BlockingRules, MatchRules};
+use crate::model::Person;
 
 /// A read-only array owned by the index: built in memory, or mapped from
 /// the index file. Dereferences to a slice either way.
@@ -561,7 +562,7 @@ fn open<'a>(
 mod tests {
     use super::*;
     use crate::matching::compare::tests::{d, person, record_of};
-    use crate::matching::model::DeathRecord;
+    use crate::model::MatchRecord;
 
     fn roster() -> Vec<Person> {
         let names = [
@@ -629,13 +630,13 @@ mod tests {
         for p in persons.iter().step_by(7) {
             // By ID; by name and birth date without one; by a near spelling.
             let by_id = record_of(p, "k");
-            let no_id = DeathRecord::new("funeral", "k", &p.name, "", by_id.death_date);
-            let mut no_id = DeathRecord {
+            let no_id = MatchRecord::new("funeral", "k", &p.name, "", by_id.death_date);
+            let mut no_id = MatchRecord {
                 birth_date: Some(p.birth_date),
                 ..no_id
             };
             let near = p.name.replace('英', "瑛").replace('伟', "玮");
-            let mut misspelt = DeathRecord::new("funeral", "k", &near, "", by_id.death_date);
+            let mut misspelt = MatchRecord::new("funeral", "k", &near, "", by_id.death_date);
             misspelt.birth_date = Some(p.birth_date);
             no_id.sex = Some(p.sex);
             for record in [by_id, no_id, misspelt] {

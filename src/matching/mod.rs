@@ -25,7 +25,6 @@ pub mod eval;
 pub mod explain;
 pub mod fuse;
 pub mod index_file;
-pub mod model;
 pub mod propose;
 pub mod rules;
 pub mod run;
@@ -35,10 +34,9 @@ pub mod train;
 #[cfg(test)]
 mod end_to_end;
 
-pub use assign::{LifeEvidence, Match, MatchBatch, match_batch};
+pub use assign::{Match, MatchBatch, match_batch};
 pub use blocking::{BlockKind, Candidates, CappedBlock, RosterIndex};
 pub use compare::{BirthLevel, Comparison, IdLevel, NameLevel, RegionLevel, SexLevel};
 pub use explain::{Explanation, render_waterfall};
-pub use model::{DeathRecord, IdStatus, Person};
 pub use rules::{MatchRules, RulesError};
-pub use score::{Band, NameFrequencies, Safeguard};
+pub use score::{NameFrequencies, Safeguard};

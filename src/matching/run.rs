@@ -16,15 +16,16 @@ use ahash::AHashMap;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::assign::{LifeEvidence, RejectedPairs, match_batch};
+use super::assign::{RejectedPairs, match_batch};
 use super::fuse::fuse_assigned;
-use super::model::{DeathRecord, Person};
 use super::rules::MatchRules;
-use super::score::{Band, Safeguard};
-use crate::audit;
+use super::score::Safeguard;
+use crate::lifecycle::{self, RunEnd};
+use crate::model::{Band, LifeEvidence};
+use crate::model::{MatchRecord, Person};
 use crate::store::match_state::{MatchScope, Progress, StoredEvent};
 use crate::store::matches::StoredMatch;
-use crate::store::runs::{RunCounts, RunStatus};
+use crate::store::runs::RunCounts;
 use crate::store::{LockKey, Store, StoreError, StoreLock};
 
 #[derive(Debug, thiserror::Error)]
@@ -111,10 +112,10 @@ pub async fn run_match_scoped(
     let started = Instant::now();
     // One match run at a time; holding the lock, any match run still
     // marked running died, and its claims are given back.
-    let lock = store.lock_run(LockKey::Match).await?;
-    let result = run_locked(store, rules, actor, scope, started, &lock).await;
-    lock.release().await;
-    result
+    lifecycle::with_run_lock(store, LockKey::Match, async |lock| {
+        run_locked(store, rules, actor, scope, started, lock).await
+    })
+    .await
 }
 
 async fn run_locked(
@@ -125,66 +126,54 @@ async fn run_locked(
     started: Instant,
     lock: &StoreLock,
 ) -> Result<MatchSummary, MatchRunError> {
-    let run_id = store.start_locked_run(lock, None, None).await?;
-    let result = run_inner(store, rules, run_id, scope).await;
-    match result {
-        Ok(mut s) => {
-            s.total_seconds = started.elapsed().as_secs_f64();
-            let counts = RunCounts {
-                read: s.records,
-                inserted: s.auto + s.review,
-                details: serde_json::json!({
-                    "scope": s.scope,
-                    "auto": s.auto,
-                    "review": s.review,
-                    "kept": s.kept,
-                    "already_matched": s.already_matched,
-                    "persons": s.persons,
-                    "pairs_scored": s.pairs_scored,
-                    "capped_blocks": s.capped_blocks,
-                    "largest_capped": s.largest_capped,
-                    "events": s.events,
-                    "flagged_events": s.flagged_events,
-                    "rules_version": s.rules_version,
-                    "index_from": s.index_from,
-                }),
-                ..Default::default()
-            };
-            store
-                .finish_run(run_id, RunStatus::Ok, &counts, None, None)
-                .await?;
-            audit::append(
-                store,
-                actor,
-                "match.run",
-                &format!("run {run_id}"),
-                &serde_json::json!({
-                    "run_id": run_id,
-                    "scope": s.scope,
-                    "rules_version": s.rules_version,
-                    "records": s.records,
-                    "auto": s.auto,
-                    "review": s.review,
-                    "kept": s.kept,
-                }),
-            )
-            .await?;
-            Ok(s)
+    lifecycle::run(store, lock, None, None, async |run_id| {
+        match run_inner(store, rules, run_id, scope).await {
+            Ok(mut s) => {
+                s.total_seconds = started.elapsed().as_secs_f64();
+                let counts = RunCounts {
+                    read: s.records,
+                    inserted: s.auto + s.review,
+                    details: serde_json::json!({
+                        "scope": s.scope,
+                        "auto": s.auto,
+                        "review": s.review,
+                        "kept": s.kept,
+                        "already_matched": s.already_matched,
+                        "persons": s.persons,
+                        "pairs_scored": s.pairs_scored,
+                        "capped_blocks": s.capped_blocks,
+                        "largest_capped": s.largest_capped,
+                        "events": s.events,
+                        "flagged_events": s.flagged_events,
+                        "rules_version": s.rules_version,
+                        "index_from": s.index_from,
+                    }),
+                    ..Default::default()
+                };
+                let end = RunEnd::ok(counts).audited(
+                    actor,
+                    "match.run",
+                    &format!("run {run_id}"),
+                    serde_json::json!({
+                        "run_id": run_id,
+                        "scope": s.scope,
+                        "rules_version": s.rules_version,
+                        "records": s.records,
+                        "auto": s.auto,
+                        "review": s.review,
+                        "kept": s.kept,
+                    }),
+                );
+                (Ok(s), end)
+            }
+            Err(e) => {
+                // What the run claimed goes back before it is marked failed.
+                let _ = store.drop_match_claims(run_id).await;
+                (Err(e), RunEnd::ok(RunCounts::default()))
+            }
         }
-        Err(e) => {
-            let _ = store.drop_match_claims(run_id).await;
-            let _ = store
-                .finish_run(
-                    run_id,
-                    RunStatus::Failed,
-                    &RunCounts::default(),
-                    None,
-                    Some(&e.to_string()),
-                )
-                .await;
-            Err(e)
-        }
-    }
+    })
+    .await
 }
 
 async fn run_inner(
@@ -262,7 +251,7 @@ async fn run_inner(
             return Err(e);
         }
     };
-    super::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
+    crate::model::widen_age_ranges(&mut records, rules.blocking.age_slack_years);
     // Deaths of other people a record may fit as well as its pensioner: a
     // full run has every record in hand; a pending run reads the stored ones
     // it did not claim that share a name key with a record it claimed.
@@ -275,7 +264,7 @@ async fn run_inner(
             store.load_other_deaths(run_id, &keys).await?
         }
     };
-    super::model::widen_age_ranges(&mut others, rules.blocking.age_slack_years);
+    crate::model::widen_age_ranges(&mut others, rules.blocking.age_slack_years);
     let kept = match scope {
         MatchScope::All => Vec::new(),
         MatchScope::Pending => store.load_kept_matches(run_id).await?,
@@ -492,8 +481,8 @@ fn position(persons: &[Person], person_no: &str) -> Option<u32> {
 /// thread of its own.
 struct ToFuse {
     persons: Vec<Person>,
-    records: std::sync::Arc<Vec<DeathRecord>>,
-    kept: Vec<(DeathRecord, String, String)>,
+    records: std::sync::Arc<Vec<MatchRecord>>,
+    kept: Vec<(MatchRecord, String, String)>,
     /// The run's matches: (record index, person index, band).
     assigned: Vec<(usize, u32, Band)>,
 }
@@ -504,7 +493,7 @@ impl ToFuse {
     /// million pensioners.
     fn fuse(self, rules: &MatchRules, run_id: i64) -> Vec<StoredEvent> {
         let started = Instant::now();
-        let mut fused_records: Vec<&DeathRecord> =
+        let mut fused_records: Vec<&MatchRecord> =
             Vec::with_capacity(self.assigned.len() + self.kept.len());
         let mut assigned: Vec<(usize, u32, Band)> =
             Vec::with_capacity(self.assigned.len() + self.kept.len());

@@ -13,25 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compare::{Comparison, IdLevel};
 use super::rules::MatchRules;
-
-/// How sure the engine is about a match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Band {
-    None,
-    Review,
-    Auto,
-}
-
-impl Band {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Band::Auto => "auto",
-            Band::Review => "review",
-            Band::None => "none",
-        }
-    }
-}
+use crate::model::Band;
 
 /// A hard rule that kept a pair out of `auto` (or, for counter-evidence,
 /// that must be shown with the match whatever its band).
@@ -384,7 +366,7 @@ mod tests {
     use super::*;
     use crate::matching::compare::tests::{d, person, record_of};
     use crate::matching::compare::{BirthLevel, NameLevel, RegionLevel, SexLevel, compare};
-    use crate::matching::model::DeathRecord;
+    use crate::model::MatchRecord;
 
     fn rules() -> MatchRules {
         MatchRules::default_rules()
@@ -591,7 +573,7 @@ mod tests {
     #[test]
     fn a_spouse_sharing_address_but_not_name_or_birth_is_not_a_match() {
         let p = person("P1", "王秀英", "440304", d(1942, 3, 15), 122);
-        let mut r = DeathRecord::new("civil_affairs", "k", "李建国", "", d(2026, 10, 1));
+        let mut r = MatchRecord::new("civil_affairs", "k", "李建国", "", d(2026, 10, 1));
         r.birth_date = Some(d(1939, 7, 2));
         r.region = Some("440304".into());
         r.sex = Some(1);

@@ -20,8 +20,8 @@ use super::compare::{
     BirthLevel, Comparison, IdLevel, NameLevel, PreparedRecord, RegionLevel, SexLevel, compare,
     compare_prepared,
 };
-use super::model::{DeathRecord, IdStatus, Person};
 use super::rules::{MatchRules, RulesError};
+use crate::model::{IdStatus, MatchRecord, Person};
 
 const FIELDS: usize = 5;
 const LEVELS: [usize; FIELDS] = [
@@ -106,8 +106,8 @@ impl Default for TrainingOptions {
 }
 
 /// The person as a death source would describe them, for random pairs.
-fn as_record(p: &Person) -> DeathRecord {
-    DeathRecord {
+fn as_record(p: &Person) -> MatchRecord {
+    MatchRecord {
         source: "roster".into(),
         record_key: p.person_no.to_string(),
         name: p.name.to_string(),
@@ -244,7 +244,7 @@ fn estimate_m(
 /// rules (version suffixed `-trained`) and what was estimated.
 pub fn train(
     index: &RosterIndex<'_>,
-    records: &[DeathRecord],
+    records: &[MatchRecord],
     rules: &MatchRules,
     opts: TrainingOptions,
 ) -> Result<TrainingReport, RulesError> {
@@ -368,7 +368,7 @@ mod tests {
     ];
 
     /// A roster, and death records of some of its persons (damaged) and of strangers.
-    fn sample() -> (Vec<Person>, Vec<DeathRecord>) {
+    fn sample() -> (Vec<Person>, Vec<MatchRecord>) {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut persons = Vec::new();
         for i in 0..3000u32 {
@@ -412,7 +412,7 @@ mod tests {
             } else {
                 p.id_number.to_string()
             };
-            let mut r = DeathRecord::new("civil_affairs", &key, &p.name, &id, d(2026, 10, 1));
+            let mut r = MatchRecord::new("civil_affairs", &key, &p.name, &id, d(2026, 10, 1));
             r.birth_date = Some(p.birth_date);
             r.sex = Some(p.sex);
             r.region = Some(p.insured_region.to_string());

@@ -12,58 +12,13 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
-use serde::Serialize;
 
 use super::deaths::{in_list, insert_sql};
 use super::quarantine::QuarantineEntry;
+use super::quarantine::insert_quarantine;
+use super::with_pool;
 use super::{BeginWrite, Result, Store, now_utc_text};
-use crate::matching::assign::LifeEvidence;
-use crate::{insert_quarantine, with_pool};
-
-/// The event types of spec §5; any of them proves the person was alive on
-/// the event's date.
-pub const EVENT_TYPES: [&str; 5] = [
-    "medical_settlement",
-    "in_person_service",
-    "bank_counter",
-    "face_app",
-    "video_verified",
-];
-
-/// The results of spec §6. Only `passed` proves life: `failed` means the
-/// face did not match or someone else appeared, `no_show` that nobody came.
-pub const VIDEO_RESULTS: [&str; 3] = ["passed", "failed", "no_show"];
-
-/// One event of the evidence-of-life feed, validated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LifeEvidenceRow {
-    /// Normalised 18-character number.
-    pub id_number: String,
-    /// One of [`EVENT_TYPES`].
-    pub event_type: String,
-    pub event_date: NaiveDate,
-    /// The feed's reference, empty when it gave none; part of the key, so
-    /// two events of one kind on one day with different references are two.
-    pub source_ref: String,
-}
-
-/// One remote video session, validated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VideoSessionRow {
-    /// Normalised 18-character number.
-    pub id_number: String,
-    /// RFC 3339 with the offset the file gave: with `id_number`, the key.
-    pub session_at: String,
-    /// The same instant in UTC (RFC 3339), for ordering across offsets.
-    pub session_utc: String,
-    /// The calendar date of the session in China (UTC+8), the day a death
-    /// date is compared with.
-    pub session_date: NaiveDate,
-    /// One of [`VIDEO_RESULTS`].
-    pub result: String,
-    pub operator: String,
-    pub note: String,
-}
+use crate::model::{EvidenceEvent, LifeEvent, LifeEvidence, VideoSession};
 
 /// What is stored for a video session key, enough to tell an identical
 /// re-delivery from a conflicting one.
@@ -74,26 +29,6 @@ pub struct StoredSession {
     pub result: String,
     pub operator: String,
     pub note: String,
-    pub run_id: i64,
-}
-
-/// One thing that shows a person alive, or tried to: an event of the feed,
-/// or a video session whatever its result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LifeEvent {
-    /// An event type of spec §5, or `video_session`.
-    pub event_type: String,
-    pub event_date: NaiveDate,
-    /// The feed's reference; for a video session, its time with offset.
-    pub source_ref: String,
-    /// For a video session: `passed`, `failed` or `no_show`.
-    pub result: Option<String>,
-    /// For a video session: who ran it.
-    pub operator: Option<String>,
-    /// Whether this proves the person was alive on `event_date` (every
-    /// feed event; a video session only when passed).
-    pub proves_life: bool,
-    /// The import that brought it.
     pub run_id: i64,
 }
 
@@ -140,7 +75,7 @@ impl Store {
     pub async fn insert_life_evidence(
         &self,
         run_id: i64,
-        rows: &[LifeEvidenceRow],
+        rows: &[EvidenceEvent],
         quarantine: &[QuarantineEntry],
     ) -> Result<u64> {
         let backend = self.backend();
@@ -210,7 +145,7 @@ impl Store {
     pub async fn insert_video_sessions(
         &self,
         run_id: i64,
-        rows: &[VideoSessionRow],
+        rows: &[VideoSession],
         quarantine: &[QuarantineEntry],
     ) -> Result<u64> {
         let backend = self.backend();

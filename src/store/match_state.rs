@@ -19,9 +19,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::matches::{RECORD_COLUMNS, RecordRow, StoredMatch};
+use super::with_pool;
 use super::{Backend, BeginWriteOn, Result, Store, now_utc_text};
-use crate::matching::model::DeathRecord;
-use crate::with_pool;
+use crate::model::{MatchRecord, TwinCandidate};
 
 /// Which records a match run takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +149,7 @@ pub enum Progress<'a> {
     /// claims nothing. A record changed since it was read is stored newer
     /// than its progress, so it stays pending for the next run.
     All {
-        records: &'a [DeathRecord],
+        records: &'a [MatchRecord],
         versions: &'a [i64],
     },
 }
@@ -172,7 +172,7 @@ trait RunWriter {
         &mut self,
         run_id: i64,
         rules_version: &str,
-        records: &[DeathRecord],
+        records: &[MatchRecord],
         versions: &[i64],
     ) -> Result<()>;
 }
@@ -199,7 +199,7 @@ impl RunWriter for sqlx::Transaction<'_, sqlx::Sqlite> {
         &mut self,
         run_id: i64,
         rules_version: &str,
-        records: &[DeathRecord],
+        records: &[MatchRecord],
         versions: &[i64],
     ) -> Result<()> {
         let mut handle = self.lock_handle().await?;
@@ -292,10 +292,10 @@ impl RunWriter for sqlx::Transaction<'_, sqlx::Postgres> {
         &mut self,
         run_id: i64,
         rules_version: &str,
-        records: &[DeathRecord],
+        records: &[MatchRecord],
         versions: &[i64],
     ) -> Result<()> {
-        let rows: Vec<(&DeathRecord, i64)> = records.iter().zip(versions.iter().copied()).collect();
+        let rows: Vec<(&MatchRecord, i64)> = records.iter().zip(versions.iter().copied()).collect();
         let sql = pg_json_insert(
             "match_progress (source, record_key, record_version, rules_version, run_id)",
             &["", "", "integer", "", "bigint"],
@@ -305,19 +305,6 @@ impl RunWriter for sqlx::Transaction<'_, sqlx::Postgres> {
         })
         .await
     }
-}
-
-/// A stored `review` match's record that a record claimed by a pending
-/// run may be another person's death of ([`Store::twin_claim_candidates`]).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TwinCandidate {
-    pub source: String,
-    pub record_key: String,
-    pub version: i64,
-    pub name_key: String,
-    pub death_date: NaiveDate,
-    /// The matched pensioner's ID.
-    pub person_id: String,
 }
 
 impl Store {
@@ -413,7 +400,7 @@ impl Store {
 
     /// The records this run claimed, at the claimed version, ordered by
     /// (source, record_key).
-    pub async fn load_claimed_records(&self, run_id: i64) -> Result<Vec<DeathRecord>> {
+    pub async fn load_claimed_records(&self, run_id: i64) -> Result<Vec<MatchRecord>> {
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM match_claims c JOIN death_records d \
              ON d.source = c.source AND d.record_key = c.record_key \
@@ -435,7 +422,7 @@ impl Store {
     pub async fn load_kept_matches(
         &self,
         run_id: i64,
-    ) -> Result<Vec<(DeathRecord, String, String)>> {
+    ) -> Result<Vec<(MatchRecord, String, String)>> {
         let sql = format!(
             "SELECT {RECORD_COLUMNS}, m.person_no, m.band FROM matches m \
              JOIN death_records d ON d.source = m.source AND d.record_key = m.record_key \

@@ -2,14 +2,14 @@
 //! death records, shaped as the matcher's plain inputs, and the matches it
 //! writes back with their explanations.
 //!
-//! This module only moves data; every decision is in `crate::matching`.
+//! This module only moves data; every decision is the matcher's.
 
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use super::with_pool;
 use super::{Result, Store};
-use crate::matching::model::{DeathRecord, IdStatus, Person};
-use crate::with_pool;
+use crate::model::{IdStatus, MatchRecord, Person};
 
 /// One stored match: a death record, the pensioner it points at, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -88,15 +88,15 @@ pub(super) const RECORD_COLUMNS: &str = "d.source, d.record_key, d.name_raw, d.n
      d.birth_year_max, d.death_date, d.region";
 
 impl RecordRow {
-    pub(super) fn into_record(self) -> DeathRecord {
+    pub(super) fn into_record(self) -> MatchRecord {
         let r = self;
-        let id_status = id_status_of(&r.id_status);
+        let id_status = IdStatus::from_stored(&r.id_status);
         let region = r.region.filter(|s| !s.is_empty()).or_else(|| {
             (r.source == "funeral")
                 .then(|| funeral_home_city(&r.record_key))
                 .flatten()
         });
-        DeathRecord {
+        MatchRecord {
             source: r.source,
             record_key: r.record_key,
             name: r.name_raw,
@@ -125,15 +125,6 @@ pub(super) fn funeral_home_city(record_key: &str) -> Option<String> {
     city.bytes()
         .all(|b| b.is_ascii_digit())
         .then(|| city.to_string())
-}
-
-pub(super) fn id_status_of(text: &str) -> IdStatus {
-    match text {
-        "valid" => IdStatus::Valid,
-        "upgraded" => IdStatus::Upgraded15,
-        "invalid" => IdStatus::Invalid,
-        _ => IdStatus::Empty,
-    }
 }
 
 impl Store {
@@ -195,14 +186,14 @@ impl Store {
     }
 
     /// Every stored death record, ordered by (source, record_key).
-    pub async fn load_match_records(&self) -> Result<Vec<DeathRecord>> {
+    pub async fn load_match_records(&self) -> Result<Vec<MatchRecord>> {
         Ok(self.load_match_records_versioned().await?.0)
     }
 
     /// Every stored death record, ordered by (source, record_key), with the
     /// version read of each alongside (in one read: what a full match run
     /// records as matched).
-    pub async fn load_match_records_versioned(&self) -> Result<(Vec<DeathRecord>, Vec<i64>)> {
+    pub async fn load_match_records_versioned(&self) -> Result<(Vec<MatchRecord>, Vec<i64>)> {
         let started = std::time::Instant::now();
         let (records, versions) = self.load_match_records_inner().await?;
         tracing::info!(
@@ -213,7 +204,7 @@ impl Store {
         Ok((records, versions))
     }
 
-    async fn load_match_records_inner(&self) -> Result<(Vec<DeathRecord>, Vec<i64>)> {
+    async fn load_match_records_inner(&self) -> Result<(Vec<MatchRecord>, Vec<i64>)> {
         use futures::TryStreamExt;
         match self {
             Store::Sqlite(pool) => {
@@ -253,7 +244,7 @@ impl Store {
         &self,
         run_id: i64,
         name_keys: &[String],
-    ) -> Result<Vec<DeathRecord>> {
+    ) -> Result<Vec<MatchRecord>> {
         if name_keys.is_empty() {
             return Ok(Vec::new());
         }

@@ -5,98 +5,21 @@
 //! its worker-thread hand-off and its date decoding were most of the load,
 //! and holding every row before converting it doubled the memory.
 //!
-//! Every `unsafe` block relies on the facts `sqlite_bulk` states: `db` is a
-//! live handle the caller holds locked (inside an open transaction for
-//! writes), column pointers are read before the next step, and every bound
-//! buffer outlives the `sqlite3_step` that reads it.
+//! Statements go through [`super::sqlite_c`]; the `unsafe` left here is the
+//! roster's two-thread fill of one vector in place ([`Slots`]), each block
+//! with its reason.
 
-use std::ffi::{CStr, c_int};
+use std::ffi::CStr;
 use std::ptr::{self, NonNull};
 
-use chrono::NaiveDate;
 use compact_str::CompactString;
 use libsqlite3_sys as ffi;
 
-use super::matches::{StoredMatch, funeral_home_city, id_status_of};
-use super::sqlite_bulk::{BulkError, error};
+use super::matches::{StoredMatch, funeral_home_city};
+use super::sqlite_c::{BulkError, Statement, Value, date};
 use super::{Result, StoreError};
-use crate::matching::LifeEvidence;
-use crate::matching::model::{DeathRecord, Person};
-
-/// A prepared statement, finalized when dropped.
-struct Statement {
-    db: *mut ffi::sqlite3,
-    stmt: *mut ffi::sqlite3_stmt,
-}
-
-impl Statement {
-    fn prepare(db: NonNull<ffi::sqlite3>, sql: &CStr) -> Result<Statement, BulkError> {
-        let db = db.as_ptr();
-        let mut stmt = ptr::null_mut();
-        // SAFETY: `db` is live and `sql` NUL-terminated.
-        let rc =
-            unsafe { ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &mut stmt, ptr::null_mut()) };
-        if rc != ffi::SQLITE_OK {
-            return Err(error(db, rc));
-        }
-        Ok(Statement { db, stmt })
-    }
-
-    /// Steps to the next row; `false` when done.
-    fn next(&mut self) -> Result<bool, BulkError> {
-        // SAFETY: `stmt` is a live statement.
-        match unsafe { ffi::sqlite3_step(self.stmt) } {
-            ffi::SQLITE_ROW => Ok(true),
-            ffi::SQLITE_DONE => Ok(false),
-            rc => Err(error(self.db, rc)),
-        }
-    }
-
-    /// Column `i` of the current row as text; `None` when NULL. Valid
-    /// until the next step.
-    fn text(&self, i: c_int) -> Option<&str> {
-        // SAFETY: the statement is on a row; the pointer and length are
-        // read together, before any further call on the statement.
-        unsafe {
-            if ffi::sqlite3_column_type(self.stmt, i) == ffi::SQLITE_NULL {
-                return None;
-            }
-            let p = ffi::sqlite3_column_text(self.stmt, i);
-            let len = ffi::sqlite3_column_bytes(self.stmt, i);
-            let bytes = if p.is_null() {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(p, len.max(0) as usize)
-            };
-            Some(std::str::from_utf8(bytes).unwrap_or_default())
-        }
-    }
-
-    /// Binds parameter `i` (from 1) to an integer.
-    fn bind_int(&mut self, i: c_int, v: i64) -> Result<(), BulkError> {
-        // SAFETY: `stmt` is a live statement, not stepping.
-        let rc = unsafe { ffi::sqlite3_bind_int64(self.stmt, i, v) };
-        if rc != ffi::SQLITE_OK {
-            return Err(error(self.db, rc));
-        }
-        Ok(())
-    }
-
-    fn int(&self, i: c_int) -> Option<i64> {
-        // SAFETY: the statement is on a row.
-        unsafe {
-            (ffi::sqlite3_column_type(self.stmt, i) != ffi::SQLITE_NULL)
-                .then(|| ffi::sqlite3_column_int64(self.stmt, i))
-        }
-    }
-}
-
-impl Drop for Statement {
-    fn drop(&mut self) {
-        // SAFETY: `stmt` came from a successful prepare and is finalized once.
-        unsafe { ffi::sqlite3_finalize(self.stmt) };
-    }
-}
+use crate::model::LifeEvidence;
+use crate::model::{IdStatus, MatchRecord, Person};
 
 /// The database file memory-mapped on one connection for the length of a
 /// bulk scan, unmapped when dropped.
@@ -104,8 +27,8 @@ impl Drop for Statement {
 /// A mapped scan reads each page where it lies in the operating system's
 /// page cache; an unmapped one copies every page into SQLite's own cache
 /// first (page copies were a tenth of the roster load's CPU at ten million
-/// pensioners; the wall-clock gain is inside our machines' noise, see
-/// BENCHMARKS.md, session 6). Unmapping afterwards keeps the file's
+/// pensioners; the wall-clock gain was inside our machines' noise in an
+/// interleaved A/B at 10M, commit a361b78: BENCHMARKS.md, History). Unmapping afterwards keeps the file's
 /// pages out of the process's resident memory while the matcher works, and
 /// keeps mapping out of every other statement (a failing disk under a
 /// mapping is a SIGBUS, not an error). The cap comes from the build
@@ -132,21 +55,6 @@ impl Drop for Mapped {
             while let Ok(true) = s.next() {}
         }
     }
-}
-
-/// `YYYY-MM-DD` (what the store writes) without the parsing machinery;
-/// anything else through chrono.
-fn date(text: &str) -> Option<NaiveDate> {
-    let b = text.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b.get(r)?.iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
-        return NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?);
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
 }
 
 fn unreadable(what: &str, whose: &str, text: Option<&str>) -> StoreError {
@@ -382,7 +290,7 @@ const RECORDS: &CStr =
 
 /// Every stored death record, ordered by (source, record_key), with the
 /// version read of each alongside.
-pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<(Vec<DeathRecord>, Vec<i64>)> {
+pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<(Vec<MatchRecord>, Vec<i64>)> {
     let _mapped = Mapped::new(db)?;
     // Sized once from the row count (a push at a time copied a million
     // records into fresh memory over and over).
@@ -422,13 +330,13 @@ pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<(Vec<DeathRecord>, Vec<
                     .then(|| funeral_home_city(&record_key))
                     .flatten()
             });
-        out.push(DeathRecord {
+        out.push(MatchRecord {
             name: t(2),
             name_norm: t(3),
             name_key: t(4),
             id_raw: t(5),
             id_number: s.text(6).map(str::to_string),
-            id_status: id_status_of(s.text(7).unwrap_or_default()),
+            id_status: IdStatus::from_stored(s.text(7).unwrap_or_default()),
             sex: s
                 .int(8)
                 .and_then(|v| u8::try_from(v).ok())
@@ -476,69 +384,22 @@ pub fn insert_matches(
     now: &str,
     matches: &[StoredMatch],
 ) -> Result<(), BulkError> {
-    let s = Statement::prepare(db, INSERT_MATCH)?;
+    let mut s = Statement::prepare(db, INSERT_MATCH)?;
     for m in matches {
-        // SAFETY: twelve parameters; the match's strings and `now` live
-        // until `insert_row` resets the statement.
-        unsafe {
-            let mut rc = bind_text(s.stmt, 1, &m.source);
-            rc |= bind_text(s.stmt, 2, &m.record_key);
-            rc |= bind_text(s.stmt, 3, &m.person_no);
-            rc |= ffi::sqlite3_bind_double(s.stmt, 4, m.score);
-            rc |= bind_text(s.stmt, 5, &m.band);
-            rc |= match &m.runner_up {
-                Some(r) => bind_text(s.stmt, 6, r),
-                None => ffi::sqlite3_bind_null(s.stmt, 6),
-            };
-            rc |= match m.margin {
-                Some(v) => ffi::sqlite3_bind_double(s.stmt, 7, v),
-                None => ffi::sqlite3_bind_null(s.stmt, 7),
-            };
-            rc |= bind_text(s.stmt, 8, &m.explanation);
-            rc |= bind_text(s.stmt, 9, &m.rules_version);
-            rc |= ffi::sqlite3_bind_int64(s.stmt, 10, run_id);
-            rc |= bind_text(s.stmt, 11, now);
-            rc |= ffi::sqlite3_bind_int(s.stmt, 12, c_int::from(m.may_carry));
-            insert_row(&s, rc)?;
-        }
-    }
-    Ok(())
-}
-
-/// Binds text parameter `i` to `v`, which must outlive the next step.
-///
-/// # Safety
-/// `stmt` is a live statement, not stepping.
-unsafe fn bind_text(stmt: *mut ffi::sqlite3_stmt, i: c_int, v: &str) -> c_int {
-    // SAFETY: as the caller promises; SQLITE_STATIC: `v` is not copied.
-    unsafe {
-        ffi::sqlite3_bind_text(
-            stmt,
-            i,
-            v.as_ptr().cast(),
-            v.len() as c_int,
-            ffi::SQLITE_STATIC(),
-        )
-    }
-}
-
-/// Steps a bound insert once and readies it for the next row.
-///
-/// # Safety
-/// `s` is bound; every bound buffer is still alive.
-unsafe fn insert_row(s: &Statement, bound: c_int) -> Result<(), BulkError> {
-    if bound != ffi::SQLITE_OK {
-        return Err(error(s.db, bound));
-    }
-    // SAFETY: as the caller promises.
-    let step = unsafe { ffi::sqlite3_step(s.stmt) };
-    // SAFETY: `stmt` is live.
-    unsafe {
-        ffi::sqlite3_reset(s.stmt);
-        ffi::sqlite3_clear_bindings(s.stmt);
-    }
-    if step != ffi::SQLITE_DONE {
-        return Err(error(s.db, step));
+        s.execute(&[
+            Value::text(&m.source),
+            Value::text(&m.record_key),
+            Value::text(&m.person_no),
+            Value::Real(m.score),
+            Value::text(&m.band),
+            Value::opt_text(m.runner_up.as_deref()),
+            Value::opt_real(m.margin),
+            Value::text(&m.explanation),
+            Value::text(&m.rules_version),
+            Value::Int(run_id),
+            Value::text(now),
+            Value::Int(i64::from(m.may_carry)),
+        ])?;
     }
     Ok(())
 }
@@ -553,21 +414,18 @@ pub fn insert_progress(
     db: NonNull<ffi::sqlite3>,
     run_id: i64,
     rules_version: &str,
-    records: &[DeathRecord],
+    records: &[MatchRecord],
     versions: &[i64],
 ) -> Result<(), BulkError> {
-    let s = Statement::prepare(db, INSERT_PROGRESS)?;
+    let mut s = Statement::prepare(db, INSERT_PROGRESS)?;
     for (r, &version) in records.iter().zip(versions) {
-        // SAFETY: five parameters; the record's strings and `rules_version`
-        // live until `insert_row` resets the statement.
-        unsafe {
-            let mut rc = bind_text(s.stmt, 1, &r.source);
-            rc |= bind_text(s.stmt, 2, &r.record_key);
-            rc |= ffi::sqlite3_bind_int64(s.stmt, 3, version);
-            rc |= bind_text(s.stmt, 4, rules_version);
-            rc |= ffi::sqlite3_bind_int64(s.stmt, 5, run_id);
-            insert_row(&s, rc)?;
-        }
+        s.execute(&[
+            Value::text(&r.source),
+            Value::text(&r.record_key),
+            Value::Int(version),
+            Value::text(rules_version),
+            Value::Int(run_id),
+        ])?;
     }
     Ok(())
 }
@@ -584,23 +442,20 @@ pub fn insert_events(
     now: &str,
     events: &[super::match_state::EncodedEvent<'_>],
 ) -> Result<(), BulkError> {
-    let s = Statement::prepare(db, INSERT_EVENT)?;
+    let mut s = Statement::prepare(db, INSERT_EVENT)?;
     for e in events {
-        // SAFETY: ten parameters; the event's strings and `now` live until
-        // `insert_row` resets the statement.
-        unsafe {
-            let mut rc = bind_text(s.stmt, 1, e.person_no);
-            rc |= bind_text(s.stmt, 2, &e.death_date);
-            rc |= bind_text(s.stmt, 3, e.band);
-            rc |= bind_text(s.stmt, 4, &e.sources);
-            rc |= ffi::sqlite3_bind_double(s.stmt, 5, e.evidence_strength);
-            rc |= bind_text(s.stmt, 6, &e.flags);
-            rc |= bind_text(s.stmt, 7, &e.records);
-            rc |= bind_text(s.stmt, 8, e.rules_version);
-            rc |= ffi::sqlite3_bind_int64(s.stmt, 9, e.run_id);
-            rc |= bind_text(s.stmt, 10, now);
-            insert_row(&s, rc)?;
-        }
+        s.execute(&[
+            Value::text(e.person_no),
+            Value::text(&e.death_date),
+            Value::text(e.band),
+            Value::text(&e.sources),
+            Value::Real(e.evidence_strength),
+            Value::text(&e.flags),
+            Value::text(&e.records),
+            Value::text(e.rules_version),
+            Value::Int(e.run_id),
+            Value::text(now),
+        ])?;
     }
     Ok(())
 }
@@ -608,6 +463,7 @@ pub fn insert_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
 
     #[test]
     fn stored_dates_are_read_with_or_without_the_fast_path() {

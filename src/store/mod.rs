@@ -2,9 +2,21 @@
 //! scheme, with the migrations of each backend embedded in the binary.
 //!
 //! Every query is written once and run on whichever pool the store holds
-//! (see [`with_pool!`]); only bulk loading differs (multi-row `INSERT` on
-//! SQLite, `COPY` on PostgreSQL). This module never decides anything about
-//! pensioners: it stores and fetches what the engine hands it.
+//! (see `with_pool!`); only bulk loading differs (the C API on SQLite,
+//! multi-row `INSERT` or `COPY` on PostgreSQL). This module never decides
+//! anything about pensioners: it stores and fetches what the engine hands
+//! it, as the plain types of [`crate::model`], and uses no layer above it.
+//!
+//! Why one enum over two pools with shared query bodies, rather than a
+//! storage trait with one implementation per backend: almost every query
+//! is the same SQL text on both (`$1` binds, `ON CONFLICT`, `RETURNING`
+//! all mean the same), so a trait would hold two copies of each body that
+//! must never drift apart, and the contract tests would be the only thing
+//! keeping them equal. Matching on the enum compiles the one body once per
+//! backend, with the concrete pool type, so sqlx's types stay static and
+//! nothing is boxed. Where the backends really differ (bulk paths, locks,
+//! the few statements SQLite spells differently) the code branches on
+//! [`Store::backend`] in plain sight.
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -19,6 +31,7 @@ use sqlx::{ConnectOptions, SqlSafeStr};
 
 use crate::config::mask_url_password;
 pub use runs::{run_kind, run_source};
+pub(crate) use sqlite_c::date_text;
 
 pub mod deaths;
 mod deaths_bulk;
@@ -27,15 +40,14 @@ pub mod match_state;
 pub mod matches;
 mod matches_bulk;
 pub mod pensioners;
+mod pensioners_bulk;
 pub mod quarantine;
 pub mod roster_snapshot;
 pub mod runs;
-pub mod sqlite_bulk;
+mod sqlite_c;
 
 /// Runs the same block on whichever pool the store holds. The block is
 /// compiled once per backend, so the same SQL text and binds serve both.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
@@ -44,6 +56,7 @@ macro_rules! with_pool {
         }
     };
 }
+pub(crate) use with_pool;
 
 /// How SQLite begins a transaction that will write (see [`BeginWrite`]).
 const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
@@ -128,7 +141,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
     #[error(transparent)]
-    Bulk(#[from] sqlite_bulk::BulkError),
+    Bulk(#[from] sqlite_c::BulkError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("the run stopped before its commit, which wrote nothing: {0}")]

@@ -5,65 +5,13 @@
 //! deleted, because a vanished record is itself something to look into.
 
 use chrono::NaiveDate;
-use compact_str::CompactString;
 use serde::Serialize;
 
 use super::quarantine::QuarantineEntry;
+use super::quarantine::insert_quarantine;
+use super::with_pool;
 use super::{BeginWrite, Result, Store, now_utc_text};
-use crate::{insert_quarantine, with_pool};
-
-/// A pensioner as stored. Field names follow spec §1 where they can.
-///
-/// The text fields are [`CompactString`]s: each is short (a person number,
-/// a name, an 18-character ID, a region code...) and so kept inline, and a
-/// roster import builds millions of these, where ten heap allocations and
-/// frees per row were a tenth of the import's CPU time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct Pensioner {
-    /// The agency's own person number: the stable key.
-    #[sqlx(try_from = "String")]
-    pub person_no: CompactString,
-    /// As registered, for display.
-    #[sqlx(try_from = "String")]
-    pub name: CompactString,
-    /// After NFKC, separator folding and traditional→simplified: what
-    /// comparisons use.
-    #[sqlx(try_from = "String")]
-    pub name_norm: CompactString,
-    /// Toneless pinyin, for blocking homophones together.
-    #[sqlx(try_from = "String")]
-    pub name_key: CompactString,
-    /// Normalised 18-character number (legacy 15-digit ones upgraded).
-    #[sqlx(try_from = "String")]
-    pub id_number: CompactString,
-    /// The export carried the legacy 15-digit form.
-    pub id_upgraded: bool,
-    /// GB/T 2261.1: 1 male, 2 female.
-    pub sex: i32,
-    pub birth_date: NaiveDate,
-    #[sqlx(try_from = "String")]
-    pub insured_region: CompactString,
-    #[sqlx(try_from = "String")]
-    pub residence_region: CompactString,
-    #[sqlx(try_from = "String")]
-    pub benefit_type: CompactString,
-    /// Integer fen: money is never a float.
-    pub monthly_amount_fen: i64,
-    #[sqlx(try_from = "String")]
-    pub bank_account: CompactString,
-    pub benefit_start: NaiveDate,
-    #[sqlx(try_from = "String")]
-    pub status: CompactString,
-    pub last_certified: Option<NaiveDate>,
-    pub phone: Option<String>,
-    /// Hash of every source field, so an unchanged row is recognised
-    /// without reading it back.
-    pub content_hash: i64,
-    /// Snapshot date of the import that first brought the person in.
-    pub first_seen: NaiveDate,
-    /// Snapshot date of the first export the person was absent from.
-    pub missing_since: Option<NaiveDate>,
-}
+use crate::model::Pensioner;
 
 const PENSIONER_COLUMNS: &str = "person_no, name, name_norm, name_key, id_number, id_upgraded, sex, \
      birth_date, insured_region, residence_region, benefit_type, monthly_amount_fen, bank_account, \
@@ -373,7 +321,7 @@ impl Store {
                 // Millions of rows: read them straight from SQLite's buffers.
                 let mut conn = pool.acquire().await?;
                 let mut handle = conn.lock_handle().await?;
-                Ok(super::sqlite_bulk::for_each_hash(
+                Ok(super::pensioners_bulk::for_each_hash(
                     handle.as_raw_handle(),
                     f,
                 )?)
@@ -414,7 +362,10 @@ impl Store {
                 let mut tx = pool.begin_write().await?;
                 if !batch.inserts.is_empty() {
                     let mut handle = tx.lock_handle().await?;
-                    super::sqlite_bulk::insert_pensioners(handle.as_raw_handle(), &batch.inserts)?;
+                    super::pensioners_bulk::insert_pensioners(
+                        handle.as_raw_handle(),
+                        &batch.inserts,
+                    )?;
                 }
                 apply_changes_and_presence!(tx, batch, run_id, as_of, outcome);
                 insert_quarantine!(tx, run_id, &batch.quarantine, &now)?;

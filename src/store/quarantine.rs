@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
+use super::with_pool;
 use super::{Result, Store};
-use crate::with_pool;
 
 /// One refused record. `reason` is shown to users and written to logs, so it
 /// must never contain a full ID number or bank account; `raw` may (it stays
@@ -49,8 +49,6 @@ impl Store {
 }
 
 /// Inserts entries inside the caller's transaction.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! insert_quarantine {
     ($tx:expr, $run_id:expr, $entries:expr, $now:expr) => {{
         let mut result: ::std::result::Result<(), ::sqlx::Error> = Ok(());
@@ -77,3 +75,4 @@ macro_rules! insert_quarantine {
         result
     }};
 }
+pub(crate) use insert_quarantine;

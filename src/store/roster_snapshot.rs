@@ -36,9 +36,9 @@ use compact_str::CompactString;
 use rayon::prelude::*;
 
 use super::matches_bulk::Slots;
+use super::with_pool;
 use super::{Result, Store, StoreError};
-use crate::matching::model::Person;
-use crate::with_pool;
+use crate::model::Person;
 
 /// What the database says of its roster now; a snapshot is read only when
 /// its own stamp is equal.
@@ -500,7 +500,7 @@ impl Store {
     }
 
     /// Where the matcher's index file of this database lives
-    /// ([`crate::matching::index_file`]): beside a SQLite database file, as
+    /// (written and mapped by the matcher): beside a SQLite database file, as
     /// the roster snapshot; none for an in-memory one or on PostgreSQL.
     pub async fn roster_index_path(&self) -> Result<Option<PathBuf>> {
         Ok(self

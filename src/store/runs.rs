@@ -4,8 +4,8 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use super::with_pool;
 use super::{BeginWrite, Result, Store, StoreLock, now_utc_text};
-use crate::with_pool;
 
 /// The kinds of run, as `vigil runs` lists them: every name in one place
 /// (a lock names its run with them, [`super::LockKey::run`]).

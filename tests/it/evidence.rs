@@ -66,7 +66,7 @@ fn id(n: u32) -> String {
 
 /// The audit log's (action, details), in order.
 async fn audit_entries(store: &Store) -> Vec<(String, String)> {
-    vigil::with_pool!(store, pool => {
+    crate::support::with_pool!(store, pool => {
         sqlx::query_as::<_, (String, String)>("SELECT action, details FROM audit_log ORDER BY seq")
             .fetch_all(pool)
             .await

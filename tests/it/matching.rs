@@ -87,7 +87,7 @@ async fn copy_death_record_with_id(
         birth_year_max, death_date, death_date_latest, event_date, region, place, origin, \
         received_at, raw_sha256, raw, run_id, version FROM death_records \
         WHERE source = $1 AND record_key = $2";
-    vigil::with_pool!(&db.store, pool => {
+    crate::support::with_pool!(&db.store, pool => {
         sqlx::query(copy)
             .bind(source)
             .bind(key)
@@ -185,7 +185,7 @@ async fn suspended_keeps_match(db: &TestDb) {
     let held = before.iter().find(|m| m.3 == "auto").unwrap().clone();
     // The pension is suspended because of the match (or stopped for any
     // reason): a full re-match keeps the match and its evidence.
-    vigil::with_pool!(&db.store, pool => {
+    crate::support::with_pool!(&db.store, pool => {
         sqlx::query("UPDATE pensioners SET status = 'suspended' WHERE person_no = $1")
             .bind(&held.2)
             .execute(pool)
@@ -301,7 +301,7 @@ async fn index_file(db: &TestDb) {
     // A matched pensioner renamed behind vigil's back: the index is built
     // again, and their match sees the new name.
     let renamed = built.iter().find(|m| m.3 == "auto").unwrap().2.clone();
-    vigil::with_pool!(&db.store, pool => {
+    crate::support::with_pool!(&db.store, pool => {
         sqlx::query(
             "UPDATE pensioners SET name = '司马懿', name_norm = '司马懿', name_key = 'si ma yi' \
              WHERE person_no = $1",
@@ -371,7 +371,7 @@ async fn rejected_pair(db: &TestDb) {
         .expect("a match");
     let sql = "INSERT INTO rejected_pairs (source, record_key, person_no, rejected_by, rejected_at) \
                VALUES ($1, $2, $3, 'reviewer:test', '2026-11-26T00:00:00Z')";
-    vigil::with_pool!(&db.store, pool => {
+    crate::support::with_pool!(&db.store, pool => {
         sqlx::query(sql)
             .bind(&victim.source)
             .bind(&victim.record_key)
@@ -474,7 +474,7 @@ async fn changed_and_duplicate(db: &TestDb) {
     // The connector stored a new version of one record (a correction).
     let sql = "UPDATE death_records SET version = version + 1 \
                WHERE source = $1 AND record_key = $2";
-    vigil::with_pool!(&db.store, pool => {
+    crate::support::with_pool!(&db.store, pool => {
         sqlx::query(sql).bind(&auto.source).bind(&auto.record_key).execute(pool).await.map(|_| ())
     })
     .unwrap();
@@ -694,7 +694,7 @@ async fn changed_during_full_run(db: &TestDb) {
     assert_eq!(records.len(), versions.len());
     assert!(versions.iter().all(|&v| v >= 1), "{versions:?}");
     let changed = &records[0];
-    vigil::with_pool!(&db.store, pool => {
+    crate::support::with_pool!(&db.store, pool => {
         sqlx::query(
             "UPDATE death_records SET version = version + 1 \
              WHERE source = $1 AND record_key = $2",
@@ -734,7 +734,7 @@ async fn changed_during_full_run(db: &TestDb) {
 }
 
 async fn claims_of(db: &TestDb, run_id: i64) -> i64 {
-    vigil::with_pool!(&db.store, pool => {
+    crate::support::with_pool!(&db.store, pool => {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM match_claims WHERE run_id = $1")
             .bind(run_id)
             .fetch_one(pool)
@@ -875,7 +875,7 @@ async fn failed_fuse_writes_nothing(db: &TestDb) {
         );
         assert_eq!(matches_now(db).await, before);
         assert_eq!(db.store.list_death_events().await.unwrap(), events_before);
-        let progress_of_run: i64 = vigil::with_pool!(&db.store, pool => {
+        let progress_of_run: i64 = crate::support::with_pool!(&db.store, pool => {
             sqlx::query_scalar("SELECT count(*) FROM match_progress WHERE run_id = $1")
                 .bind(run_id)
                 .fetch_one(pool)
@@ -916,7 +916,7 @@ async fn another_death(db: &TestDb) {
     // anchor record): the same name, birth date, city and day as the
     // pensioner's, another ID (a sequence number
     // far from the pensioner's; the check character made right).
-    let own_id: String = vigil::with_pool!(&db.store, pool => {
+    let own_id: String = crate::support::with_pool!(&db.store, pool => {
         sqlx::query_scalar("SELECT id_number FROM pensioners WHERE person_no = $1")
             .bind(&carried.person_no)
             .fetch_one(pool)

@@ -27,7 +27,7 @@ async fn import(
     import_roster(store, path, &opts(as_of), &|_| {}).await
 }
 
-async fn all_pensioners(store: &Store) -> Vec<vigil::store::pensioners::Pensioner> {
+async fn all_pensioners(store: &Store) -> Vec<vigil::model::Pensioner> {
     let mut out = Vec::new();
     for n in 0..50 {
         if let Some(p) = store.get_pensioner(&person(n).person_no).await.unwrap() {
@@ -437,7 +437,7 @@ both_backends!(
     round_trip
 );
 async fn round_trip(db: &TestDb) {
-    use vigil::store::pensioners::Pensioner;
+    use vigil::model::Pensioner;
     // A: every optional field present, an amount past 32 bits.
     let mut a = person(0);
     a.monthly_amount = "123456789012.99".to_string();

@@ -26,7 +26,7 @@ async fn import(db: &TestDb, rows: &[crate::support::Row], as_of: &str) {
 }
 
 async fn sql(store: &Store, text: &'static str, person_no: &str) {
-    vigil::with_pool!(store, pool => {
+    crate::support::with_pool!(store, pool => {
         sqlx::query(text).bind(person_no).execute(pool).await.map(|_| ())
     })
     .unwrap();
@@ -34,7 +34,7 @@ async fn sql(store: &Store, text: &'static str, person_no: &str) {
 
 /// The roster as a match run would load it now, where it came from, and
 /// a check that it is the database's.
-async fn load(db: &TestDb) -> (Vec<vigil::matching::model::Person>, RosterFrom) {
+async fn load(db: &TestDb) -> (Vec<vigil::model::Person>, RosterFrom) {
     let (persons, from) = db.store.load_match_roster().await.unwrap();
     let from_db = db.store.load_match_persons_from_database().await.unwrap();
     assert_eq!(persons, from_db, "read from {from:?}");

@@ -6,6 +6,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use vigil::identity::id::check_char;
 use vigil::store::Store;
 
+/// Runs the same block on whichever pool a test's store holds, for the SQL
+/// a test runs behind vigil's back (the library keeps its own macro to
+/// itself).
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            vigil::store::Store::Sqlite($pool) => $body,
+            vigil::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
 /// A fresh database for one test, and a directory for its files.
 pub struct TestDb {
     pub store: Store,
@@ -277,7 +290,7 @@ pub async fn insert_copy_as(
         SELECT $2, name, name_norm, name_key, id_number, sex, birth_date, insured_region, \
         residence_region, benefit_type, monthly_amount_fen, bank_account, benefit_start, status, \
         content_hash, first_seen FROM pensioners WHERE person_no = $1";
-    vigil::with_pool!(store, pool => {
+    crate::support::with_pool!(store, pool => {
         sqlx::query(SQL).bind(person_no).bind(new_no).execute(pool).await.map(|_| ())
     })
 }

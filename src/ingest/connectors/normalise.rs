@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::definition::Definition;
 use crate::identity::{self, id};
-use crate::store::deaths::{DeathRecord, IdStatus, NonDeathEvent};
+use crate::model::{DeathRecord, IdStatus, NonDeathEvent};
 use crate::store::quarantine::QuarantineEntry;
 
 /// Access to a record's fields by source name.

@@ -1,64 +1,133 @@
-//! The plain data the matcher reads: a pensioner from the active roster
-//! ([`Person`]) and one death-source record ([`DeathRecord`]), already
-//! normalised by the store and the connectors. This module owns only their
-//! shape and the small helpers that fill the derived fields (normalised name,
-//! pinyin key, parsed ID) the same way on both sides. It must never do I/O,
-//! and nothing here may print a full ID number.
+//! A death record: as a source reported it, normalised, with its provenance
+//! ([`DeathRecord`], what the store keeps), and the identity fields the
+//! matcher compares ([`MatchRecord`]); a public-security cancellation that
+//! is not a death ([`NonDeathEvent`]); and what a record's ID number turned
+//! out to be ([`IdStatus`]). Nothing here does I/O or prints a full ID.
 
 use chrono::{Datelike, NaiveDate};
-use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{self, IdError};
 
-/// A pensioner of the active roster, as the store loads it for matching.
-///
-/// The text fields are [`CompactString`]s: every one of them is short (a
-/// 16-digit person number, an 18-character ID, a name of a few characters,
-/// a 6-digit region) and fits inline, so ten million pensioners take about
-/// 1.8 GB and no allocation each instead of about 4 GB and seven.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Person {
-    /// The agency's own stable person number: what a match points at.
-    pub person_no: CompactString,
-    /// The name as registered; only used to tell an exact match from one
-    /// that needed normalising.
-    pub name: CompactString,
-    /// [`identity::normalize_name`] of the registered name.
-    pub name_norm: CompactString,
-    /// [`identity::pinyin_key`] of `name_norm`: the blocking and frequency key.
-    pub name_key: CompactString,
-    /// A valid 18-character resident ID (legacy 15-digit rows upgraded).
-    pub id_number: CompactString,
-    /// GB/T 2261.1: 1 male, 2 female (always known for pensioners).
-    pub sex: u8,
-    pub birth_date: NaiveDate,
-    /// 6-digit region of the paying agency.
-    pub insured_region: CompactString,
-    /// 6-digit region where the person lives now; death records are often
-    /// filed where people live, not where they are insured.
-    pub residence_region: CompactString,
-    /// A death before the pension started is a timeline error worth a flag.
-    pub benefit_start: NaiveDate,
-}
-
-/// What a death record's ID field turned out to be.
+/// What a death record's ID field turned out to be against GB 11643.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "lowercase")]
 pub enum IdStatus {
     /// A valid 18-character number.
     Valid,
     /// A valid old 15-digit number, upgraded to 18.
-    Upgraded15,
-    /// Present but not a valid number: repair candidates may explain it.
+    Upgraded,
+    /// Present but not a valid number: repair candidates may explain it
+    /// (stored records keep how many in `id_candidates`).
     Invalid,
     /// Nothing was written (common at funeral homes).
     Empty,
 }
 
-/// One record from a death source, as the connectors stored it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl IdStatus {
+    /// The stored text: `valid`, `upgraded`, `invalid`, `empty`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdStatus::Valid => "valid",
+            IdStatus::Upgraded => "upgraded",
+            IdStatus::Invalid => "invalid",
+            IdStatus::Empty => "empty",
+        }
+    }
+
+    /// The status [`IdStatus::as_str`] wrote; anything else reads as
+    /// `empty`, as if no number had been given.
+    pub fn from_stored(text: &str) -> IdStatus {
+        match text {
+            "valid" => IdStatus::Valid,
+            "upgraded" => IdStatus::Upgraded,
+            "invalid" => IdStatus::Invalid,
+            _ => IdStatus::Empty,
+        }
+    }
+}
+
+/// A death as one source reported it, normalised, with its provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct DeathRecord {
+    /// The connector's name (`public_security`, `civil_affairs`, `funeral`).
+    pub source: String,
+    /// Unique within the source (spec §2-4); re-deliveries share it.
+    pub record_key: String,
+    /// The name as the source wrote it, for display.
+    pub name_raw: String,
+    /// After NFKC, separator folding, traditional→simplified.
+    pub name_norm: String,
+    /// Toneless pinyin, for blocking homophones together.
+    pub name_key: String,
+    /// The ID number as the source wrote it (may be empty or broken).
+    pub id_raw: String,
+    /// Normalised 18-character number, only when valid or upgraded.
+    pub id_number: Option<String>,
+    /// `valid`, `upgraded`, `invalid` or `empty` (see [`IdStatus`]).
+    pub id_status: String,
+    /// For an invalid number: how many valid numbers are one edit away.
+    pub id_candidates: i32,
+    /// GB/T 2261.1 code, when the source gave one.
+    pub sex: Option<i32>,
+    pub birth_date: Option<NaiveDate>,
+    /// When only an age at death is known (funeral homes): the person was
+    /// born in one of these two years.
+    pub birth_year_min: Option<i32>,
+    pub birth_year_max: Option<i32>,
+    pub death_date: NaiveDate,
+    /// The source gave no death date, so `death_date` is the latest it can
+    /// be (public security: the cancellation date).
+    pub death_date_latest: bool,
+    /// The date of the source's own event: cancellation, cremation.
+    pub event_date: Option<NaiveDate>,
+    pub region: Option<String>,
+    /// Free-text place of death (civil affairs).
+    pub place: Option<String>,
+    /// The file, or the page request, the record came in.
+    pub origin: String,
+    /// UTC, RFC 3339.
+    pub received_at: String,
+    /// sha256 of `raw`: identical re-deliveries are recognised by it.
+    pub raw_sha256: String,
+    /// The record exactly as received (a JSON object, or a CSV line).
+    pub raw: String,
+    pub run_id: i64,
+    /// 1 for the first version, +1 for every correction applied.
+    pub version: i32,
+}
+
+/// A public-security cancellation that is not a death (moved, emigrated,
+/// military service, other). Never matched as a death; the certification
+/// scheduler reads them as proof-of-life questions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct NonDeathEvent {
+    pub source: String,
+    pub record_key: String,
+    /// The source's reason, as written (`迁出`, `出国`, `服兵役`, `其他`).
+    pub reason: String,
+    pub event_date: Option<NaiveDate>,
+    pub name_raw: String,
+    pub name_norm: String,
+    pub name_key: String,
+    pub id_raw: String,
+    pub id_number: Option<String>,
+    pub id_status: String,
+    pub sex: Option<i32>,
+    pub birth_date: Option<NaiveDate>,
+    pub region: Option<String>,
+    pub origin: String,
+    pub received_at: String,
+    pub raw_sha256: String,
+    pub raw: String,
+    pub run_id: i64,
+    pub version: i32,
+}
+
+/// A death record as the matcher compares it: the identity fields of a
+/// stored [`DeathRecord`], parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchRecord {
     /// `public_security`, `civil_affairs` or `funeral`.
     pub source: String,
     /// Unique within the source (spec §2-4); with `source`, the record's key.
@@ -98,7 +167,7 @@ pub fn parse_death_id(raw: &str, death_date: NaiveDate) -> (Option<String>, IdSt
     match identity::parse_on(raw, death_date) {
         Ok(parsed) => {
             let status = if parsed.upgraded_from_15 {
-                IdStatus::Upgraded15
+                IdStatus::Upgraded
             } else {
                 IdStatus::Valid
             };
@@ -120,7 +189,7 @@ pub fn birth_year_range_from_age(age: i32, death_date: NaiveDate, slack: i32) ->
 /// `slack` years on each side (the rules' `blocking.age_slack_years`): the
 /// connectors store the range the age allows exactly, the matcher decides
 /// how far to trust it.
-pub fn widen_age_ranges(records: &mut [DeathRecord], slack: i32) {
+pub fn widen_age_ranges(records: &mut [MatchRecord], slack: i32) {
     for r in records {
         if let Some((lo, hi)) = r.birth_year_range {
             r.birth_year_range = Some((lo - slack, hi + slack));
@@ -128,7 +197,7 @@ pub fn widen_age_ranges(records: &mut [DeathRecord], slack: i32) {
     }
 }
 
-impl DeathRecord {
+impl MatchRecord {
     /// A record with its identity fields derived from the raw name and ID;
     /// sex, birth, region are left empty for the caller to fill.
     pub fn new(
@@ -137,10 +206,10 @@ impl DeathRecord {
         name: &str,
         id_raw: &str,
         death_date: NaiveDate,
-    ) -> DeathRecord {
+    ) -> MatchRecord {
         let (name_norm, name_key) = names_of(name);
         let (id_number, id_status) = parse_death_id(id_raw, death_date);
-        DeathRecord {
+        MatchRecord {
             source: source.to_string(),
             record_key: record_key.to_string(),
             name: name.to_string(),
@@ -162,35 +231,6 @@ impl DeathRecord {
     pub fn effective_birth_date(&self) -> Option<NaiveDate> {
         self.birth_date
             .or_else(|| self.id_number.as_deref().and_then(id_birth_date))
-    }
-}
-
-impl Person {
-    /// A pensioner with name fields derived from the registered name.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        person_no: &str,
-        name: &str,
-        id_number: &str,
-        sex: u8,
-        birth_date: NaiveDate,
-        insured_region: &str,
-        residence_region: &str,
-        benefit_start: NaiveDate,
-    ) -> Person {
-        let (name_norm, name_key) = names_of(name);
-        Person {
-            person_no: person_no.into(),
-            name: name.into(),
-            name_norm: name_norm.into(),
-            name_key: name_key.into(),
-            id_number: id_number.into(),
-            sex,
-            birth_date,
-            insured_region: insured_region.into(),
-            residence_region: residence_region.into(),
-            benefit_start,
-        }
     }
 }
 
