@@ -2,26 +2,48 @@
 //! only after people have checked, and makes the living prove they are alive
 //! on time.
 //!
-//! The crate follows the flow of `DESIGN.md`:
+//! The crate follows the flow of `DESIGN.md`, in layers; a module may use
+//! the layers below it and never one above:
 //!
-//! - [`identity`]: ID numbers, names and region codes; pure functions.
-//! - [`store`]: the database (SQLite or PostgreSQL), migrations, one file
-//!   per table group.
-//! - [`ingest`]: getting data in: the roster import and the connectors
-//!   (public security, civil affairs, funeral homes), with a simulated
-//!   source server for tests and the demo.
-//! - [`matching`]: blocking indexes, field comparisons, Fellegi-Sunter
-//!   scoring with safeguards, one-to-one assignment, explanations, training
-//!   and fusion of one death seen by several sources; pure, no I/O.
-//! - [`audit`]: the append-only, hash-chained log of everything that changes.
-//! - [`generate`]: deterministic synthetic data in every source's real
-//!   format, for tests, benchmarks and the demo.
-//! - [`config`]: layered settings.
+//! 1. Bottom, pure, no I/O:
+//!    - [`model`]: the domain types every stage shares (pensioner, death
+//!      record, ID status, evidence of life, video session, non-death
+//!      cancellation, match band); uses only `identity`.
+//!    - [`identity`]: ID numbers, names and region codes; uses nothing.
+//!    - [`files`]: a file beside the database written whole or not at all;
+//!      uses nothing.
+//! 2. [`store`]: the database (SQLite or PostgreSQL), migrations, one file
+//!    per table group. Uses `model`, `identity`, `files` and nothing above:
+//!    it never imports `matching` or `ingest`.
+//! 3. [`audit`]: the append-only, hash-chained log of everything that
+//!    changes; [`lifecycle`]: the one way a run is locked, started,
+//!    finished and audited. Both use the store.
+//! 4. The stages:
+//!    - [`ingest`]: getting data in: the roster import, the evidence and
+//!      video imports, and the connectors (public security, civil affairs,
+//!      funeral homes), with a simulated source server for tests and the
+//!      demo.
+//!    - [`matching`]: blocking indexes, field comparisons, Fellegi-Sunter
+//!      scoring with safeguards, one-to-one assignment, explanations,
+//!      training and fusion of one death seen by several sources. Its core
+//!      (`blocking`, `compare`, `score`, `assign`, `explain`, `fuse`,
+//!      `train`, `eval`, `rules`) is pure and never imports the store; its
+//!      edges (`run`, `propose`, `index_file`) load from the store and files
+//!      and keep the results.
+//!
+//!    Stages use the layers below them, not each other.
+//! 5. [`generate`]: deterministic synthetic data in every source's real
+//!    format, for tests, benchmarks and the demo; [`config`]: layered
+//!    settings.
+//!
+//! The command line (`main.rs`) sits on top and calls library functions,
+//! never SQL.
 //!
 //! Nothing here prints or exits; `main.rs` is the only edge that does.
 
 pub mod audit;
 pub mod config;
+pub mod files;
 pub mod generate;
 pub mod identity;
 pub mod ingest;

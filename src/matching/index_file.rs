@@ -29,7 +29,7 @@
 use std::fmt;
 use std::fs::File;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +41,7 @@ use rayon::prelude::*;
 
 use super::blocking::RosterIndex;
 use super::rules::{BlockingRules, MatchRules};
+use crate::files;
 use crate::model::Person;
 
 /// A read-only array owned by the index: built in memory, or mapped from
@@ -388,23 +389,16 @@ pub fn write(index: &RosterIndex<'_>, path: &Path, fingerprint: Fingerprint) -> 
         header.extend_from_slice(&l.to_le_bytes());
     }
 
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let tmp = tempfile::Builder::new()
-        .prefix(".vigil-index")
-        .tempfile_in(dir.unwrap_or(Path::new(".")))?;
-    let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
-    w.write_all(&header)?;
-    let mut at = header.len() as u64;
-    for (d, (o, _)) in data.iter().zip(&table) {
-        w.write_all(&vec![0u8; (o - at) as usize])?;
-        w.write_all(d)?;
-        at = o + d.len() as u64;
-    }
-    w.flush()?;
-    drop(w);
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(at)
+    files::write_atomically(path, ".vigil-index-", |w| {
+        w.write_all(&header)?;
+        let mut at = header.len() as u64;
+        for (d, (o, _)) in data.iter().zip(&table) {
+            w.write_all(&vec![0u8; (o - at) as usize])?;
+            w.write_all(d)?;
+            at = o + d.len() as u64;
+        }
+        Ok(at)
+    })
 }
 
 /// The mapped file, cut into its sections.

@@ -133,7 +133,8 @@ impl SourceBatch {
     }
 }
 
-const DEATH_COLUMNS: &[&str] = &[
+/// The columns of `death_records`, in the order every insert binds them.
+pub(super) const DEATH_COLUMNS: &[&str] = &[
     "source",
     "record_key",
     "name_raw",

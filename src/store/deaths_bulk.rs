@@ -6,19 +6,27 @@
 //! time. One prepared single-row statement, bound with borrowed text,
 //! stepped per row.
 
-use std::ffi::CStr;
+use std::ffi::CString;
 use std::ptr::NonNull;
+use std::sync::LazyLock;
 
 use libsqlite3_sys as ffi;
 
+use super::Backend;
+use super::deaths::{DEATH_COLUMNS, insert_sql};
 use super::sqlite_c::{BulkError, Statement, Value, date_text};
 use crate::model::DeathRecord;
 
-const INSERT: &CStr = c"INSERT INTO death_records (source, record_key, name_raw, name_norm, \
-    name_key, id_raw, id_number, id_status, id_candidates, sex, birth_date, birth_year_min, \
-    birth_year_max, death_date, death_date_latest, event_date, region, place, origin, \
-    received_at, raw_sha256, raw, run_id, version) \
-    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+/// One row of [`DEATH_COLUMNS`], bound in that order below.
+static INSERT: LazyLock<CString> = LazyLock::new(|| {
+    CString::new(insert_sql(
+        Backend::Sqlite,
+        "death_records",
+        DEATH_COLUMNS,
+        1,
+    ))
+    .expect("no NUL in SQL")
+});
 
 /// Inserts `rows` (none of which is stored yet) with one prepared statement;
 /// the caller holds the connection locked inside an open transaction.
@@ -26,7 +34,7 @@ pub fn insert_death_records(
     db: NonNull<ffi::sqlite3>,
     rows: &[DeathRecord],
 ) -> Result<(), BulkError> {
-    let mut s = Statement::prepare(db, INSERT)?;
+    let mut s = Statement::prepare(db, &INSERT)?;
     let mut birth = [0u8; 10];
     let mut death = [0u8; 10];
     let mut event = [0u8; 10];

@@ -82,10 +82,53 @@ pub(super) struct RecordRow {
     region: Option<String>,
 }
 
-/// The columns of `death_records` the matcher reads, in this order.
-pub(super) const RECORD_COLUMNS: &str = "d.source, d.record_key, d.name_raw, d.name_norm, \
-     d.name_key, d.id_raw, d.id_number, d.id_status, d.sex, d.birth_date, d.birth_year_min, \
-     d.birth_year_max, d.death_date, d.region";
+/// The columns of `death_records` the matcher reads ([`RecordRow`]), in
+/// this order: every query of them, through sqlx or the C API, lists them
+/// from here.
+const RECORD_FIELDS: [&str; 14] = [
+    "source",
+    "record_key",
+    "name_raw",
+    "name_norm",
+    "name_key",
+    "id_raw",
+    "id_number",
+    "id_status",
+    "sex",
+    "birth_date",
+    "birth_year_min",
+    "birth_year_max",
+    "death_date",
+    "region",
+];
+
+/// [`RECORD_FIELDS`] as a select list over `death_records d`
+/// (`d.source, d.record_key, ...`), written where a query is formatted.
+pub(super) struct RecordColumns;
+
+impl std::fmt::Display for RecordColumns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in RECORD_FIELDS.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "d.{c}")?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) const RECORD_COLUMNS: RecordColumns = RecordColumns;
+
+/// Every stored death record with its version, in (source, record_key)
+/// order: the whole-table read of a full match run. The version is column
+/// 14, after [`RECORD_FIELDS`].
+pub(super) fn all_records_sql(version_cast: &str) -> String {
+    format!(
+        "SELECT {RECORD_COLUMNS}, d.version{version_cast} AS version FROM death_records d \
+         ORDER BY d.source, d.record_key"
+    )
+}
 
 impl RecordRow {
     pub(super) fn into_record(self) -> MatchRecord {
@@ -219,11 +262,9 @@ impl Store {
                     record: RecordRow,
                     version: i64,
                 }
-                let mut rows = sqlx::query_as::<_, Versioned>(
-                    "SELECT source, record_key, name_raw, name_norm, name_key, id_raw, id_number, \
-                     id_status, sex, birth_date, birth_year_min, birth_year_max, death_date, region, \
-                     version::bigint AS version FROM death_records ORDER BY source, record_key",
-                )
+                let mut rows = sqlx::query_as::<_, Versioned>(sqlx::AssertSqlSafe(
+                    all_records_sql("::bigint"),
+                ))
                 .fetch(pool);
                 let (mut out, mut versions) = (Vec::new(), Vec::new());
                 while let Some(r) = rows.try_next().await? {

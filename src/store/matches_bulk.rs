@@ -9,13 +9,14 @@
 //! roster's two-thread fill of one vector in place ([`Slots`]), each block
 //! with its reason.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::ptr::{self, NonNull};
+use std::sync::LazyLock;
 
 use compact_str::CompactString;
 use libsqlite3_sys as ffi;
 
-use super::matches::{StoredMatch, funeral_home_city};
+use super::matches::{StoredMatch, all_records_sql, funeral_home_city};
 use super::sqlite_c::{BulkError, Statement, Value, date};
 use super::{Result, StoreError};
 use crate::model::LifeEvidence;
@@ -283,10 +284,8 @@ fn scan_persons<'s>(db: Db, lo: i64, hi: i64, mut out: Slots<'s>) -> Result<Slot
     Ok(out)
 }
 
-const RECORDS: &CStr =
-    c"SELECT source, record_key, name_raw, name_norm, name_key, id_raw, id_number, \
-    id_status, sex, birth_date, birth_year_min, birth_year_max, death_date, region, version \
-    FROM death_records ORDER BY source, record_key";
+static RECORDS: LazyLock<CString> =
+    LazyLock::new(|| CString::new(all_records_sql("")).expect("no NUL in SQL"));
 
 /// Every stored death record, ordered by (source, record_key), with the
 /// version read of each alongside.
@@ -301,7 +300,7 @@ pub fn load_records(db: NonNull<ffi::sqlite3>) -> Result<(Vec<MatchRecord>, Vec<
         0
     };
     drop(count);
-    let mut s = Statement::prepare(db, RECORDS)?;
+    let mut s = Statement::prepare(db, &RECORDS)?;
     let mut out = Vec::with_capacity(rows);
     let mut versions = Vec::with_capacity(rows);
     while s.next()? {

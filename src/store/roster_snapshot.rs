@@ -27,7 +27,7 @@
 //! it; it is written readable by its owner only.
 
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use ahash::AHashSet;
@@ -38,6 +38,7 @@ use rayon::prelude::*;
 use super::matches_bulk::Slots;
 use super::with_pool;
 use super::{Result, Store, StoreError};
+use crate::files;
 use crate::model::Person;
 
 /// What the database says of its roster now; a snapshot is read only when
@@ -390,23 +391,11 @@ pub fn write(
     inactive: &AHashSet<CompactString>,
 ) -> Result<u64> {
     let io = |e: std::io::Error| corrupt(path, format_args!("cannot be written: {e}"));
-    // A temporary file of its own in the same directory (a roster import
-    // and a match run may both find the snapshot stale and write it at
-    // once); removed if anything fails before the rename.
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".roster-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io)?;
+    // A roster import and a match run may both find the snapshot stale and
+    // write it at once: each through a temporary file of its own.
     let n_chunks = persons.len().div_ceil(CHUNK);
     let data_start = HEADER_BYTES + n_chunks * CHUNK_ENTRY_BYTES;
-    let written = (|| -> std::io::Result<u64> {
-        let file = tmp.as_file().try_clone()?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
+    files::write_atomically(path, ".roster-", |w| {
         w.seek(SeekFrom::Start(data_start as u64))?;
         let mut table = Vec::with_capacity(n_chunks * CHUNK_ENTRY_BYTES);
         let mut offset = 0u64;
@@ -440,13 +429,9 @@ pub fn write(
         w.seek(SeekFrom::Start(0))?;
         w.write_all(&header)?;
         w.write_all(&table)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
         Ok(data_start as u64 + offset)
-    })();
-    let bytes = written.map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(bytes)
+    })
+    .map_err(io)
 }
 
 /// Where a match run's roster came from.

@@ -27,8 +27,7 @@ pub mod run_source {
 }
 
 /// Which of the two evidence files an import reads; each kind is imported
-/// one at a time. What an import does with it is in
-/// [`crate::ingest::evidence`].
+/// one at a time (what an import does with it is the evidence import's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EvidenceKind {

@@ -10,8 +10,7 @@ use super::http::Fetcher;
 use super::normalise::Normalised;
 
 use super::Ctx;
-use super::counts::PullCounts;
-use super::counts::PullProgress;
+use super::counts::{PullCounts, PullProgress};
 use super::errors::ConnectorError;
 use crate::store::deaths::{RecordTable, SourceBatch, StaleVersion, StoredVersion, Watermark};
 use crate::store::quarantine::QuarantineEntry;

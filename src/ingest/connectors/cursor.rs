@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::http::Fetched;
 
 use super::errors::ConnectorError;
-use super::pipeline::Pipeline;
-use super::pipeline::Raw;
+use super::pipeline::{Pipeline, Raw};
 use super::{Ctx, join};
 use crate::store::deaths::Watermark;
 

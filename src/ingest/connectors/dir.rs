@@ -9,11 +9,7 @@ use super::normalise::{Columns, sha256_hex};
 use super::Ctx;
 use super::classify::file_rank;
 use super::errors::ConnectorError;
-use super::pipeline::CsvLine;
-use super::pipeline::CsvText;
-use super::pipeline::Pipeline;
-use super::pipeline::Raw;
-use super::pipeline::take_raws;
+use super::pipeline::{CsvLine, CsvText, Pipeline, Raw, take_raws};
 use crate::store::deaths::Watermark;
 
 pub(super) async fn pull_dir(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {

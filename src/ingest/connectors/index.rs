@@ -6,9 +6,7 @@ use super::http::Fetched;
 use super::normalise::sha256_hex;
 
 use super::errors::ConnectorError;
-use super::pipeline::Pipeline;
-use super::pipeline::Raw;
-use super::pipeline::take_raws;
+use super::pipeline::{Pipeline, Raw, take_raws};
 use super::{Ctx, join};
 
 /// A name from the funeral index must stay below the platform's prefix.

@@ -6,9 +6,7 @@ use std::time::Instant;
 use super::definition::{Definition, TransportKind};
 
 use super::Ctx;
-use super::counts::PullCounts;
-use super::counts::PullProgress;
-use super::counts::PullSummary;
+use super::counts::{PullCounts, PullProgress, PullSummary};
 use super::cursor::pull_cursor;
 use super::dir::pull_dir;
 use super::errors::PullError;
