@@ -7,6 +7,7 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use super::deaths::DEATH_COLUMNS;
 use super::with_pool;
 use super::{Result, Store};
 use crate::model::{IdStatus, MatchRecord, Person};
@@ -85,30 +86,37 @@ pub(super) struct RecordRow {
 /// The columns of `death_records` the matcher reads ([`RecordRow`]), in
 /// this order: every query of them, through sqlx or the C API, lists them
 /// from here.
-const RECORD_FIELDS: [&str; 14] = [
-    "source",
-    "record_key",
-    "name_raw",
-    "name_norm",
-    "name_key",
-    "id_raw",
-    "id_number",
-    "id_status",
-    "sex",
-    "birth_date",
-    "birth_year_min",
-    "birth_year_max",
-    "death_date",
-    "region",
+fn record_fields() -> impl Iterator<Item = &'static str> {
+    DEATH_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !NOT_READ.contains(c))
+}
+
+/// The columns of `death_records` the matcher never reads; it reads the
+/// others in [`DEATH_COLUMNS`] order (14 of them: source, record_key,
+/// name_raw, name_norm, name_key, id_raw, id_number, id_status, sex,
+/// birth_date, birth_year_min, birth_year_max, death_date, region).
+const NOT_READ: [&str; 10] = [
+    "id_candidates",
+    "death_date_latest",
+    "event_date",
+    "place",
+    "origin",
+    "received_at",
+    "raw_sha256",
+    "raw",
+    "run_id",
+    "version",
 ];
 
-/// [`RECORD_FIELDS`] as a select list over `death_records d`
+/// [`record_fields`] as a select list over `death_records d`
 /// (`d.source, d.record_key, ...`), written where a query is formatted.
 pub(super) struct RecordColumns;
 
 impl std::fmt::Display for RecordColumns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, c) in RECORD_FIELDS.iter().enumerate() {
+        for (i, c) in record_fields().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
@@ -122,7 +130,7 @@ pub(super) const RECORD_COLUMNS: RecordColumns = RecordColumns;
 
 /// Every stored death record with its version, in (source, record_key)
 /// order: the whole-table read of a full match run. The version is column
-/// 14, after [`RECORD_FIELDS`].
+/// 14, after [`record_fields`].
 pub(super) fn all_records_sql(version_cast: &str) -> String {
     format!(
         "SELECT {RECORD_COLUMNS}, d.version{version_cast} AS version FROM death_records d \
@@ -380,5 +388,16 @@ mod tests {
             Some("440300")
         );
         assert_eq!(funeral_home_city("PS-2026-1"), None);
+    }
+
+    #[test]
+    fn the_matcher_reads_its_fourteen_columns_in_the_order_the_c_api_indexes_them() {
+        assert_eq!(
+            all_records_sql(""),
+            "SELECT d.source, d.record_key, d.name_raw, d.name_norm, d.name_key, d.id_raw, \
+             d.id_number, d.id_status, d.sex, d.birth_date, d.birth_year_min, d.birth_year_max, \
+             d.death_date, d.region, d.version AS version FROM death_records d \
+             ORDER BY d.source, d.record_key"
+        );
     }
 }

@@ -464,12 +464,21 @@ impl Ctx<'_> {
         }))
     }
 
+    /// A setting the source's kind needs, or the error naming its key.
+    pub(super) fn required<T>(
+        &self,
+        value: Option<T>,
+        key: &'static str,
+    ) -> Result<T, ConnectorError> {
+        value.ok_or_else(|| ConnectorError::Incomplete {
+            source_name: self.def.name.clone(),
+            key,
+        })
+    }
+
     pub(super) fn base_url(&self) -> Result<reqwest::Url, ConnectorError> {
         let def = self.def;
-        let base = def.base_url.as_deref().ok_or(ConnectorError::Incomplete {
-            source_name: def.name.clone(),
-            key: "base_url",
-        })?;
+        let base = self.required(def.base_url.as_deref(), "base_url")?;
         check_url(base, def.allow_insecure).map_err(|message| ConnectorError::Insecure {
             source_name: def.name.clone(),
             message,

@@ -36,10 +36,7 @@ pub(super) const STATE_CURSOR: &str = "cursor";
 
 pub(super) async fn pull_cursor(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
     let def = ctx.def;
-    let paging = def.paging.as_ref().ok_or(ConnectorError::Incomplete {
-        source_name: def.name.clone(),
-        key: "paging",
-    })?;
+    let paging = ctx.required(def.paging.as_ref(), "paging")?;
     let base = ctx.base_url()?;
     let mut fetcher = ctx.fetcher()?;
     let since = ctx

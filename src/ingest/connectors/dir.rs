@@ -14,10 +14,7 @@ use crate::store::deaths::Watermark;
 
 pub(super) async fn pull_dir(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
     let def = ctx.def;
-    let dir = def.dir.clone().ok_or(ConnectorError::Incomplete {
-        source_name: def.name.clone(),
-        key: "dir",
-    })?;
+    let dir = ctx.required(def.dir.clone(), "dir")?;
     let io = |path: &Path, error| ConnectorError::Io {
         source_name: def.name.clone(),
         path: path.to_path_buf(),

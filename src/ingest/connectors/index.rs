@@ -22,14 +22,7 @@ pub(super) fn safe_relative(name: &str) -> bool {
 
 pub(super) async fn pull_index(ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
     let def = ctx.def;
-    let index_path = def
-        .files
-        .index
-        .as_deref()
-        .ok_or(ConnectorError::Incomplete {
-            source_name: def.name.clone(),
-            key: "files.index",
-        })?;
+    let index_path = ctx.required(def.files.index.as_deref(), "files.index")?;
     let prefix = match &def.files.prefix {
         Some(p) => p.clone(),
         None => index_path
