@@ -10,11 +10,13 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::quarantine::QuarantineEntry;
 use super::quarantine::insert_quarantine;
+use super::rows::{
+    DEATH_COLUMNS, NON_DEATH_COLUMNS, bind_cells, copy_text, death_cells, non_death_cells,
+};
 use super::with_pool;
 use super::{Backend, BeginWriteOn, Result, Store, now_utc_text};
 use crate::model::{DeathRecord, NonDeathEvent};
@@ -133,56 +135,6 @@ impl SourceBatch {
     }
 }
 
-/// The columns of `death_records`, in the order every insert binds them.
-pub(super) const DEATH_COLUMNS: &[&str] = &[
-    "source",
-    "record_key",
-    "name_raw",
-    "name_norm",
-    "name_key",
-    "id_raw",
-    "id_number",
-    "id_status",
-    "id_candidates",
-    "sex",
-    "birth_date",
-    "birth_year_min",
-    "birth_year_max",
-    "death_date",
-    "death_date_latest",
-    "event_date",
-    "region",
-    "place",
-    "origin",
-    "received_at",
-    "raw_sha256",
-    "raw",
-    "run_id",
-    "version",
-];
-
-const NON_DEATH_COLUMNS: &[&str] = &[
-    "source",
-    "record_key",
-    "reason",
-    "event_date",
-    "name_raw",
-    "name_norm",
-    "name_key",
-    "id_raw",
-    "id_number",
-    "id_status",
-    "sex",
-    "birth_date",
-    "region",
-    "origin",
-    "received_at",
-    "raw_sha256",
-    "raw",
-    "run_id",
-    "version",
-];
-
 /// Rows per multi-row `INSERT`: well under both backends' bind limits
 /// (SQLite 32766, PostgreSQL 65535) at 24 columns.
 const ROWS_PER_STATEMENT: usize = 400;
@@ -216,101 +168,6 @@ pub(crate) fn insert_sql(backend: Backend, table: &str, columns: &[&str], rows: 
     sql
 }
 
-/// Death records as PostgreSQL `COPY … FROM STDIN` text: one line per
-/// record, columns as in [`DEATH_COLUMNS`], tab-separated, `\N` for NULL.
-/// `None` when a date is outside years 1-9999, which the text form of a
-/// date would not carry as is (the caller then uses `INSERT`).
-fn death_copy_text(rows: &[DeathRecord]) -> Option<Vec<u8>> {
-    use std::io::Write as _;
-    fn text(out: &mut Vec<u8>, s: &str) {
-        for b in s.bytes() {
-            match b {
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                _ => out.push(b),
-            }
-        }
-    }
-    fn opt_text(out: &mut Vec<u8>, s: Option<&str>) {
-        match s {
-            Some(s) => text(out, s),
-            None => out.extend_from_slice(b"\\N"),
-        }
-    }
-    fn num(out: &mut Vec<u8>, n: Option<i64>) {
-        match n {
-            Some(n) => write!(out, "{n}").expect("writing to a Vec"),
-            None => out.extend_from_slice(b"\\N"),
-        }
-    }
-    fn date(out: &mut Vec<u8>, d: Option<NaiveDate>) -> Option<()> {
-        use chrono::Datelike as _;
-        match d {
-            Some(d) if (1..=9999).contains(&d.year()) => {
-                write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
-                    .expect("writing to a Vec");
-            }
-            Some(_) => return None,
-            None => out.extend_from_slice(b"\\N"),
-        }
-        Some(())
-    }
-    let mut out = Vec::with_capacity(rows.len() * 512);
-    for r in rows {
-        text(&mut out, &r.source);
-        out.push(b'\t');
-        text(&mut out, &r.record_key);
-        out.push(b'\t');
-        text(&mut out, &r.name_raw);
-        out.push(b'\t');
-        text(&mut out, &r.name_norm);
-        out.push(b'\t');
-        text(&mut out, &r.name_key);
-        out.push(b'\t');
-        text(&mut out, &r.id_raw);
-        out.push(b'\t');
-        opt_text(&mut out, r.id_number.as_deref());
-        out.push(b'\t');
-        text(&mut out, &r.id_status);
-        out.push(b'\t');
-        num(&mut out, Some(r.id_candidates.into()));
-        out.push(b'\t');
-        num(&mut out, r.sex.map(i64::from));
-        out.push(b'\t');
-        date(&mut out, r.birth_date)?;
-        out.push(b'\t');
-        num(&mut out, r.birth_year_min.map(i64::from));
-        out.push(b'\t');
-        num(&mut out, r.birth_year_max.map(i64::from));
-        out.push(b'\t');
-        date(&mut out, Some(r.death_date))?;
-        out.push(b'\t');
-        out.push(if r.death_date_latest { b't' } else { b'f' });
-        out.push(b'\t');
-        date(&mut out, r.event_date)?;
-        out.push(b'\t');
-        opt_text(&mut out, r.region.as_deref());
-        out.push(b'\t');
-        opt_text(&mut out, r.place.as_deref());
-        out.push(b'\t');
-        text(&mut out, &r.origin);
-        out.push(b'\t');
-        text(&mut out, &r.received_at);
-        out.push(b'\t');
-        text(&mut out, &r.raw_sha256);
-        out.push(b'\t');
-        text(&mut out, &r.raw);
-        out.push(b'\t');
-        num(&mut out, Some(r.run_id));
-        out.push(b'\t');
-        num(&mut out, Some(r.version.into()));
-        out.push(b'\n');
-    }
-    Some(out)
-}
-
 /// Streams `data` (COPY text) into `COPY {table} ({columns}) FROM STDIN`.
 async fn copy_in(
     conn: &mut sqlx::PgConnection,
@@ -340,59 +197,6 @@ pub(crate) fn in_list(backend: Backend, skip: usize, n: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
-}
-
-macro_rules! bind_death {
-    ($q:expr, $r:expr) => {
-        $q.bind(&$r.source)
-            .bind(&$r.record_key)
-            .bind(&$r.name_raw)
-            .bind(&$r.name_norm)
-            .bind(&$r.name_key)
-            .bind(&$r.id_raw)
-            .bind(&$r.id_number)
-            .bind(&$r.id_status)
-            .bind($r.id_candidates)
-            .bind($r.sex)
-            .bind($r.birth_date)
-            .bind($r.birth_year_min)
-            .bind($r.birth_year_max)
-            .bind($r.death_date)
-            .bind($r.death_date_latest)
-            .bind($r.event_date)
-            .bind(&$r.region)
-            .bind(&$r.place)
-            .bind(&$r.origin)
-            .bind(&$r.received_at)
-            .bind(&$r.raw_sha256)
-            .bind(&$r.raw)
-            .bind($r.run_id)
-            .bind($r.version)
-    };
-}
-
-macro_rules! bind_non_death {
-    ($q:expr, $r:expr) => {
-        $q.bind(&$r.source)
-            .bind(&$r.record_key)
-            .bind(&$r.reason)
-            .bind($r.event_date)
-            .bind(&$r.name_raw)
-            .bind(&$r.name_norm)
-            .bind(&$r.name_key)
-            .bind(&$r.id_raw)
-            .bind(&$r.id_number)
-            .bind(&$r.id_status)
-            .bind($r.sex)
-            .bind($r.birth_date)
-            .bind(&$r.region)
-            .bind(&$r.origin)
-            .bind(&$r.received_at)
-            .bind(&$r.raw_sha256)
-            .bind(&$r.raw)
-            .bind($r.run_id)
-            .bind($r.version)
-    };
 }
 
 /// Copies the stored version of a key into the history, then deletes it so
@@ -451,10 +255,10 @@ macro_rules! apply_batch {
             for rows in [&batch.new_non_deaths, &batch.changed_non_deaths] {
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                     let sql =
-                        insert_sql(backend, "non_death_events", NON_DEATH_COLUMNS, chunk.len());
+                        insert_sql(backend, "non_death_events", &NON_DEATH_COLUMNS, chunk.len());
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for r in chunk {
-                        q = bind_non_death!(q, r);
+                        q = bind_cells!(q, non_death_cells(r));
                     }
                     q.execute(&mut *$tx).await?;
                 }
@@ -706,16 +510,16 @@ impl DeathWriter {
                         if rows.is_empty() {
                             continue;
                         }
-                        if let Some(data) = death_copy_text(rows) {
-                            copy_in(&mut tx, "death_records", DEATH_COLUMNS, &data).await?;
+                        if let Some(data) = copy_text(rows, death_cells) {
+                            copy_in(&mut tx, "death_records", &DEATH_COLUMNS, &data).await?;
                             continue;
                         }
                         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                             let sql =
-                                insert_sql(backend, "death_records", DEATH_COLUMNS, chunk.len());
+                                insert_sql(backend, "death_records", &DEATH_COLUMNS, chunk.len());
                             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                             for r in chunk {
-                                q = bind_death!(q, r);
+                                q = bind_cells!(q, death_cells(r));
                             }
                             q.execute(&mut *tx).await?;
                         }

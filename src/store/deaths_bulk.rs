@@ -13,16 +13,17 @@ use std::sync::LazyLock;
 use libsqlite3_sys as ffi;
 
 use super::Backend;
-use super::deaths::{DEATH_COLUMNS, insert_sql};
+use super::deaths::insert_sql;
+use super::rows::{Cell, DEATH_COLUMNS, death_cells};
 use super::sqlite_c::{BulkError, Statement, Value, date_text};
 use crate::model::DeathRecord;
 
-/// One row of [`DEATH_COLUMNS`], bound in that order below.
+/// One row of [`DEATH_COLUMNS`], bound from [`death_cells`].
 static INSERT: LazyLock<CString> = LazyLock::new(|| {
     CString::new(insert_sql(
         Backend::Sqlite,
         "death_records",
-        DEATH_COLUMNS,
+        &DEATH_COLUMNS,
         1,
     ))
     .expect("no NUL in SQL")
@@ -35,49 +36,24 @@ pub fn insert_death_records(
     rows: &[DeathRecord],
 ) -> Result<(), BulkError> {
     let mut s = Statement::prepare(db, &INSERT)?;
-    let mut birth = [0u8; 10];
-    let mut death = [0u8; 10];
-    let mut event = [0u8; 10];
+    // Dates as `YYYY-MM-DD` text, each in the buffer of its column.
+    let mut dates = [[0u8; 10]; DEATH_COLUMNS.len()];
     for r in rows {
-        if let Some(d) = r.birth_date {
-            date_text(d, &mut birth);
+        let cells = death_cells(r);
+        for (cell, buf) in cells.iter().zip(&mut dates) {
+            if let Cell::Date(Some(d)) = cell {
+                date_text(*d, buf);
+            }
         }
-        date_text(r.death_date, &mut death);
-        if let Some(d) = r.event_date {
-            date_text(d, &mut event);
-        }
-        s.execute(&[
-            Value::text(&r.source),
-            Value::text(&r.record_key),
-            Value::text(&r.name_raw),
-            Value::text(&r.name_norm),
-            Value::text(&r.name_key),
-            Value::text(&r.id_raw),
-            Value::opt_text(r.id_number.as_deref()),
-            Value::text(&r.id_status),
-            Value::Int(i64::from(r.id_candidates)),
-            Value::opt_int(r.sex),
-            match r.birth_date {
-                Some(_) => Value::Text(&birth),
-                None => Value::Null,
-            },
-            Value::opt_int(r.birth_year_min),
-            Value::opt_int(r.birth_year_max),
-            Value::Text(&death),
-            Value::Int(i64::from(r.death_date_latest)),
-            match r.event_date {
-                Some(_) => Value::Text(&event),
-                None => Value::Null,
-            },
-            Value::opt_text(r.region.as_deref()),
-            Value::opt_text(r.place.as_deref()),
-            Value::text(&r.origin),
-            Value::text(&r.received_at),
-            Value::text(&r.raw_sha256),
-            Value::text(&r.raw),
-            Value::Int(r.run_id),
-            Value::Int(i64::from(r.version)),
-        ])?;
+        let values: [Value<'_>; DEATH_COLUMNS.len()] = std::array::from_fn(|i| match cells[i] {
+            Cell::Text(v) => Value::opt_text(v),
+            Cell::I32(v) => Value::opt_int(v),
+            Cell::I64(v) => Value::opt_int(v),
+            Cell::Date(Some(_)) => Value::Text(&dates[i]),
+            Cell::Date(None) => Value::Null,
+            Cell::Bool(b) => Value::Int(i64::from(b)),
+        });
+        s.execute(&values)?;
     }
     Ok(())
 }

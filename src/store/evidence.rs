@@ -16,6 +16,7 @@ use chrono::NaiveDate;
 use super::deaths::{in_list, insert_sql};
 use super::quarantine::QuarantineEntry;
 use super::quarantine::insert_quarantine;
+use super::rows::{Cell, LIFE_COLUMNS, VIDEO_COLUMNS, bind_cells, life_cells, video_cells};
 use super::with_pool;
 use super::{BeginWrite, Result, Store, now_utc_text};
 use crate::model::{EvidenceEvent, LifeEvent, LifeEvidence, VideoSession};
@@ -31,27 +32,6 @@ pub struct StoredSession {
     pub note: String,
     pub run_id: i64,
 }
-
-const LIFE_COLUMNS: &[&str] = &[
-    "id_number",
-    "event_type",
-    "event_date",
-    "source_ref",
-    "run_id",
-    "received_at",
-];
-
-const VIDEO_COLUMNS: &[&str] = &[
-    "id_number",
-    "session_at",
-    "session_utc",
-    "session_date",
-    "result",
-    "operator",
-    "note",
-    "run_id",
-    "received_at",
-];
 
 /// Rows per multi-row `INSERT`: at most 6,000 binds, well under both
 /// backends' limits (SQLite 32766, PostgreSQL 65535).
@@ -78,30 +58,15 @@ impl Store {
         rows: &[EvidenceEvent],
         quarantine: &[QuarantineEntry],
     ) -> Result<u64> {
-        let backend = self.backend();
-        let now = now_utc_text();
-        let mut inserted = 0u64;
-        with_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut sql = insert_sql(backend, "life_evidence", LIFE_COLUMNS, chunk.len());
-                sql.push_str(" ON CONFLICT DO NOTHING");
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for r in chunk {
-                    q = q
-                        .bind(&r.id_number)
-                        .bind(&r.event_type)
-                        .bind(r.event_date)
-                        .bind(&r.source_ref)
-                        .bind(run_id)
-                        .bind(&now);
-                }
-                inserted += q.execute(&mut *tx).await?.rows_affected();
-            }
-            insert_quarantine!(tx, run_id, quarantine, &now)?;
-            tx.commit().await?;
-        });
-        Ok(inserted)
+        self.insert_new_rows(
+            "life_evidence",
+            &LIFE_COLUMNS,
+            rows,
+            life_cells,
+            run_id,
+            quarantine,
+        )
+        .await
     }
 
     /// What is stored under the given (id_number, session_at) keys.
@@ -148,26 +113,42 @@ impl Store {
         rows: &[VideoSession],
         quarantine: &[QuarantineEntry],
     ) -> Result<u64> {
+        self.insert_new_rows(
+            "video_sessions",
+            &VIDEO_COLUMNS,
+            rows,
+            video_cells,
+            run_id,
+            quarantine,
+        )
+        .await
+    }
+
+    /// Inserts `rows` of an import run (each as its `cells`, then the run
+    /// and the time received, in `columns` order) and its quarantine in one
+    /// transaction, leaving alone rows whose key is stored already; returns
+    /// how many rows were new.
+    async fn insert_new_rows<'r, T, const N: usize>(
+        &self,
+        table: &str,
+        columns: &[&str],
+        rows: &'r [T],
+        cells: impl Fn(&'r T) -> [Cell<'r>; N],
+        run_id: i64,
+        quarantine: &[QuarantineEntry],
+    ) -> Result<u64> {
+        debug_assert_eq!(columns.len(), N + 2);
         let backend = self.backend();
         let now = now_utc_text();
         let mut inserted = 0u64;
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut sql = insert_sql(backend, "video_sessions", VIDEO_COLUMNS, chunk.len());
+                let mut sql = insert_sql(backend, table, columns, chunk.len());
                 sql.push_str(" ON CONFLICT DO NOTHING");
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for r in chunk {
-                    q = q
-                        .bind(&r.id_number)
-                        .bind(&r.session_at)
-                        .bind(&r.session_utc)
-                        .bind(r.session_date)
-                        .bind(&r.result)
-                        .bind(&r.operator)
-                        .bind(&r.note)
-                        .bind(run_id)
-                        .bind(&now);
+                    q = bind_cells!(q, cells(r)).bind(run_id).bind(&now);
                 }
                 inserted += q.execute(&mut *tx).await?.rows_affected();
             }

@@ -7,7 +7,7 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::deaths::DEATH_COLUMNS;
+use super::rows::DEATH_COLUMNS;
 use super::with_pool;
 use super::{Result, Store};
 use crate::model::{IdStatus, MatchRecord, Person};
@@ -98,14 +98,14 @@ fn record_fields() -> impl Iterator<Item = &'static str> {
 /// name_raw, name_norm, name_key, id_raw, id_number, id_status, sex,
 /// birth_date, birth_year_min, birth_year_max, death_date, region).
 const NOT_READ: [&str; 10] = [
-    "id_candidates",
     "death_date_latest",
     "event_date",
-    "place",
+    "id_candidates",
     "origin",
-    "received_at",
-    "raw_sha256",
+    "place",
     "raw",
+    "raw_sha256",
+    "received_at",
     "run_id",
     "version",
 ];

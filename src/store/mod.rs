@@ -43,6 +43,7 @@ pub mod pensioners;
 mod pensioners_bulk;
 pub mod quarantine;
 pub mod roster_snapshot;
+mod rows;
 pub mod runs;
 mod sqlite_c;
 

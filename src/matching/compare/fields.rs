@@ -61,47 +61,68 @@ pub(crate) struct NameVerdict {
 /// alike, so a record met by hundreds of namesakes judges the name once.
 pub(crate) type NameCache = ahash::AHashMap<u32, NameVerdict>;
 
-pub(super) fn name_verdict(
+impl NameVerdict {
+    /// The name level, given whether the names as written are equal
+    /// (asked only when neither normalised name is empty).
+    #[inline]
+    fn level(self, exact: impl FnOnce() -> bool) -> NameLevel {
+        if self.below_exact == NameLevel::Missing {
+            NameLevel::Missing
+        } else if exact() {
+            NameLevel::Exact
+        } else {
+            self.below_exact
+        }
+    }
+}
+
+/// The verdict of name form `form_id` (`form`, `person`'s) against the
+/// record, judged once per record and form (`name_cache`).
+fn name_verdict(
+    name_cache: &mut NameCache,
+    form_id: u32,
     person: &Person,
     form: &NameForm,
     rec: &PreparedRecord<'_>,
     record_key_id: Option<u32>,
     rules: &MatchRules,
 ) -> NameVerdict {
-    let record = rec.record;
-    let below_exact = if person.name_norm.is_empty() || record.name_norm.is_empty() {
-        NameLevel::Missing
-    } else if person.name_norm == record.name_norm
-        || ((form.has_dot != 0 || rec.form.has_dot != 0)
-            && person
-                .name_norm
-                .chars()
-                .filter(|&c| c != '·')
-                .eq(rec.name_plain.chars()))
-    {
-        NameLevel::Normalised
-    } else if match form.key_id() {
-        Some(id) => Some(id) == record_key_id,
-        None => person.name_key == record.name_key,
-    } {
-        if form.toned == rec.form.toned {
-            NameLevel::TonedPinyin
+    *name_cache.entry(form_id).or_insert_with(|| {
+        let record = rec.record;
+        let below_exact = if person.name_norm.is_empty() || record.name_norm.is_empty() {
+            NameLevel::Missing
+        } else if person.name_norm == record.name_norm
+            || ((form.has_dot != 0 || rec.form.has_dot != 0)
+                && person
+                    .name_norm
+                    .chars()
+                    .filter(|&c| c != '·')
+                    .eq(rec.name_plain.chars()))
+        {
+            NameLevel::Normalised
+        } else if match form.key_id() {
+            Some(id) => Some(id) == record_key_id,
+            None => person.name_key == record.name_key,
+        } {
+            if form.toned == rec.form.toned {
+                NameLevel::TonedPinyin
+            } else {
+                NameLevel::TonelessPinyin
+            }
+        } else if form.folded == rec.form.folded {
+            NameLevel::Confusable
+        } else if strsim::jaro_winkler(&person.name_key, &record.name_key)
+            >= rules.name.similar_threshold
+        {
+            NameLevel::Similar
         } else {
-            NameLevel::TonelessPinyin
+            NameLevel::Different
+        };
+        NameVerdict {
+            below_exact,
+            norm_is_their_name: person.name_norm == record.name,
         }
-    } else if form.folded == rec.form.folded {
-        NameLevel::Confusable
-    } else if strsim::jaro_winkler(&person.name_key, &record.name_key)
-        >= rules.name.similar_threshold
-    {
-        NameLevel::Similar
-    } else {
-        NameLevel::Different
-    };
-    NameVerdict {
-        below_exact,
-        norm_is_their_name: person.name_norm == record.name,
-    }
+    })
 }
 
 /// [`compare_prepared`] for a roster person whose name features the index
@@ -117,16 +138,8 @@ pub(crate) fn compare_indexed(
     name_cache: &mut NameCache,
     rules: &MatchRules,
 ) -> Comparison {
-    let v = *name_cache
-        .entry(form_id)
-        .or_insert_with(|| name_verdict(person, form, rec, record_key_id, rules));
-    let name = if v.below_exact == NameLevel::Missing {
-        NameLevel::Missing
-    } else if person.name == rec.record.name {
-        NameLevel::Exact
-    } else {
-        v.below_exact
-    };
+    let v = name_verdict(name_cache, form_id, person, form, rec, record_key_id, rules);
+    let name = v.level(|| person.name == rec.record.name);
     compare_with_name(person, rec, name)
 }
 
@@ -145,21 +158,22 @@ pub(crate) fn compare_without_id(
 ) -> Comparison {
     debug_assert_eq!(rec.record.id_status, IdStatus::Empty);
     let record = rec.record;
-    let v = *name_cache
-        .entry(view.form)
-        .or_insert_with(|| name_verdict(person, form, rec, record_key_id, rules));
-    let exact = if view.name_is_norm != 0 {
-        v.norm_is_their_name
-    } else {
-        person.name == record.name
-    };
-    let name = if v.below_exact == NameLevel::Missing {
-        NameLevel::Missing
-    } else if exact {
-        NameLevel::Exact
-    } else {
-        v.below_exact
-    };
+    let v = name_verdict(
+        name_cache,
+        view.form,
+        person,
+        form,
+        rec,
+        record_key_id,
+        rules,
+    );
+    let name = v.level(|| {
+        if view.name_is_norm != 0 {
+            v.norm_is_their_name
+        } else {
+            person.name == record.name
+        }
+    });
     let sex = match record.sex {
         Some(s) if s == view.sex => SexLevel::Agree,
         Some(_) => SexLevel::Disagree,
