@@ -9,6 +9,7 @@ mod audit;
 mod cli;
 mod connectors;
 mod evidence;
+mod lifecycle;
 mod matching;
 mod roster;
 mod roster_snapshot;
