@@ -585,13 +585,14 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                 );
             }
             for m in found {
-                let e: vigil::matching::explain::Explanation = serde_json::from_str(&m.explanation)
-                    .with_context(|| {
+                let e = vigil::matching::Explanation::from_stored(&m.explanation).with_context(
+                    || {
                         format!(
                             "the stored explanation of {} {} is unreadable",
                             m.source, m.record_key
                         )
-                    })?;
+                    },
+                )?;
                 println!("{} {} -> pensioner {}", m.source, m.record_key, m.person_no);
                 println!("{}", vigil::matching::explain::render_waterfall(&e));
                 print_life_after_death(&store, &m, &e).await?;
@@ -1379,8 +1380,7 @@ fn counter_evidence_tally(
     use vigil::matching::Safeguard;
     let (mut carrying, mut held_back, mut example) = (0, 0, None);
     for m in matches {
-        let Ok(e) = serde_json::from_str::<vigil::matching::explain::Explanation>(&m.explanation)
-        else {
+        let Ok(e) = vigil::matching::Explanation::from_stored(&m.explanation) else {
             continue;
         };
         let is_counter = |s: &Safeguard| matches!(s, Safeguard::CounterEvidence { .. });
@@ -1520,9 +1520,7 @@ async fn demo(
             "   why {} {} is in review (`vigil match explain {}`):",
             first.source, first.record_key, first.record_key
         );
-        if let Ok(e) =
-            serde_json::from_str::<vigil::matching::explain::Explanation>(&first.explanation)
-        {
+        if let Ok(e) = vigil::matching::Explanation::from_stored(&first.explanation) {
             for line in vigil::matching::explain::render_waterfall(&e).lines() {
                 println!("     {line}");
             }
