@@ -16,6 +16,7 @@ use vigil::ingest::roster::{self, ImportOptions, ImportSummary};
 use vigil::matching::export::{evaluate_against_truth, write_matches};
 use vigil::matching::rules_file::{self, load_rules};
 use vigil::matching::train::TrainingOptions;
+use vigil::matching::view;
 use vigil::store::Store;
 use vigil::store::match_state::{MatchScope, StoredEvent};
 use vigil::{audit, identity};
@@ -585,32 +586,14 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
             ..
         } => {
             let store = open_store(&settings).await?;
-            let found: Vec<_> = store
-                .list_matches()
-                .await?
-                .into_iter()
-                .filter(|m| m.record_key == key && source.as_ref().is_none_or(|s| &m.source == s))
-                .collect();
+            let found = view::matches_of_record(&store, &key, source.as_deref()).await?;
             if found.is_empty() {
                 bail!(
                     "no match for record {key}; `vigil matches export` lists the matched records"
                 );
             }
-            for m in found {
-                let e = vigil::matching::Explanation::from_stored(&m.explanation).with_context(
-                    || {
-                        format!(
-                            "the stored explanation of {} {} is unreadable",
-                            m.source, m.record_key
-                        )
-                    },
-                )?;
-                println!("{} {} -> pensioner {}", m.source, m.record_key, m.person_no);
-                println!("{}", vigil::matching::explain::render_waterfall(&e));
-                print_life_after_death(&store, &m, &e).await?;
-                if let Some(ev) = store.death_event(&m.person_no).await? {
-                    print_death_event(&ev);
-                }
+            for m in &found {
+                print_explained_match(&view::explain_match(&store, m).await?);
             }
         }
         Command::Matches {
@@ -1216,34 +1199,30 @@ fn print_proposal(p: &vigil::matching::propose::Proposal, in_use: Option<&Path>)
     );
 }
 
+/// `vigil match explain`: the header, the waterfall, what was seen of the
+/// person after the death date, and the fused death event.
+fn print_explained_match(v: &view::ExplainedMatch) {
+    println!("{} {} -> pensioner {}", v.source, v.record_key, v.person_no);
+    println!(
+        "{}",
+        vigil::matching::explain::render_waterfall(&v.explanation)
+    );
+    if let Some(seen) = &v.seen_after_death {
+        print_seen_after_death(seen);
+    }
+    if let Some(ev) = &v.death_event {
+        print_death_event(ev);
+    }
+}
+
 /// Under an explanation: what was seen of the person after the record's
 /// death date (evidence of life, video sessions whatever their result).
-async fn print_life_after_death(
-    store: &Store,
-    m: &vigil::store::matches::StoredMatch,
-    e: &vigil::matching::explain::Explanation,
-) -> Result<()> {
-    let (Some(record), Some(person)) = (
-        store.get_death_record(&m.source, &m.record_key).await?,
-        store.get_pensioner(&m.person_no).await?,
-    ) else {
-        return Ok(());
-    };
-    let after: Vec<_> = store
-        .life_evidence_for(&person.id_number)
-        .await?
-        .into_iter()
-        .filter(|ev| ev.event_date > record.death_date)
-        .collect();
-    if after.is_empty() {
-        return Ok(());
-    }
+fn print_seen_after_death(seen: &view::SeenAfterDeath) {
     println!(
         "  seen after the death date {} (ID {}):",
-        record.death_date,
-        identity::mask(&person.id_number)
+        seen.death_date, seen.masked_id
     );
-    for ev in after.iter().rev() {
+    for ev in &seen.events {
         match &ev.result {
             None => println!(
                 "    {}  {:<20} ref {}  (proof of life, run {})",
@@ -1264,40 +1243,11 @@ async fn print_life_after_death(
             ),
         }
     }
-    let counted = e
-        .safeguards
-        .iter()
-        .any(|s| matches!(s, vigil::matching::Safeguard::CounterEvidence { .. }));
-    if !counted && after.iter().any(|ev| ev.proves_life) {
+    if seen.arrived_after_match {
         println!(
             "  this evidence arrived after the match was made; `vigil match` again takes it into account"
         );
     }
-    Ok(())
-}
-
-/// Matches that carry evidence of life after the death date, how many of
-/// them it alone kept from `auto` (score at the auto threshold, no other
-/// safeguard fired), and the record key of one of them.
-fn counter_evidence_tally(
-    matches: &[vigil::store::matches::StoredMatch],
-) -> (usize, usize, Option<&str>) {
-    use vigil::matching::Safeguard;
-    let (mut carrying, mut held_back, mut example) = (0, 0, None);
-    for m in matches {
-        let Ok(e) = vigil::matching::Explanation::from_stored(&m.explanation) else {
-            continue;
-        };
-        let is_counter = |s: &Safeguard| matches!(s, Safeguard::CounterEvidence { .. });
-        if e.safeguards.iter().any(is_counter) {
-            carrying += 1;
-            example.get_or_insert(m.record_key.as_str());
-            if e.score >= e.auto_threshold && e.safeguards.iter().all(is_counter) {
-                held_back += 1;
-            }
-        }
-    }
-    (carrying, held_back, example)
 }
 
 async fn demo(
@@ -1401,7 +1351,11 @@ async fn demo(
     let matched = match_with_spinner(&store, &rules, MatchScope::Pending).await?;
     print_match_summary(&matched);
     let matches = store.list_matches().await?;
-    let (carrying, held_back, example) = counter_evidence_tally(&matches);
+    let view::CounterEvidenceTally {
+        carrying,
+        held_back,
+        example,
+    } = view::counter_evidence_tally(&matches);
     println!(
         "   evidence of life after the death date held {held_back} match(es) back from auto \
          ({carrying} match(es) carry such evidence in all)"

@@ -19,7 +19,8 @@
 //! database and maps them back for the next run over the same roster;
 //! [`rules_file`] finds and reads the rules a command uses; [`export`]
 //! writes the stored matches out and scores them against a truth file
-//! ([`eval`] is the scoring, pure).
+//! ([`eval`] is the scoring, pure); [`view`] shows a stored match with the
+//! evidence that speaks against it.
 
 pub mod assign;
 pub mod blocking;
@@ -36,6 +37,7 @@ pub mod rules_file;
 pub mod run;
 pub mod score;
 pub mod train;
+pub mod view;
 
 #[cfg(test)]
 mod end_to_end;
