@@ -17,11 +17,15 @@
 //! - [`generate`]: deterministic synthetic data in every source's real
 //!   format, for tests, benchmarks and the demo.
 //! - [`config`]: layered settings.
+//! - [`demo`]: the whole pipeline on generated data, step by step, for
+//!   `vigil demo`; it sits on top, beside the command line.
 //!
-//! Nothing here prints or exits; `main.rs` is the only edge that does.
+//! Nothing here prints or exits; `main.rs` and its `cli/` modules are the
+//! only edge that does.
 
 pub mod audit;
 pub mod config;
+pub mod demo;
 pub mod generate;
 pub mod identity;
 pub mod ingest;

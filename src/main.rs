@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use vigil::config::Settings;
+use vigil::demo;
 use vigil::ingest::connectors;
 use vigil::ingest::evidence::{EvidenceImportOptions, EvidenceImportSummary, EvidenceKind};
 use vigil::ingest::roster::{self, ImportOptions, ImportSummary};
@@ -489,11 +490,7 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
                 date: identity::today_in_china(),
                 actor: audit::cli_actor(),
             };
-            let bar = ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{spinner} training… {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            let bar = ticking_spinner("{spinner} training… {elapsed}");
             let result = vigil::matching::propose::propose_rules(&store, &current, &opts).await;
             bar.finish_and_clear();
             let proposal = result?;
@@ -720,7 +717,23 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
             seed,
             data_dir,
             db,
-        } => demo(pensioners, seed, &data_dir, &db, &settings).await?,
+        } => {
+            let opts = demo::DemoOptions {
+                pensioners,
+                seed,
+                data_dir,
+                db,
+                as_of: identity::today_in_china(),
+                batch_rows: settings.import.batch_rows,
+                max_connections: settings.database.max_connections,
+                actor: audit::cli_actor(),
+            };
+            let mut printer = DemoPrinter {
+                db: opts.db.clone(),
+                bar: ProgressBar::hidden(),
+            };
+            demo::run(&opts, &mut printer).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -733,17 +746,8 @@ async fn pull_with_progress(
     only: &[String],
     sim_data: Option<&Path>,
 ) -> Result<Vec<connectors::PullSummary>> {
-    let bar = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} pulling {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    let progress = |p: &connectors::PullProgress<'_>| {
-        bar.set_message(format!(
-            "{}: {} records, {} pages, {} files",
-            p.source, p.read, p.pages, p.files
-        ));
-        bar.tick();
-    };
+    let bar = pull_spinner();
+    let progress = |p: &connectors::PullProgress<'_>| show_pull_progress(&bar, p);
     let result = match sim_data {
         None => connectors::pull(store, defs, only, &progress)
             .await
@@ -795,11 +799,7 @@ async fn match_with_spinner(
     rules: &vigil::matching::rules::MatchRules,
     scope: MatchScope,
 ) -> Result<vigil::matching::run::MatchSummary> {
-    let bar = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} matching… {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let bar = ticking_spinner("{spinner} matching… {elapsed}");
     let result =
         vigil::matching::run::run_match_scoped(store, rules, &audit::cli_actor(), scope).await;
     bar.finish_and_clear();
@@ -965,13 +965,7 @@ fn generate_with_progress(
     as_of: NaiveDate,
     death_rate: f64,
 ) -> Result<vigil::generate::GenerateSummary> {
-    let bar = ProgressBar::new(pensioners).with_style(
-        ProgressStyle::with_template(
-            "{spinner} generating [{bar:40}] {human_pos}/{human_len} pensioners ({per_sec}, {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = generate_bar(pensioners);
     let mut opts =
         vigil::generate::GenerateOptions::new(pensioners, seed, out.to_path_buf(), as_of);
     opts.death_rate = death_rate;
@@ -988,16 +982,7 @@ async fn import_with_progress(
     as_of: Option<NaiveDate>,
     settings: &Settings,
 ) -> Result<ImportSummary> {
-    let len = std::fs::metadata(file)
-        .with_context(|| format!("cannot read {}", file.display()))?
-        .len();
-    let bar = ProgressBar::new(len).with_style(
-        ProgressStyle::with_template(
-            "{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = import_bar(file_len(file)?);
     let opts = ImportOptions {
         as_of: as_of.unwrap_or_else(identity::today_in_china),
         batch_rows: settings.import.batch_rows,
@@ -1068,16 +1053,7 @@ async fn evidence_import_with_progress(
     file: &Path,
     settings: &Settings,
 ) -> Result<EvidenceImportSummary> {
-    let len = std::fs::metadata(file)
-        .with_context(|| format!("cannot read {}", file.display()))?
-        .len();
-    let bar = ProgressBar::new(len).with_style(
-        ProgressStyle::with_template(
-            "{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = import_bar(file_len(file)?);
     let opts = EvidenceImportOptions {
         batch_rows: settings.import.batch_rows,
         actor: audit::cli_actor(),
@@ -1250,182 +1226,196 @@ fn print_seen_after_death(seen: &view::SeenAfterDeath) {
     }
 }
 
-async fn demo(
-    pensioners: u64,
-    seed: u64,
-    data_dir: &Path,
-    db: &Path,
-    settings: &Settings,
-) -> Result<()> {
-    let as_of = identity::today_in_china();
-    println!("vigil demo: {pensioners} synthetic pensioners, seed {seed}, as of {as_of}\n");
-    println!("1. generating data into {}/", data_dir.display());
-    let summary = generate_with_progress(pensioners, seed, data_dir, as_of, 0.01)?;
-    println!(
-        "   {} pensioners, {} deaths across the three death sources",
-        summary.pensioners, summary.deaths
-    );
-
-    for suffix in ["", "-wal", "-shm"] {
-        let p = PathBuf::from(format!("{}{suffix}", db.display()));
-        if p.exists() {
-            std::fs::remove_file(&p)
-                .with_context(|| format!("removing the old demo database {}", p.display()))?;
-        }
-    }
-    let url = format!("sqlite://{}", db.display());
-    let store = Store::open(&url, settings.database.max_connections).await?;
-    let roster_file = data_dir.join("roster.csv");
-
-    println!("\n2. importing the roster into {}", db.display());
-    let first = import_with_progress(&store, &roster_file, Some(as_of), settings).await?;
-    print_import_summary(&first);
-
-    let next_as_of = as_of
-        .checked_add_months(chrono::Months::new(1))
-        .unwrap_or(as_of);
-    let next_file = data_dir.join("roster-next-month.csv");
-    let next = vigil::generate::next_export(&roster_file, &next_file, seed)?;
-    println!(
-        "\n3. importing next month's export ({}): {} bank accounts, {} amounts, {} residences and {} statuses \
-         changed, {} people gone, {} damaged rows at the end",
-        next_file.display(),
-        next.bank_account_changed,
-        next.amount_changed,
-        next.residence_changed,
-        next.status_changed,
-        next.dropped,
-        next.bad_rows
-    );
-    let second = import_with_progress(&store, &next_file, Some(next_as_of), settings).await?;
-    print_import_summary(&second);
-
-    println!("\n   importing the same export again: an import is a snapshot, so nothing changes");
-    let third = import_with_progress(&store, &next_file, Some(next_as_of), settings).await?;
-    println!(
-        "   read {}, inserted {}, changed {}, unchanged {}, quarantined {} (the same bad rows), newly missing {}",
-        third.read,
-        third.inserted,
-        third.changed,
-        third.unchanged,
-        third.quarantined,
-        third.missing
-    );
-
-    println!(
-        "\n4. pulling the generated death data through the real connectors: public security and \
-         funeral homes from a local HTTP server on 127.0.0.1, civil affairs from GBK files"
-    );
-    let defs_dir = data_dir.join("connectors");
-    write_builtin_connectors(&defs_dir)?;
-    let defs = connectors::load_definitions(&defs_dir).map_err(|problems| {
-        anyhow::anyhow!(
-            "built-in connector definitions are invalid: {}",
-            problems
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
-    let pulled = pull_with_progress(&store, &defs, &[], Some(data_dir)).await?;
-    print_pull_summaries(&pulled);
-    println!("   pulling again: everything is recognised, nothing is stored twice");
-    let again = pull_with_progress(&store, &defs, &[], Some(data_dir)).await?;
-    print_pull_summaries(&again);
-
-    println!(
-        "\n5. importing evidence of life and video verification results: proof that people were \
-         alive on a date"
-    );
-    for (kind, name) in [
-        (EvidenceKind::LifeEvidence, vigil::generate::EVIDENCE_FILE),
-        (EvidenceKind::VideoResults, vigil::generate::VIDEO_FILE),
-    ] {
-        let s = evidence_import_with_progress(&store, kind, &data_dir.join(name), settings).await?;
-        print_evidence_summary(&s);
-    }
-
-    println!("\n6. matching the death records against the active roster");
-    let rules = load_rules(None)?;
-    let matched = match_with_spinner(&store, &rules, MatchScope::Pending).await?;
-    print_match_summary(&matched);
-    let matches = store.list_matches().await?;
-    let view::CounterEvidenceTally {
-        carrying,
-        held_back,
-        example,
-    } = view::counter_evidence_tally(&matches);
-    println!(
-        "   evidence of life after the death date held {held_back} match(es) back from auto \
-         ({carrying} match(es) carry such evidence in all)"
-    );
-    if let Some(key) = example {
-        println!(
-            "   see one with its evidence: vigil --database-url sqlite://{} match explain {key}",
-            db.display()
-        );
-    }
-    let report = evaluate_against_truth(&store, &data_dir.join("truth.csv"), &rules).await?;
-    println!("   checked against the generator's truth file:");
-    print_eval(&report);
-    if let Some(first) = store
-        .list_matches()
-        .await?
-        .into_iter()
-        .find(|m| m.band == "review")
-    {
-        println!(
-            "   why {} {} is in review (`vigil match explain {}`):",
-            first.source, first.record_key, first.record_key
-        );
-        if let Ok(e) = vigil::matching::Explanation::from_stored(&first.explanation) {
-            for line in vigil::matching::explain::render_waterfall(&e).lines() {
-                println!("     {line}");
-            }
-        }
-    }
-
-    println!("   matching again: only new or changed records are matched, the rest are kept");
-    let again = match_with_spinner(&store, &rules, MatchScope::Pending).await?;
-    println!(
-        "   {} records to match, {} earlier matches kept",
-        again.records, again.kept
-    );
-
-    println!("\n7. verifying the audit log");
-    let report = audit::verify(&store).await?;
-    match report.first_broken {
-        None => println!("   intact: {} entries", report.entries),
-        Some(b) => bail!("audit log broken at entry {}: {}", b.seq, b.reason),
-    }
-    println!(
-        "\ndone. Look around with: vigil --database-url sqlite://{} runs",
-        db.display()
-    );
-    store.close().await;
-    Ok(())
+/// `vigil demo`: prints the demo's steps as they happen and draws their
+/// progress.
+struct DemoPrinter {
+    db: PathBuf,
+    bar: ProgressBar,
 }
 
-/// The connector definitions shipped in `connectors/`, compiled in so the
-/// demo runs from any directory.
-const BUILTIN_CONNECTORS: [(&str, &str); 3] = [
-    (
-        "public_security.toml",
-        include_str!("../connectors/public_security.toml"),
-    ),
-    (
-        "civil_affairs.toml",
-        include_str!("../connectors/civil_affairs.toml"),
-    ),
-    ("funeral.toml", include_str!("../connectors/funeral.toml")),
-];
-
-fn write_builtin_connectors(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, text) in BUILTIN_CONNECTORS {
-        let path = dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+impl demo::Observer for DemoPrinter {
+    fn event(&mut self, event: demo::Event<'_>) {
+        use demo::Event;
+        match event {
+            Event::Started {
+                pensioners,
+                seed,
+                as_of,
+            } => println!(
+                "vigil demo: {pensioners} synthetic pensioners, seed {seed}, as of {as_of}\n"
+            ),
+            Event::Generating { data_dir } => {
+                println!("1. generating data into {}/", data_dir.display())
+            }
+            Event::Generated(summary) => println!(
+                "   {} pensioners, {} deaths across the three death sources",
+                summary.pensioners, summary.deaths
+            ),
+            Event::ImportingRoster { db } => {
+                println!("\n2. importing the roster into {}", db.display())
+            }
+            Event::RosterImported(summary) => print_import_summary(summary),
+            Event::NextExportWritten {
+                file,
+                changes: next,
+            } => println!(
+                "\n3. importing next month's export ({}): {} bank accounts, {} amounts, {} residences and {} statuses \
+                 changed, {} people gone, {} damaged rows at the end",
+                file.display(),
+                next.bank_account_changed,
+                next.amount_changed,
+                next.residence_changed,
+                next.status_changed,
+                next.dropped,
+                next.bad_rows
+            ),
+            Event::ReimportingRoster => println!(
+                "\n   importing the same export again: an import is a snapshot, so nothing changes"
+            ),
+            Event::RosterReimported(third) => println!(
+                "   read {}, inserted {}, changed {}, unchanged {}, quarantined {} (the same bad rows), newly missing {}",
+                third.read,
+                third.inserted,
+                third.changed,
+                third.unchanged,
+                third.quarantined,
+                third.missing
+            ),
+            Event::Pulling => println!(
+                "\n4. pulling the generated death data through the real connectors: public security and \
+                 funeral homes from a local HTTP server on 127.0.0.1, civil affairs from GBK files"
+            ),
+            Event::Pulled(summaries) => print_pull_summaries(summaries),
+            Event::PullingAgain => {
+                println!("   pulling again: everything is recognised, nothing is stored twice")
+            }
+            Event::ImportingEvidence => println!(
+                "\n5. importing evidence of life and video verification results: proof that people were \
+                 alive on a date"
+            ),
+            Event::EvidenceImported(summary) => print_evidence_summary(summary),
+            Event::Matching => {
+                println!("\n6. matching the death records against the active roster")
+            }
+            Event::Matched(summary) => print_match_summary(summary),
+            Event::CounterEvidence(tally) => {
+                println!(
+                    "   evidence of life after the death date held {} match(es) back from auto \
+                     ({} match(es) carry such evidence in all)",
+                    tally.held_back, tally.carrying
+                );
+                if let Some(key) = &tally.example {
+                    println!(
+                        "   see one with its evidence: vigil --database-url sqlite://{} match explain {key}",
+                        self.db.display()
+                    );
+                }
+            }
+            Event::Evaluated(report) => {
+                println!("   checked against the generator's truth file:");
+                print_eval(report);
+            }
+            Event::ReviewExample {
+                stored,
+                explanation,
+            } => {
+                println!(
+                    "   why {} {} is in review (`vigil match explain {}`):",
+                    stored.source, stored.record_key, stored.record_key
+                );
+                if let Some(e) = explanation {
+                    for line in vigil::matching::explain::render_waterfall(e).lines() {
+                        println!("     {line}");
+                    }
+                }
+            }
+            Event::MatchingAgain => println!(
+                "   matching again: only new or changed records are matched, the rest are kept"
+            ),
+            Event::MatchedAgain(summary) => println!(
+                "   {} records to match, {} earlier matches kept",
+                summary.records, summary.kept
+            ),
+            Event::VerifyingAudit => println!("\n7. verifying the audit log"),
+            Event::AuditIntact { entries } => println!("   intact: {entries} entries"),
+            Event::Finished => println!(
+                "\ndone. Look around with: vigil --database-url sqlite://{} runs",
+                self.db.display()
+            ),
+        }
     }
-    Ok(())
+
+    fn work_started(&mut self, work: demo::Work) {
+        self.bar = match work {
+            demo::Work::Generate { pensioners } => generate_bar(pensioners),
+            demo::Work::Import { bytes } => import_bar(bytes),
+            demo::Work::Pull => pull_spinner(),
+            demo::Work::Match => ticking_spinner("{spinner} matching… {elapsed}"),
+        };
+    }
+
+    fn advanced(&self, done: u64) {
+        self.bar.set_position(done);
+    }
+
+    fn pulled(&self, progress: &connectors::PullProgress<'_>) {
+        show_pull_progress(&self.bar, progress);
+    }
+
+    fn work_finished(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn file_len(file: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len())
+}
+
+/// A bar over the bytes of a file being imported.
+fn import_bar(bytes: u64) -> ProgressBar {
+    ProgressBar::new(bytes).with_style(
+        ProgressStyle::with_template(
+            "{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    )
+}
+
+/// A bar over the pensioners being generated.
+fn generate_bar(pensioners: u64) -> ProgressBar {
+    ProgressBar::new(pensioners).with_style(
+        ProgressStyle::with_template(
+            "{spinner} generating [{bar:40}] {human_pos}/{human_len} pensioners ({per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    )
+}
+
+/// A spinner that says which source is being pulled and how far.
+fn pull_spinner() -> ProgressBar {
+    ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} pulling {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    )
+}
+
+fn show_pull_progress(bar: &ProgressBar, p: &connectors::PullProgress<'_>) {
+    bar.set_message(format!(
+        "{}: {} records, {} pages, {} files",
+        p.source, p.read, p.pages, p.files
+    ));
+    bar.tick();
+}
+
+/// A spinner that turns on its own while work that reports no progress runs.
+fn ticking_spinner(template: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
 }
