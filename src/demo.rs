@@ -166,7 +166,8 @@ pub trait Observer: Send + Sync {
     fn work_finished(&mut self);
 }
 
-/// Why the demo stopped.
+/// Why the demo stopped: the step's own error, with the file it concerns
+/// where the step names none.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("generating data into {}", data_dir.display())]
@@ -175,51 +176,47 @@ pub enum DemoError {
         #[source]
         source: GenerateError,
     },
-    #[error(transparent)]
-    NextExport(GenerateError),
-    #[error("removing the old demo database {}", path.display())]
-    RemoveDatabase {
+    /// A file or directory of the demo could not be read, written or
+    /// removed; `doing` says which.
+    #[error("{doing} {}", path.display())]
+    File {
+        doing: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot read {}", path.display())]
-    ReadFile {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("creating {}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("writing {}", path.display())]
-    WriteFile {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    /// A build defect: the definitions compiled in do not load.
-    #[error("built-in connector definitions are invalid: {0}")]
-    Connectors(String),
-    #[error("audit log broken at entry {seq}: {reason}")]
-    AuditBroken { seq: i64, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Roster(#[from] ImportError),
     #[error(transparent)]
-    Evidence(#[from] EvidenceImportError),
+    NextExport(GenerateError),
+    /// A build defect: the definitions compiled in do not load.
+    #[error("built-in connector definitions are invalid: {0}")]
+    Connectors(String),
     #[error(transparent)]
     Pull(#[from] SimPullError),
+    #[error(transparent)]
+    Evidence(#[from] EvidenceImportError),
+    /// `rules/matching.toml` (read if present) is unreadable or invalid.
     #[error(transparent)]
     Rules(#[from] RulesFileError),
     #[error(transparent)]
     Match(#[from] MatchRunError),
     #[error(transparent)]
     Eval(#[from] EvalError),
+    #[error("audit log broken at entry {seq}: {reason}")]
+    AuditBroken { seq: i64, reason: String },
+}
+
+/// The [`DemoError::File`] of an I/O error on `path`.
+fn file_error(doing: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DemoError {
+    let path = path.to_path_buf();
+    move |source| DemoError::File {
+        doing,
+        path,
+        source,
+    }
 }
 
 /// Runs the demo, step by step, telling `observer` what happens.
@@ -348,7 +345,7 @@ async fn fresh_database(opts: &DemoOptions) -> Result<Store, DemoError> {
         let path = PathBuf::from(format!("{}{suffix}", opts.db.display()));
         if path.exists() {
             std::fs::remove_file(&path)
-                .map_err(|source| DemoError::RemoveDatabase { path, source })?;
+                .map_err(file_error("removing the old demo database", &path))?;
         }
     }
     let url = format!("sqlite://{}", opts.db.display());
@@ -358,10 +355,7 @@ async fn fresh_database(opts: &DemoOptions) -> Result<Store, DemoError> {
 fn file_len(path: &Path) -> Result<u64, DemoError> {
     std::fs::metadata(path)
         .map(|m| m.len())
-        .map_err(|source| DemoError::ReadFile {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(file_error("cannot read", path))
 }
 
 async fn import_roster<O: Observer + ?Sized>(
@@ -414,13 +408,10 @@ async fn import_evidence<O: Observer + ?Sized>(
 
 /// Writes the built-in connector definitions into `dir` and loads them.
 fn builtin_connectors(dir: &Path) -> Result<Vec<connectors::Definition>, DemoError> {
-    std::fs::create_dir_all(dir).map_err(|source| DemoError::CreateDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(file_error("creating", dir))?;
     for (name, text) in BUILTIN_CONNECTORS {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|source| DemoError::WriteFile { path, source })?;
+        std::fs::write(&path, text).map_err(file_error("writing", &path))?;
     }
     connectors::load_definitions(dir).map_err(|problems| {
         DemoError::Connectors(

@@ -10,8 +10,9 @@ use vigil::ingest::evidence::{EvidenceImportOptions, EvidenceImportSummary, Evid
 use vigil::store::Store;
 use vigil::{audit, identity};
 
-use super::open_store;
 use super::progress::{file_len, import_bar};
+use super::roster::print_quarantine_sample;
+use super::{open_store, print_result};
 
 #[derive(Subcommand)]
 pub enum EvidenceAction {
@@ -83,11 +84,7 @@ async fn import_evidence_file(
 ) -> Result<ExitCode> {
     let store = open_store(settings).await?;
     let s = evidence_import_with_progress(&store, kind, file, settings).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-    } else {
-        print_evidence_summary(&s);
-    }
+    print_result(json, &s, print_evidence_summary)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -142,15 +139,6 @@ pub fn print_evidence_summary(s: &EvidenceImportSummary) {
             ),
         }
     }
-    if !s.quarantine_sample.is_empty() {
-        println!(
-            "  quarantined rows (first {}; `vigil quarantine {}` lists all):",
-            s.quarantine_sample.len(),
-            s.run_id
-        );
-        for (line, reason) in &s.quarantine_sample {
-            println!("    line {line}: {reason}");
-        }
-    }
+    print_quarantine_sample(s.run_id, &s.quarantine_sample);
     println!("  sha256 {}", s.sha256);
 }

@@ -1,6 +1,7 @@
 //! `vigil match` (and `match explain`), `vigil matches export`,
 //! `vigil eval` and `vigil rules train`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,8 +19,8 @@ use vigil::store::Store;
 use vigil::store::match_state::{MatchScope, StoredEvent};
 use vigil::{audit, identity};
 
-use super::open_store;
 use super::progress::ticking_spinner;
+use super::{open_store, print_result};
 
 #[derive(Subcommand)]
 pub enum MatchAction {
@@ -165,11 +166,7 @@ pub async fn eval(
     let store = open_store(settings).await?;
     let rules = load_rules(rules)?;
     let report = evaluate_against_truth(&store, truth, &rules).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_eval(&report);
-    }
+    print_result(json, &report, print_eval)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -201,11 +198,9 @@ pub async fn rules(action: RulesAction, settings: &Settings) -> Result<ExitCode>
     let result = propose::propose_rules(&store, &current, &opts).await;
     bar.finish_and_clear();
     let proposal = result?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&proposal)?);
-    } else {
-        print_proposal(&proposal, rules_path.as_deref());
-    }
+    print_result(json, &proposal, |p| {
+        print_proposal(p, rules_path.as_deref())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -348,28 +343,22 @@ pub fn print_eval(r: &vigil::matching::eval::EvalReport) {
         r.usable_links,
         r.usable_recall * 100.0
     );
-    if !r.usable_missed_by_source.is_empty() {
-        println!(
-            "     of them missed, by source: {:?}",
-            r.usable_missed_by_source
-        );
-    }
+    // The counts by source or kind, each only when there are some.
+    let counts = |label: &str, counts: &BTreeMap<String, u64>| {
+        if !counts.is_empty() {
+            println!("{label}: {counts:?}");
+        }
+    };
+    counts("     of them missed, by source", &r.usable_missed_by_source);
+    counts("   wrong auto matches by kind", &r.false_auto_by_kind);
     if !r.false_auto_by_kind.is_empty() {
-        println!("   wrong auto matches by kind: {:?}", r.false_auto_by_kind);
         println!(
             "     of them on a pensioner alive in the truth: {}",
             r.false_auto_living
         );
     }
-    if !r.false_review_by_kind.is_empty() {
-        println!(
-            "   wrong review matches by kind: {:?}",
-            r.false_review_by_kind
-        );
-    }
-    if !r.missed_by_source.is_empty() {
-        println!("   true deaths missed, by source: {:?}", r.missed_by_source);
-    }
+    counts("   wrong review matches by kind", &r.false_review_by_kind);
+    counts("   true deaths missed, by source", &r.missed_by_source);
 }
 
 fn print_proposal(p: &propose::Proposal, in_use: Option<&Path>) {
@@ -439,7 +428,8 @@ fn print_proposal(p: &propose::Proposal, in_use: Option<&Path>) {
 /// `vigil match explain`: the header, the waterfall, what was seen of the
 /// person after the death date, and the fused death event.
 fn print_explained_match(v: &view::ExplainedMatch) {
-    println!("{} {} -> pensioner {}", v.source, v.record_key, v.person_no);
+    let m = &v.stored;
+    println!("{} {} -> pensioner {}", m.source, m.record_key, m.person_no);
     println!("{}", explain::render_waterfall(&v.explanation));
     if let Some(seen) = &v.seen_after_death {
         print_seen_after_death(seen);

@@ -204,6 +204,21 @@ pub async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
     }
 }
 
+/// A command's result: as pretty JSON with `--json`, else as `text` prints
+/// it.
+fn print_result<T: serde::Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&T),
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        text(value);
+    }
+    Ok(())
+}
+
 /// The database the settings name, migrated.
 async fn open_store(settings: &Settings) -> Result<Store> {
     let url = settings.database.url.expose();

@@ -18,23 +18,25 @@ pub fn file_len(file: &Path) -> Result<u64> {
 
 /// A bar over the bytes of a file being imported.
 pub fn import_bar(bytes: u64) -> ProgressBar {
-    ProgressBar::new(bytes).with_style(
-        ProgressStyle::with_template(
-            "{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+    bar(
+        bytes,
+        "{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
     )
 }
 
 /// A bar over the pensioners being generated.
 pub fn generate_bar(pensioners: u64) -> ProgressBar {
-    ProgressBar::new(pensioners).with_style(
-        ProgressStyle::with_template(
-            "{spinner} generating [{bar:40}] {human_pos}/{human_len} pensioners ({per_sec}, {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+    bar(
+        pensioners,
+        "{spinner} generating [{bar:40}] {human_pos}/{human_len} pensioners ({per_sec}, {eta})",
+    )
+}
+
+fn bar(len: u64, template: &str) -> ProgressBar {
+    ProgressBar::new(len).with_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
     )
 }
 

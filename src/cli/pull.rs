@@ -8,8 +8,8 @@ use clap::Subcommand;
 use vigil::config::Settings;
 use vigil::ingest::connectors;
 
-use super::open_store;
 use super::progress::{pull_spinner, show_pull_progress};
+use super::{open_store, print_result};
 
 #[derive(Subcommand)]
 pub enum ConnectorsAction {
@@ -47,11 +47,7 @@ pub async fn pull(
     let result = connectors::pull(&store, &defs, sources, &progress).await;
     bar.finish_and_clear();
     let summaries = result?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&summaries)?);
-    } else {
-        print_pull_summaries(&summaries);
-    }
+    print_result(json, summaries.as_slice(), print_pull_summaries)?;
     if summaries.iter().any(|s| !s.ok()) {
         return Ok(ExitCode::FAILURE);
     }

@@ -11,8 +11,8 @@ use vigil::ingest::roster::{self, ImportOptions, ImportSummary};
 use vigil::store::Store;
 use vigil::{audit, identity};
 
-use super::open_store;
 use super::progress::{file_len, import_bar};
+use super::{open_store, print_result};
 
 #[derive(Subcommand)]
 pub enum RosterAction {
@@ -34,11 +34,7 @@ pub async fn run(action: RosterAction, settings: &Settings) -> Result<ExitCode> 
     let RosterAction::Import { file, as_of, json } = action;
     let store = open_store(settings).await?;
     let summary = import_with_progress(&store, &file, as_of, settings).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print_import_summary(&summary);
-    }
+    print_result(json, &summary, print_import_summary)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -83,15 +79,20 @@ pub fn print_import_summary(s: &ImportSummary) {
     if s.upgraded_ids > 0 {
         println!("  legacy 15-digit IDs upgraded: {}", s.upgraded_ids);
     }
-    if !s.quarantine_sample.is_empty() {
+    print_quarantine_sample(s.run_id, &s.quarantine_sample);
+    println!("  sha256 {}", s.sha256);
+}
+
+/// The first rows an import quarantined, under its summary (a roster or an
+/// evidence import alike).
+pub fn print_quarantine_sample(run_id: i64, sample: &[(u64, String)]) {
+    if !sample.is_empty() {
         println!(
-            "  quarantined rows (first {}; `vigil quarantine {}` lists all):",
-            s.quarantine_sample.len(),
-            s.run_id
+            "  quarantined rows (first {}; `vigil quarantine {run_id}` lists all):",
+            sample.len(),
         );
-        for (line, reason) in &s.quarantine_sample {
+        for (line, reason) in sample {
             println!("    line {line}: {reason}");
         }
     }
-    println!("  sha256 {}", s.sha256);
 }

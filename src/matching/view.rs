@@ -36,16 +36,19 @@ pub enum ViewError {
 /// One match as the person who must decide on it sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExplainedMatch {
-    pub source: String,
-    pub record_key: String,
-    pub person_no: String,
-    /// Why it scored what it did, level by level, as the run recorded it.
+    /// The match as stored: the death record (source, key), the pensioner
+    /// it is matched to, its score, band and run.
+    pub stored: StoredMatch,
+    /// Why it scored what it did, level by level, as the run recorded it
+    /// (`stored.explanation`, read).
     pub explanation: Explanation,
     /// Evidence of life and video sessions dated after the record's death
     /// date; `None` when there is none (or the record or the pensioner is
     /// gone).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seen_after_death: Option<SeenAfterDeath>,
     /// The pensioner's death fused across sources, if a run fused one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub death_event: Option<StoredEvent>,
 }
 
@@ -94,9 +97,7 @@ pub async fn explain_match(store: &Store, m: &StoredMatch) -> Result<ExplainedMa
     let seen_after_death = seen_after_death(store, m, &explanation).await?;
     let death_event = store.death_event(&m.person_no).await?;
     Ok(ExplainedMatch {
-        source: m.source.clone(),
-        record_key: m.record_key.clone(),
-        person_no: m.person_no.clone(),
+        stored: m.clone(),
         explanation,
         seen_after_death,
         death_event,
