@@ -12,7 +12,9 @@
 //!   source server for tests and the demo.
 //! - [`matching`]: blocking indexes, field comparisons, Fellegi-Sunter
 //!   scoring with safeguards, one-to-one assignment, explanations, training
-//!   and fusion of one death seen by several sources; pure, no I/O.
+//!   and fusion of one death seen by several sources; a pure core, with
+//!   the store and files read only at its edges (the match run, training,
+//!   the export and evaluation, the explain view).
 //! - [`audit`]: the append-only, hash-chained log of everything that changes.
 //! - [`generate`]: deterministic synthetic data in every source's real
 //!   format, for tests, benchmarks and the demo.

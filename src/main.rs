@@ -49,7 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&settings.log.level);
+    init_logging(&settings.log.level, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,10 +72,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
+/// Logs go to standard error, filtered by `VIGIL_LOG` if it is set, else by
+/// the level `-v` asks for (`-v` info, `-vv` debug, `-vvv` trace), else by
+/// `log.level` (`warn` unless set): a plain run prints its result and its
+/// progress bar, and of its log only the warnings and errors.
+fn init_logging(configured: &str, verbose: u8) {
+    let level = match verbose {
+        0 => configured,
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(vigil::config::DEFAULT_LOG_LEVEL));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -45,6 +45,9 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// Log what a run does step by step: -v info, -vv debug (VIGIL_LOG overrides). Warnings and errors always show.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
