@@ -17,6 +17,9 @@ use crate::identity::RegionLevel;
 pub const DEFAULT_CONFIG_FILE: &str = "vigil.toml";
 /// The embedded default database: a SQLite file beside the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://vigil.db";
+/// The log filter when none is set: warnings and errors only. A command
+/// prints its result and its progress bar; its steps show with `-v`.
+pub const DEFAULT_LOG_LEVEL: &str = "warn";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -79,7 +82,8 @@ pub struct ImportSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
-    /// A `tracing` filter, e.g. `info` or `vigil=debug`.
+    /// A `tracing` filter, e.g. `warn` (the default), `info` or
+    /// `vigil=debug`. The command line's `-v` and `VIGIL_LOG` override it.
     pub level: String,
 }
 
@@ -92,7 +96,7 @@ impl Settings {
             .set_default("database.max_connections", 8)?
             .set_default("identity.elsewhere_level", "province")?
             .set_default("import.batch_rows", 20_000)?
-            .set_default("log.level", "info")?;
+            .set_default("log.level", DEFAULT_LOG_LEVEL)?;
         match file {
             Some(path) => {
                 if !path.exists() {
@@ -204,6 +208,20 @@ mod tests {
             mask_url_password("postgres://postgres@127.0.0.1/test"),
             "postgres://postgres@127.0.0.1/test"
         );
+    }
+
+    #[test]
+    fn logs_show_only_warnings_unless_a_level_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vigil.toml");
+        for (text, level) in [
+            ("", "warn"),
+            ("[log]\nlevel = \"vigil=debug\"\n", "vigil=debug"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let settings = Settings::load(Some(&file), None).unwrap();
+            assert_eq!(settings.log.level, level, "{text:?}");
+        }
     }
 
     #[test]

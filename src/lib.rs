@@ -28,21 +28,24 @@
 //!      training and fusion of one death seen by several sources. Its core
 //!      (`blocking`, `compare`, `score`, `assign`, `explain`, `fuse`,
 //!      `train`, `eval`, `rules`) is pure and never imports the store; its
-//!      edges (`run`, `propose`, `index_file`) load from the store and files
-//!      and keep the results.
+//!      edges (`run`, `propose`, `index_file`, `rules_file`, `export`,
+//!      `view`) load from the store and files, keep the results, and show
+//!      them (the export, the evaluation, the explain view).
 //!
 //!    Stages use the layers below them, not each other.
 //! 5. [`generate`]: deterministic synthetic data in every source's real
 //!    format, for tests, benchmarks and the demo; [`config`]: layered
 //!    settings.
+//! 6. [`demo`]: the whole pipeline on generated data, step by step, for
+//!    `vigil demo`; it sits on top, beside the command line.
 //!
-//! The command line (`main.rs`) sits on top and calls library functions,
-//! never SQL.
-//!
-//! Nothing here prints or exits; `main.rs` is the only edge that does.
+//! The command line (`main.rs` and its `cli/` modules) sits on top and
+//! calls library functions, never SQL. Nothing in the library prints or
+//! exits; the command line is the only edge that does.
 
 pub mod audit;
 pub mod config;
+pub mod demo;
 pub mod files;
 pub mod generate;
 pub mod identity;

@@ -184,6 +184,14 @@ impl<'de> Deserialize<'de> for Explanation {
 }
 
 impl Explanation {
+    /// Reads an explanation as the store keeps it (`StoredMatch::explanation`):
+    /// the compact form, or the named form earlier versions wrote. The one
+    /// way back from the stored text: the explain view, the demo and the
+    /// counter-evidence tally all read through it.
+    pub fn from_stored(json: &str) -> Result<Explanation, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
     pub fn new(
         score: &PairScore,
         band: Band,
@@ -406,7 +414,7 @@ mod tests {
     fn explanations_stored_in_the_named_form_are_read() {
         // As version 2026.5 stored them.
         let named = r#"{"rules_version":"2026.5-default","prior":0.0,"fields":[{"field":"id","level":"exact","weight":20.0},{"field":"name","level":"exact","weight":10.0},{"field":"birth","level":"implied_by_id","weight":0.0},{"field":"sex","level":"implied_by_id","weight":0.0},{"field":"region","level":"city","weight":2.0}],"tf":{"name_key":"chenqiu","frequency":0.00007257034684914811,"u_average":0.0002055678083644317,"adjustment":1.5021622876512524},"score":33.50216228765125,"band":"auto","auto_threshold":24.0,"review_threshold":10.0,"runner_up":{"person_no":"1401070002249774","score":0.0,"margin":33.50216228765125},"safeguards":[{"safeguard":"ambiguous","margin":1.5}]}"#;
-        let e: Explanation = serde_json::from_str(named).unwrap();
+        let e = Explanation::from_stored(named).unwrap();
         assert_eq!(e.fields[4].level, "city");
         assert_eq!(e.tf.as_ref().unwrap().name_key, "chenqiu");
         assert_eq!(e.runner_up.as_ref().unwrap().person_no, "1401070002249774");

@@ -10,26 +10,33 @@
 //! proposes new weights from the data.
 //!
 //! Everything here is a pure function over plain data ([`model`]): no
-//! database, no files, no clock, no printing, except the three I/O edges:
-//! [`run`] loads the roster, the records and the evidence of life from the
-//! store, runs the rest, and keeps the results; [`propose`] trains on the
-//! stored data and writes proposed rules beside the rules in use;
-//! [`index_file`] keeps the built indexes in a file beside the database and
-//! maps them back for the next run over the same roster. [`eval`]
-//! scores stored matches against a truth file.
+//! database, no files, no clock, no printing, except the I/O edges
+//! (orchestration: they read the store or files, and the pure core never
+//! imports them): [`run`] loads the roster, the records and the evidence of
+//! life from the store, runs the rest, and keeps the results; [`propose`]
+//! trains on the stored data and writes proposed rules beside the rules in
+//! use; [`index_file`] keeps the built indexes in a file beside the
+//! database and maps them back for the next run over the same roster;
+//! [`rules_file`] finds and reads the rules a command uses; [`export`]
+//! writes the stored matches out and scores them against a truth file
+//! ([`eval`] is the scoring, pure); [`view`] shows a stored match with the
+//! evidence that speaks against it.
 
 pub mod assign;
 pub mod blocking;
 pub mod compare;
 pub mod eval;
 pub mod explain;
+pub mod export;
 pub mod fuse;
 pub mod index_file;
 pub mod propose;
 pub mod rules;
+pub mod rules_file;
 pub mod run;
 pub mod score;
 pub mod train;
+pub mod view;
 
 #[cfg(test)]
 mod end_to_end;

@@ -209,3 +209,35 @@ fn the_demo_runs_the_whole_pipeline_and_matches_export_with_the_exact_header() {
         "{text}"
     );
 }
+
+#[test]
+fn a_plain_run_logs_only_warnings_and_v_shows_its_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir.path().join("roster.csv"),
+        roster_text(&[person(1), person(2)]),
+    );
+    let run = |extra: &[&str]| {
+        let out = vigil(dir.path())
+            .env_remove("VIGIL_LOG")
+            .args(extra)
+            .args(["match"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let out = vigil(dir.path())
+        .args(["roster", "import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let plain = run(&[]);
+    assert!(!plain.contains("INFO"), "{plain}");
+    let verbose = run(&["-v"]);
+    assert!(verbose.contains("INFO"), "{verbose}");
+    assert!(!verbose.contains("DEBUG"), "{verbose}");
+    // VIGIL_LOG wins over -v.
+    let out = vigil(dir.path()).args(["-v", "match"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("INFO"));
+}
