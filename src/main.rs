@@ -26,8 +26,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// allocation on them is a fresh page the kernel must zero again; on the
 /// virtual machines this runs on a fresh page costs about a second per GiB.
 /// Kept, the run no longer re-zeroes those pages, for 0.1-0.5 GiB more peak
-/// memory; its wall-clock gain is inside our machines' noise (BENCHMARKS.md,
-/// session 6). The `MIMALLOC_PURGE_DELAY` environment variable
+/// memory; its wall-clock gain was inside our machines' noise in an
+/// interleaved A/B at 10M (median 46.6 s -> 44.1 s, commit a361b78;
+/// BENCHMARKS.md, History). The `MIMALLOC_PURGE_DELAY` environment variable
 /// is read before `main`; this overrides it.
 fn keep_freed_memory() {
     // `mi_option_purge_delay` in mimalloc's include/mimalloc.h (the 16th

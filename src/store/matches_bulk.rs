@@ -29,8 +29,9 @@ use crate::model::{IdStatus, MatchRecord, Person};
 /// page cache; an unmapped one copies every page into SQLite's own cache
 /// first (page copies were a tenth of the roster load's CPU at ten million
 /// pensioners; the wall-clock gain was inside our machines' noise in an
-/// interleaved A/B at 10M, commit a361b78: BENCHMARKS.md, History). Unmapping afterwards keeps the file's
-/// pages out of the process's resident memory while the matcher works, and
+/// interleaved A/B at 10M, commit a361b78: BENCHMARKS.md, History).
+/// Unmapping afterwards keeps the file's pages out of the process's
+/// resident memory while the matcher works, and
 /// keeps mapping out of every other statement (a failing disk under a
 /// mapping is a SIGBUS, not an error). The cap comes from the build
 /// (`LIBSQLITE3_FLAGS` in `.cargo/config.toml`); a smaller one only maps less.
