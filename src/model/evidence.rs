@@ -109,6 +109,7 @@ impl LifeEvidence {
     }
 
     /// Records that the person with this ID was alive on `date`.
+    #[inline]
     pub fn insert(&mut self, id_number: &str, date: NaiveDate) {
         let e = match packed_id(id_number) {
             Some(k) => self.latest.entry(k).or_insert(date),
@@ -123,6 +124,7 @@ impl LifeEvidence {
     }
 
     /// The latest proof of life strictly after `death`, if any.
+    #[inline]
     pub fn alive_after(&self, id_number: &str, death: NaiveDate) -> Option<NaiveDate> {
         match packed_id(id_number) {
             Some(k) => self.latest.get(&k),

@@ -96,6 +96,7 @@ impl IdLevel {
         IdLevel::Different,
         IdLevel::Missing,
     ];
+    #[inline]
     pub fn weight(self, r: &MatchRules) -> f64 {
         let w = &r.id;
         match self {
@@ -126,6 +127,7 @@ impl IdLevel {
         }
     }
     /// The ID says it is this person (the levels that imply birth and sex).
+    #[inline]
     pub fn agrees(self) -> bool {
         matches!(
             self,
@@ -145,6 +147,7 @@ impl NameLevel {
         NameLevel::Different,
         NameLevel::Missing,
     ];
+    #[inline]
     pub fn weight(self, r: &MatchRules) -> f64 {
         let w = &r.name;
         match self {
@@ -184,10 +187,12 @@ impl NameLevel {
         }
     }
     /// Any level above `different`: what the `auto` safeguard calls agreeing.
+    #[inline]
     pub fn agrees(self) -> bool {
         !matches!(self, NameLevel::Different | NameLevel::Missing)
     }
     /// The fuzzy levels, where term frequency is applied at a reduced share.
+    #[inline]
     pub fn is_fuzzy(self) -> bool {
         matches!(self, NameLevel::Confusable | NameLevel::Similar)
     }
@@ -203,6 +208,7 @@ impl BirthLevel {
         BirthLevel::Missing,
         BirthLevel::ImpliedById,
     ];
+    #[inline]
     pub fn weight(self, r: &MatchRules) -> f64 {
         let w = &r.birth;
         match self {
@@ -248,6 +254,7 @@ impl SexLevel {
         SexLevel::Missing,
         SexLevel::ImpliedById,
     ];
+    #[inline]
     pub fn weight(self, r: &MatchRules) -> f64 {
         match self {
             SexLevel::Agree => r.sex.agree,
@@ -282,6 +289,7 @@ impl RegionLevel {
         RegionLevel::Different,
         RegionLevel::Missing,
     ];
+    #[inline]
     pub fn weight(self, r: &MatchRules) -> f64 {
         match self {
             RegionLevel::County => r.region.county,

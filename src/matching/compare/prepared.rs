@@ -32,11 +32,13 @@ impl<'r> PreparedRecord<'r> {
     /// The record's toned pinyin, hashed as [`NameForm`]s hash it: what
     /// ranks the namesakes of an oversized block by how closely their name
     /// sounds like the record's.
+    #[inline]
     pub(crate) fn toned_hash(&self) -> u64 {
         self.form.toned
     }
 
     /// See [`NameForm::folded_hash`].
+    #[inline]
     pub(crate) fn folded_hash(&self) -> u64 {
         self.form.folded
     }
@@ -100,16 +102,19 @@ impl NameForm {
 
     /// The name key's id in the roster's frequencies; `None` for a name
     /// without a key.
+    #[inline]
     pub fn key_id(&self) -> Option<u32> {
         (self.key != NameForm::NO_KEY).then_some(self.key)
     }
 
+    #[inline]
     pub(crate) fn toned_hash(&self) -> u64 {
         self.toned
     }
 
     /// The name's syllables with confusable sounds folded (n-l, zh-z,
     /// f-h, ...), hashed: equal for two names at the `confusable` level.
+    #[inline]
     pub(crate) fn folded_hash(&self) -> u64 {
         self.folded
     }
@@ -158,6 +163,7 @@ pub const NOT_A_CITY: u16 = u16::MAX;
 
 /// The first four digits of a region code (its city) as a number, or
 /// [`NOT_A_CITY`].
+#[inline]
 pub fn city_of(region: &str) -> u16 {
     region
         .get(..4)
@@ -211,6 +217,7 @@ impl PersonView {
         }
     }
 
+    #[inline]
     pub fn birth(&self) -> NaiveDate {
         let (md, year) = (self.birth_ymd as u32 & 0x1ff, self.birth_ymd >> 9);
         NaiveDate::from_ymd_opt(year, md >> 5, md & 0x1f).unwrap_or_default()
@@ -220,6 +227,7 @@ impl PersonView {
 /// Digits 5-6 of a region code (the county within its city) as a number;
 /// 0 for `00` (the city itself) and for anything that is not two digits:
 /// 0 never counts as agreeing.
+#[inline]
 pub fn county_of(region: &str) -> u8 {
     region
         .get(4..6)
