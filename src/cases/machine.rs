@@ -787,3 +787,750 @@ pub fn reopen(case: &Case, why: &str, at: DateTime<Utc>) -> Result<Transition, R
         outcome: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn rules() -> CaseRules {
+        CaseRules::default_rules()
+    }
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 6, 1, 9, minute % 60, 0).unwrap()
+    }
+
+    fn death_date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 3, 14).unwrap()
+    }
+
+    fn caseworker() -> Actor {
+        Actor::new("li", Role::Caseworker)
+    }
+
+    fn reviewer() -> Actor {
+        Actor::new("wang", Role::Reviewer)
+    }
+
+    fn checker() -> Actor {
+        Actor::new("zhao", Role::Checker)
+    }
+
+    fn request(action: Action, reason: &str) -> ProposalRequest {
+        ProposalRequest {
+            action,
+            reason: reason.to_string(),
+            note: "户籍系统已注销".to_string(),
+            death_date: (action == Action::ConfirmDeath).then(death_date),
+        }
+    }
+
+    fn apply(transition: Transition, case: &mut Case) -> Option<Outcome> {
+        for event in transition.events {
+            case.apply(event);
+        }
+        transition.outcome
+    }
+
+    /// A case with a pending proposal `1` of `action` by the caseworker.
+    fn proposed(action: Action, reason: &str) -> Case {
+        let mut case = Case::new();
+        let t = propose(
+            &case,
+            &rules(),
+            &caseworker(),
+            request(action, reason),
+            ProposalId(1),
+            at(0),
+        );
+        apply(t.unwrap(), &mut case);
+        case
+    }
+
+    /// A case whose death was confirmed by the caseworker and the reviewer.
+    fn death_confirmed() -> Case {
+        let mut case = proposed(Action::ConfirmDeath, "cremation_record");
+        apply(
+            approve(&case, &reviewer(), ProposalId(1), "", at(1)).unwrap(),
+            &mut case,
+        );
+        case
+    }
+
+    #[test]
+    fn a_caseworker_proposal_approved_by_a_reviewer_terminates_from_the_death_date() {
+        let mut case = proposed(Action::ConfirmDeath, "death_confirmed_by_registry");
+        assert_eq!(case.state(), CaseState::Proposed);
+        let outcome = apply(
+            approve(&case, &reviewer(), ProposalId(1), "核实无误", at(1)).unwrap(),
+            &mut case,
+        );
+        assert_eq!(outcome, Some(Outcome::Terminate { from: death_date() }));
+        assert_eq!(case.state(), CaseState::Approved);
+        assert_eq!(case.decision(), Some(Action::ConfirmDeath));
+        assert_eq!(
+            case.proposal(ProposalId(1)).unwrap().status,
+            ProposalStatus::Approved
+        );
+    }
+
+    #[test]
+    fn a_false_match_approved_resumes_and_suppresses_the_pair() {
+        let mut case = proposed(Action::FalseMatch, "namesake");
+        let outcome = apply(
+            approve(&case, &reviewer(), ProposalId(1), "", at(1)).unwrap(),
+            &mut case,
+        );
+        assert_eq!(outcome, Some(Outcome::ResumeAndSuppress));
+    }
+
+    #[test]
+    fn the_proposer_cannot_approve_their_own_proposal() {
+        let case = proposed(Action::Resume, "certified_alive");
+        // Even holding the approving role, the proposer is still one person.
+        let same_person_as_reviewer = Actor::new("li", Role::Reviewer);
+        let refusal =
+            approve(&case, &same_person_as_reviewer, ProposalId(1), "", at(1)).unwrap_err();
+        assert_eq!(refusal, Refusal::OwnProposal { user: "li".into() });
+        assert!(refusal.to_string().contains("two different people"));
+    }
+
+    #[test]
+    fn the_same_approver_twice_is_refused() {
+        let mut case = death_confirmed();
+        let t = propose(
+            &case,
+            &rules(),
+            &caseworker(),
+            request(Action::WriteOff, "no_heir"),
+            ProposalId(2),
+            at(2),
+        );
+        apply(t.unwrap(), &mut case);
+        apply(
+            approve(&case, &checker(), ProposalId(2), "", at(3)).unwrap(),
+            &mut case,
+        );
+        let refusal = approve(&case, &checker(), ProposalId(2), "", at(4)).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::AlreadyApproved {
+                user: "zhao".into()
+            }
+        );
+    }
+
+    #[test]
+    fn write_off_needs_a_checker_and_a_reviewer() {
+        let mut case = death_confirmed();
+        let t = propose(
+            &case,
+            &rules(),
+            &caseworker(),
+            request(Action::WriteOff, "no_heir"),
+            ProposalId(2),
+            at(2),
+        );
+        apply(t.unwrap(), &mut case);
+        let first = apply(
+            approve(&case, &reviewer(), ProposalId(2), "", at(3)).unwrap(),
+            &mut case,
+        );
+        assert_eq!(first, None, "one approval of two is not a decision");
+        assert_eq!(case.pending().unwrap().still_needed(), [Role::Checker]);
+        let second = apply(
+            approve(&case, &checker(), ProposalId(2), "", at(4)).unwrap(),
+            &mut case,
+        );
+        assert_eq!(second, Some(Outcome::WriteOff));
+        assert!(case.is_written_off());
+        assert_eq!(case.state(), CaseState::Approved);
+    }
+
+    #[test]
+    fn a_second_reviewer_cannot_stand_in_for_the_checker() {
+        let mut case = death_confirmed();
+        let t = propose(
+            &case,
+            &rules(),
+            &caseworker(),
+            request(Action::WriteOff, "no_heir"),
+            ProposalId(2),
+            at(2),
+        );
+        apply(t.unwrap(), &mut case);
+        apply(
+            approve(&case, &reviewer(), ProposalId(2), "", at(3)).unwrap(),
+            &mut case,
+        );
+        let other_reviewer = Actor::new("chen", Role::Reviewer);
+        let refusal = approve(&case, &other_reviewer, ProposalId(2), "", at(4)).unwrap_err();
+        assert!(matches!(
+            refusal,
+            Refusal::RoleNotNeeded {
+                role: Role::Reviewer,
+                ..
+            }
+        ));
+        assert!(refusal.to_string().contains("checker"), "{refusal}");
+    }
+
+    #[test]
+    fn an_auditor_cannot_propose() {
+        let auditor = Actor::new("sun", Role::Auditor);
+        let refusal = propose(
+            &Case::new(),
+            &rules(),
+            &auditor,
+            request(Action::Resume, "certified_alive"),
+            ProposalId(1),
+            at(0),
+        )
+        .unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::AuditorChangesNothing { user: "sun".into() }
+        );
+    }
+
+    #[test]
+    fn an_auditor_cannot_approve_reject_or_withdraw() {
+        let case = proposed(Action::Resume, "certified_alive");
+        let auditor = Actor::new("sun", Role::Auditor);
+        let expected = Refusal::AuditorChangesNothing { user: "sun".into() };
+        assert_eq!(
+            approve(&case, &auditor, ProposalId(1), "", at(1)).unwrap_err(),
+            expected
+        );
+        assert_eq!(
+            reject(&case, &auditor, ProposalId(1), "不同意", at(1)).unwrap_err(),
+            expected
+        );
+        assert_eq!(
+            withdraw(&case, &auditor, ProposalId(1), at(1)).unwrap_err(),
+            expected
+        );
+    }
+
+    #[test]
+    fn a_disabled_user_can_do_nothing() {
+        let case = proposed(Action::Resume, "certified_alive");
+        let disabled = Actor {
+            enabled: false,
+            ..reviewer()
+        };
+        let expected = Refusal::UserDisabled {
+            user: "wang".into(),
+        };
+        assert_eq!(
+            approve(&case, &disabled, ProposalId(1), "", at(1)).unwrap_err(),
+            expected
+        );
+        let disabled_proposer = Actor {
+            enabled: false,
+            ..caseworker()
+        };
+        assert_eq!(
+            withdraw(&case, &disabled_proposer, ProposalId(1), at(1)).unwrap_err(),
+            Refusal::UserDisabled { user: "li".into() }
+        );
+    }
+
+    #[test]
+    fn a_reviewer_cannot_propose_under_the_shipped_rules() {
+        let refusal = propose(
+            &Case::new(),
+            &rules(),
+            &reviewer(),
+            request(Action::Resume, "certified_alive"),
+            ProposalId(1),
+            at(0),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            refusal,
+            Refusal::RoleCannotPropose {
+                role: Role::Reviewer,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_reason_code_from_another_action_is_refused() {
+        let refusal = propose(
+            &Case::new(),
+            &rules(),
+            &caseworker(),
+            request(Action::ConfirmDeath, "namesake"),
+            ProposalId(1),
+            at(0),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            refusal,
+            Refusal::UnknownReason {
+                action: Action::ConfirmDeath,
+                ..
+            }
+        ));
+        assert!(
+            refusal.to_string().contains("`cremation_record`"),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn an_empty_note_is_refused() {
+        let blank = ProposalRequest {
+            note: "  ".into(),
+            ..request(Action::FalseMatch, "wrong_id")
+        };
+        let refusal = propose(
+            &Case::new(),
+            &rules(),
+            &caseworker(),
+            blank,
+            ProposalId(1),
+            at(0),
+        )
+        .unwrap_err();
+        assert_eq!(refusal, Refusal::EmptyNote { what: "proposal" });
+    }
+
+    #[test]
+    fn confirming_a_death_needs_the_death_date() {
+        let undated = ProposalRequest {
+            death_date: None,
+            ..request(Action::ConfirmDeath, "cremation_record")
+        };
+        let refusal = propose(
+            &Case::new(),
+            &rules(),
+            &caseworker(),
+            undated,
+            ProposalId(1),
+            at(0),
+        )
+        .unwrap_err();
+        assert_eq!(refusal, Refusal::DeathDateMissing);
+    }
+
+    #[test]
+    fn a_rejection_sends_the_case_back_to_open() {
+        let mut case = proposed(Action::ConfirmDeath, "cremation_record");
+        assert_eq!(
+            reject(&case, &reviewer(), ProposalId(1), "", at(1)).unwrap_err(),
+            Refusal::EmptyNote { what: "rejection" }
+        );
+        apply(
+            reject(&case, &reviewer(), ProposalId(1), "火化记录不是本人", at(1)).unwrap(),
+            &mut case,
+        );
+        assert_eq!(case.state(), CaseState::Open);
+        assert_eq!(
+            case.proposal(ProposalId(1)).unwrap().status,
+            ProposalStatus::Rejected
+        );
+        assert_eq!(case.proposals().len(), 1, "the rejected proposal is kept");
+    }
+
+    #[test]
+    fn the_proposer_cannot_reject_their_own_proposal() {
+        let case = proposed(Action::Resume, "certified_alive");
+        let refusal = reject(
+            &case,
+            &Actor::new("li", Role::Reviewer),
+            ProposalId(1),
+            "算了",
+            at(1),
+        )
+        .unwrap_err();
+        assert_eq!(refusal, Refusal::RejectOwnProposal { user: "li".into() });
+    }
+
+    #[test]
+    fn the_proposer_or_a_supervisor_may_withdraw_but_nobody_else() {
+        let case = proposed(Action::SendToVideo, "unreachable");
+        assert_eq!(
+            withdraw(&case, &reviewer(), ProposalId(1), at(1)).unwrap_err(),
+            Refusal::NotYoursToWithdraw {
+                proposer: "li".into()
+            }
+        );
+        let other_caseworker = Actor::new("zhou", Role::Caseworker);
+        assert!(withdraw(&case, &other_caseworker, ProposalId(1), at(1)).is_err());
+        for who in [caseworker(), Actor::new("boss", Role::Supervisor)] {
+            let mut case = case.clone();
+            apply(
+                withdraw(&case, &who, ProposalId(1), at(1)).unwrap(),
+                &mut case,
+            );
+            assert_eq!(case.state(), CaseState::Open, "{}", who.user);
+        }
+    }
+
+    #[test]
+    fn a_second_proposal_waits_for_the_first() {
+        let case = proposed(Action::Resume, "certified_alive");
+        let refusal = propose(
+            &case,
+            &rules(),
+            &Actor::new("zhou", Role::Caseworker),
+            request(Action::FalseMatch, "namesake"),
+            ProposalId(2),
+            at(1),
+        )
+        .unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::ProposalPending {
+                pending: ProposalId(1)
+            }
+        );
+    }
+
+    #[test]
+    fn a_decided_proposal_cannot_be_approved_again() {
+        let case = death_confirmed();
+        let refusal = approve(
+            &case,
+            &Actor::new("chen", Role::Reviewer),
+            ProposalId(1),
+            "",
+            at(2),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            refusal,
+            Refusal::NotPending {
+                status: ProposalStatus::Approved,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_decided_case_takes_only_a_write_off() {
+        let case = death_confirmed();
+        let refusal = propose(
+            &case,
+            &rules(),
+            &caseworker(),
+            request(Action::Resume, "hold_in_error"),
+            ProposalId(2),
+            at(2),
+        )
+        .unwrap_err();
+        assert_eq!(refusal, Refusal::CaseDecided);
+    }
+
+    #[test]
+    fn a_write_off_needs_a_confirmed_death() {
+        let refusal = propose(
+            &Case::new(),
+            &rules(),
+            &caseworker(),
+            request(Action::WriteOff, "no_heir"),
+            ProposalId(1),
+            at(0),
+        )
+        .unwrap_err();
+        assert_eq!(refusal, Refusal::NothingToWriteOff);
+    }
+
+    #[test]
+    fn a_rejected_write_off_leaves_the_death_confirmed() {
+        let mut case = death_confirmed();
+        let t = propose(
+            &case,
+            &rules(),
+            &caseworker(),
+            request(Action::WriteOff, "below_threshold"),
+            ProposalId(2),
+            at(2),
+        );
+        apply(t.unwrap(), &mut case);
+        apply(
+            reject(&case, &checker(), ProposalId(2), "家属有能力退还", at(3)).unwrap(),
+            &mut case,
+        );
+        assert_eq!(case.state(), CaseState::Approved);
+        assert_eq!(case.decision(), Some(Action::ConfirmDeath));
+        assert!(!case.is_written_off());
+    }
+
+    #[test]
+    fn sending_to_video_leaves_the_case_open_for_the_decision() {
+        let mut case = proposed(Action::SendToVideo, "evidence_unclear");
+        let outcome = apply(
+            approve(&case, &reviewer(), ProposalId(1), "", at(1)).unwrap(),
+            &mut case,
+        );
+        assert_eq!(outcome, Some(Outcome::BookVideo));
+        assert_eq!(case.state(), CaseState::Open);
+    }
+
+    #[test]
+    fn a_rule_changed_later_does_not_change_what_a_pending_proposal_needs() {
+        let case = proposed(Action::Resume, "certified_alive");
+        let stricter = CaseRules::from_toml(&crate::cases::rules::DEFAULT_RULES_TOML.replacen(
+            "[actions.resume]\nproposers = [\"caseworker\"]\napprovers = [\"reviewer\"]",
+            "[actions.resume]\nproposers = [\"caseworker\"]\napprovers = [\"checker\", \"reviewer\"]",
+            1,
+        ))
+        .unwrap();
+        assert_eq!(stricter.rule(Action::Resume).approvers.len(), 2);
+        let t = approve(&case, &reviewer(), ProposalId(1), "", at(1)).unwrap();
+        assert_eq!(t.outcome, Some(Outcome::Resume));
+    }
+
+    #[test]
+    fn reopening_a_decided_case_opens_it_and_keeps_its_history() {
+        let mut case = death_confirmed();
+        let before = case.history().to_vec();
+        assert_eq!(
+            reopen(&Case::new(), "记录撤回", at(2)).unwrap_err(),
+            Refusal::NotDecided
+        );
+        apply(reopen(&case, "公安撤回死亡记录", at(2)).unwrap(), &mut case);
+        assert_eq!(case.state(), CaseState::Open);
+        assert_eq!(&case.history()[..before.len()], &before[..]);
+        assert_eq!(
+            case.proposal(ProposalId(1)).unwrap().status,
+            ProposalStatus::Approved
+        );
+    }
+
+    #[test]
+    fn a_case_rebuilt_from_its_history_is_the_same_case() {
+        let case = death_confirmed();
+        assert_eq!(Case::from_history(case.history().to_vec()), case);
+    }
+
+    #[test]
+    fn history_events_round_trip_through_json() {
+        let case = death_confirmed();
+        let json = serde_json::to_string(case.history()).unwrap();
+        let back: Vec<CaseEvent> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, case.history());
+    }
+
+    // ---- property tests ----
+
+    /// One step of a random session.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Propose {
+            actor: Actor,
+            action: Action,
+            reason: usize,
+            blank_note: bool,
+        },
+        Approve {
+            actor: Actor,
+            proposal: Target,
+        },
+        Reject {
+            actor: Actor,
+            proposal: Target,
+        },
+        Withdraw {
+            actor: Actor,
+            proposal: Target,
+        },
+        Reopen,
+    }
+
+    /// Which proposal a step names: mostly the pending one, else any id
+    /// (older ones, and ones that do not exist).
+    #[derive(Debug, Clone, Copy)]
+    enum Target {
+        Pending,
+        Id(i64),
+    }
+
+    fn target() -> impl Strategy<Value = Target> {
+        prop_oneof![3 => Just(Target::Pending), 1 => (0..6i64).prop_map(Target::Id)]
+    }
+
+    fn role() -> impl Strategy<Value = Role> {
+        prop::sample::select(Role::ALL.to_vec())
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop::sample::select(Action::ALL.to_vec())
+    }
+
+    /// An actor named from `names`, holding any role (one person's role may
+    /// change over time), enabled nine times in ten.
+    fn actor(names: &'static [&'static str]) -> impl Strategy<Value = Actor> {
+        (
+            prop::sample::select(names),
+            role(),
+            prop::bool::weighted(0.9),
+        )
+            .prop_map(|(user, role, enabled)| Actor {
+                user: user.to_string(),
+                role,
+                enabled,
+            })
+    }
+
+    fn step(names: &'static [&'static str]) -> impl Strategy<Value = Step> {
+        // Proposal ids run 1.. in the order proposals are made.
+        prop_oneof![
+            3 => (actor(names), action(), 0..8usize, prop::bool::weighted(0.1)).prop_map(
+                |(actor, action, reason, blank_note)| Step::Propose { actor, action, reason, blank_note }
+            ),
+            4 => (actor(names), target()).prop_map(|(actor, proposal)| Step::Approve { actor, proposal }),
+            1 => (actor(names), target()).prop_map(|(actor, proposal)| Step::Reject { actor, proposal }),
+            1 => (actor(names), target()).prop_map(|(actor, proposal)| Step::Withdraw { actor, proposal }),
+            1 => Just(Step::Reopen),
+        ]
+    }
+
+    /// Every reason code of every action: a random index is sometimes the
+    /// action's own reason and sometimes another action's.
+    fn all_reasons(rules: &CaseRules) -> Vec<String> {
+        Action::ALL
+            .iter()
+            .flat_map(|a| rules.rule(*a).reasons.keys().cloned())
+            .collect()
+    }
+
+    /// Plays the steps on `case`, checking after each that the history only
+    /// grew and that a pending proposal can always be taken back; returns
+    /// the outcomes the steps yielded.
+    fn play(case: &mut Case, steps: &[Step]) -> Vec<Outcome> {
+        let rules = rules();
+        let reasons = all_reasons(&rules);
+        let mut outcomes = Vec::new();
+        let mut next_id = case.proposals().len() as i64 + 1;
+        for (minute, step) in steps.iter().enumerate() {
+            let now = at(minute as u32);
+            let state_before = case.state();
+            let id = |target: &Target| match target {
+                Target::Pending => case.pending().map_or(ProposalId(0), |p| p.id),
+                Target::Id(id) => ProposalId(*id),
+            };
+            let result = match step {
+                Step::Propose {
+                    actor,
+                    action,
+                    reason,
+                    blank_note,
+                } => {
+                    let request = ProposalRequest {
+                        action: *action,
+                        // Mostly one of the action's own reasons, else any.
+                        reason: match rules.rule(*action).reasons.keys().nth(*reason) {
+                            Some(own) => own.clone(),
+                            None => reasons[reason % reasons.len()].clone(),
+                        },
+                        note: if *blank_note {
+                            String::new()
+                        } else {
+                            "note".into()
+                        },
+                        death_date: (*action == Action::ConfirmDeath).then(death_date),
+                    };
+                    propose(case, &rules, actor, request, ProposalId(next_id), now)
+                }
+                Step::Approve { actor, proposal } => approve(case, actor, id(proposal), "ok", now),
+                Step::Reject { actor, proposal } => reject(case, actor, id(proposal), "no", now),
+                Step::Withdraw { actor, proposal } => withdraw(case, actor, id(proposal), now),
+                Step::Reopen => reopen(case, "evidence withdrawn", now),
+            };
+            let history_before = case.history().to_vec();
+            let proposals_before = case.proposals().to_vec();
+            if let Ok(transition) = result {
+                if matches!(step, Step::Propose { .. }) {
+                    next_id += 1;
+                }
+                outcomes.extend(apply(transition, case));
+            }
+            // (b) the history only grows, and no proposal or approval is lost.
+            assert_eq!(&case.history()[..history_before.len()], &history_before[..]);
+            assert!(case.proposals().len() >= proposals_before.len());
+            for (old, new) in proposals_before.iter().zip(case.proposals()) {
+                assert_eq!(old.id, new.id);
+                assert_eq!(&new.approvals[..old.approvals.len()], &old.approvals[..]);
+            }
+            // (c) a pending proposal can always be taken back, by its
+            // proposer or by a supervisor, to where the case was before it.
+            if let Some(pending) = case.pending() {
+                let went_back_to = if state_before == CaseState::Proposed {
+                    None // still the same proposal as before this step
+                } else {
+                    Some(state_before)
+                };
+                for who in [
+                    Actor::new(pending.proposer.clone(), pending.proposer_role),
+                    Actor::new("a supervisor", Role::Supervisor),
+                ] {
+                    let mut undone = case.clone();
+                    let t = withdraw(&undone, &who, pending.id, now).expect("withdrawable");
+                    apply(t, &mut undone);
+                    assert_ne!(undone.state(), CaseState::Proposed);
+                    if let Some(state) = went_back_to {
+                        assert_eq!(undone.state(), state);
+                    }
+                }
+                let rejecter = Actor::new("an approver", pending.approvers[0]);
+                let mut undone = case.clone();
+                apply(
+                    reject(&undone, &rejecter, pending.id, "no", now).expect("rejectable"),
+                    &mut undone,
+                );
+                assert_ne!(undone.state(), CaseState::Proposed);
+            }
+        }
+        outcomes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// (a) One person, whatever roles they hold, decides nothing alone:
+        /// not from a fresh case, nor on a death others confirmed (where a
+        /// write-off could be proposed).
+        #[test]
+        fn no_sequence_by_one_person_alone_decides_anything(
+            steps in prop::collection::vec(step(&["solo"]), 0..40),
+            start_decided in any::<bool>(),
+        ) {
+            let mut case = if start_decided { death_confirmed() } else { Case::new() };
+            let outcomes = play(&mut case, &steps);
+            prop_assert!(outcomes.is_empty(), "one person alone got {outcomes:?}");
+        }
+
+        /// With several people: every outcome comes from a proposal whose
+        /// approvals are by distinct people, none of them the proposer, in
+        /// the roles the rule named; (b) and (c) are checked at every step.
+        #[test]
+        fn every_outcome_has_a_proposer_and_distinct_approvers_in_the_named_roles(
+            steps in prop::collection::vec(step(&["li", "wang", "zhao", "chen"]), 0..60),
+        ) {
+            let mut case = Case::new();
+            play(&mut case, &steps);
+            for proposal in case.proposals() {
+                let mut users: Vec<&str> = proposal.approvals.iter().map(|a| a.user.as_str()).collect();
+                prop_assert!(!users.contains(&proposal.proposer.as_str()));
+                users.sort_unstable();
+                users.dedup();
+                prop_assert_eq!(users.len(), proposal.approvals.len());
+                if proposal.status == ProposalStatus::Approved {
+                    prop_assert!(proposal.still_needed().is_empty());
+                    let mut roles: Vec<Role> = proposal.approvals.iter().map(|a| a.role).collect();
+                    let mut needed = proposal.approvers.clone();
+                    roles.sort();
+                    needed.sort();
+                    prop_assert_eq!(roles, needed);
+                }
+            }
+        }
+    }
+}
