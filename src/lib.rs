@@ -31,6 +31,10 @@
 //!      edges (`run`, `propose`, `index_file`, `rules_file`, `export`,
 //!      `view`) load from the store and files, keep the results, and show
 //!      them (the export, the evaluation, the explain view).
+//!    - [`cases`]: the suspension queue's decisions. Its core (`machine`,
+//!      the case state machine with two-person approval, and `rules`, the
+//!      reason codes and approval rules of `rules/cases.toml`) is pure: it
+//!      takes plain values and returns events and outcomes, never the store.
 //!
 //!    Stages use the layers below them, not each other.
 //! 5. [`generate`]: deterministic synthetic data in every source's real
@@ -44,6 +48,7 @@
 //! exits; the command line is the only edge that does.
 
 pub mod audit;
+pub mod cases;
 pub mod config;
 pub mod demo;
 pub mod files;
