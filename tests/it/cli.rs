@@ -237,6 +237,8 @@ fn a_plain_run_logs_only_warnings_and_v_shows_its_steps() {
     let verbose = run(&["-v"]);
     assert!(verbose.contains("INFO"), "{verbose}");
     assert!(!verbose.contains("DEBUG"), "{verbose}");
+    // Piped, the log carries no colour codes.
+    assert!(!verbose.contains('\x1b'), "{verbose:?}");
     // VIGIL_LOG wins over -v.
     let out = vigil(dir.path()).args(["-v", "match"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("INFO"));
