@@ -641,6 +641,28 @@ pub fn propose(
     })
 }
 
+/// The pending proposal `actor` means to approve or reject, once the rules
+/// every decision shares allow it: the actor may change things, is not the
+/// proposer (`own` is the refusal then) and has not approved it already.
+fn decider_of<'c>(
+    case: &'c Case,
+    actor: &Actor,
+    proposal: ProposalId,
+    own: impl FnOnce(String) -> Refusal,
+) -> Result<&'c Proposal, Refusal> {
+    may_change(actor)?;
+    let pending = case.pending_proposal(proposal)?;
+    if pending.proposer == actor.user {
+        return Err(own(actor.user.clone()));
+    }
+    if pending.approvals.iter().any(|a| a.user == actor.user) {
+        return Err(Refusal::AlreadyApproved {
+            user: actor.user.clone(),
+        });
+    }
+    Ok(pending)
+}
+
 /// Approves a pending proposal as `actor`. The approval that completes the
 /// set the proposal needs also approves the proposal and yields its outcome.
 pub fn approve(
@@ -650,18 +672,7 @@ pub fn approve(
     note: &str,
     at: DateTime<Utc>,
 ) -> Result<Transition, Refusal> {
-    may_change(actor)?;
-    let pending = case.pending_proposal(proposal)?;
-    if pending.proposer == actor.user {
-        return Err(Refusal::OwnProposal {
-            user: actor.user.clone(),
-        });
-    }
-    if pending.approvals.iter().any(|a| a.user == actor.user) {
-        return Err(Refusal::AlreadyApproved {
-            user: actor.user.clone(),
-        });
-    }
+    let pending = decider_of(case, actor, proposal, |user| Refusal::OwnProposal { user })?;
     let mut still_needed = pending.still_needed();
     let Some(slot) = still_needed.iter().position(|r| *r == actor.role) else {
         return Err(Refusal::RoleNotNeeded {
@@ -705,18 +716,9 @@ pub fn reject(
     note: &str,
     at: DateTime<Utc>,
 ) -> Result<Transition, Refusal> {
-    may_change(actor)?;
-    let pending = case.pending_proposal(proposal)?;
-    if pending.proposer == actor.user {
-        return Err(Refusal::RejectOwnProposal {
-            user: actor.user.clone(),
-        });
-    }
-    if pending.approvals.iter().any(|a| a.user == actor.user) {
-        return Err(Refusal::AlreadyApproved {
-            user: actor.user.clone(),
-        });
-    }
+    let pending = decider_of(case, actor, proposal, |user| Refusal::RejectOwnProposal {
+        user,
+    })?;
     if !pending.approvers.contains(&actor.role) {
         return Err(Refusal::RoleCannotReject {
             role: actor.role,

@@ -15,7 +15,8 @@ use serde::Serialize;
 use super::quarantine::QuarantineEntry;
 use super::quarantine::insert_quarantine;
 use super::rows::{
-    DEATH_COLUMNS, NON_DEATH_COLUMNS, bind_cells, copy_text, death_cells, non_death_cells,
+    DEATH_COLUMNS, NON_DEATH_COLUMNS, bind_cells, copy_text, death_cells, in_list, insert_sql,
+    non_death_cells,
 };
 use super::with_pool;
 use super::{Backend, BeginWriteOn, Result, Store, now_utc_text};
@@ -139,35 +140,6 @@ impl SourceBatch {
 /// (SQLite 32766, PostgreSQL 65535) at 24 columns.
 const ROWS_PER_STATEMENT: usize = 400;
 
-/// `INSERT INTO t (cols) VALUES (...), (...)`. SQLite gets `?`: its lookup
-/// of `$N` names is a linear scan per parameter, quadratic in a statement of
-/// thousands of binds; PostgreSQL only knows `$N`.
-pub(crate) fn insert_sql(backend: Backend, table: &str, columns: &[&str], rows: usize) -> String {
-    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-    let mut n = 0;
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..columns.len() {
-            if c > 0 {
-                sql.push(',');
-            }
-            n += 1;
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => {
-                    sql.push('$');
-                    sql.push_str(&n.to_string());
-                }
-            }
-        }
-        sql.push(')');
-    }
-    sql
-}
-
 /// Streams `data` (COPY text) into `COPY {table} ({columns}) FROM STDIN`.
 async fn copy_in(
     conn: &mut sqlx::PgConnection,
@@ -186,17 +158,6 @@ async fn copy_in(
     }
     copy.finish().await?;
     Ok(())
-}
-
-/// `$1, $2, …` (or `?, ?, …`) for an `IN` list starting after `skip` binds.
-pub(crate) fn in_list(backend: Backend, skip: usize, n: usize) -> String {
-    (0..n)
-        .map(|i| match backend {
-            Backend::Sqlite => "?".to_string(),
-            Backend::Postgres => format!("${}", skip + i + 1),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Copies the stored version of a key into the history, then deletes it so

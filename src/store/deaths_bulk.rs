@@ -13,8 +13,7 @@ use std::sync::LazyLock;
 use libsqlite3_sys as ffi;
 
 use super::Backend;
-use super::deaths::insert_sql;
-use super::rows::{Cell, DEATH_COLUMNS, death_cells};
+use super::rows::{Cell, DEATH_COLUMNS, death_cells, insert_sql};
 use super::sqlite_c::{BulkError, Statement, Value, date_text};
 use crate::model::DeathRecord;
 

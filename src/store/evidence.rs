@@ -13,10 +13,11 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
 
-use super::deaths::{in_list, insert_sql};
 use super::quarantine::QuarantineEntry;
 use super::quarantine::insert_quarantine;
-use super::rows::{Cell, LIFE_COLUMNS, VIDEO_COLUMNS, bind_cells, life_cells, video_cells};
+use super::rows::{
+    Cell, LIFE_COLUMNS, VIDEO_COLUMNS, bind_cells, in_list, insert_sql, life_cells, video_cells,
+};
 use super::with_pool;
 use super::{BeginWrite, Result, Store, now_utc_text};
 use crate::model::{EvidenceEvent, LifeEvent, LifeEvidence, VideoSession};

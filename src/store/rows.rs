@@ -8,6 +8,7 @@
 
 use chrono::{Datelike, NaiveDate};
 
+use super::Backend;
 use crate::model::{DeathRecord, EvidenceEvent, NonDeathEvent, VideoSession};
 
 /// One column's value, borrowed from the row, typed as its column is (a
@@ -246,6 +247,46 @@ pub(crate) fn copy_text<'r, T, const N: usize>(
         out.push(b'\n');
     }
     Some(out)
+}
+
+/// `INSERT INTO t (cols) VALUES (...), (...)`. SQLite gets `?`: its lookup
+/// of `$N` names is a linear scan per parameter, quadratic in a statement of
+/// thousands of binds; PostgreSQL only knows `$N`.
+pub(crate) fn insert_sql(backend: Backend, table: &str, columns: &[&str], rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..columns.len() {
+            if c > 0 {
+                sql.push(',');
+            }
+            n += 1;
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `$1, $2, …` (or `?, ?, …`) for an `IN` list starting after `skip` binds.
+pub(crate) fn in_list(backend: Backend, skip: usize, n: usize) -> String {
+    (0..n)
+        .map(|i| match backend {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${}", skip + i + 1),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 use chrono::{Datelike, NaiveDate};
 
 use super::levels::{BirthLevel, Comparison, IdLevel, NameLevel, RegionLevel, SexLevel};
-use super::prepared::{NOT_A_CITY, NameForm, PersonView, PreparedRecord, county_of};
+use super::prepared::{
+    NOT_A_CITY, NameForm, PersonView, PreparedRecord, county_of, fold_syllables, without_dots,
+};
 use crate::identity;
 use crate::matching::rules::MatchRules;
 use crate::model::death::{id_birth_date, id_sex};
@@ -285,10 +287,6 @@ pub(super) fn compare_id(person: &Person, rec: &PreparedRecord<'_>) -> IdLevel {
     }
 }
 
-pub(super) fn without_dots(s: &str) -> String {
-    s.chars().filter(|&c| c != '·').collect()
-}
-
 pub(super) fn compare_name(
     person: &Person,
     rec: &PreparedRecord<'_>,
@@ -317,34 +315,6 @@ pub(super) fn compare_name(
         return NameLevel::Similar;
     }
     NameLevel::Different
-}
-
-/// Folds the sounds speakers of many dialects merge, so that `liu`/`niu`,
-/// `zhang`/`zang`, `fu`/`hu`, `lin`/`ling` compare equal.
-pub fn fold_syllables(syllables: &[String]) -> Vec<String> {
-    syllables.iter().map(|s| fold_syllable(s)).collect()
-}
-
-pub(super) fn fold_syllable(s: &str) -> String {
-    let (initial, rest) = if let Some(r) = s.strip_prefix("zh") {
-        ("z", r)
-    } else if let Some(r) = s.strip_prefix("ch") {
-        ("c", r)
-    } else if let Some(r) = s.strip_prefix("sh") {
-        ("s", r)
-    } else if let Some(r) = s.strip_prefix('n').filter(|r| !r.is_empty() && *r != "g") {
-        ("l", r)
-    } else if let Some(r) = s.strip_prefix('h').filter(|r| !r.is_empty()) {
-        ("f", r)
-    } else {
-        ("", s)
-    };
-    let rest = rest
-        .strip_suffix("ng")
-        .filter(|r| r.ends_with('a') || r.ends_with('e') || r.ends_with('i'))
-        .map(|r| format!("{r}n"))
-        .unwrap_or_else(|| rest.to_string());
-    format!("{initial}{rest}")
 }
 
 pub(super) fn compare_dates(theirs: NaiveDate, ours: NaiveDate) -> BirthLevel {

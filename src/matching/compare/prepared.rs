@@ -4,7 +4,6 @@
 
 use chrono::{Datelike, NaiveDate};
 
-use super::fields::{fold_syllables, without_dots};
 use crate::identity::{self, IdNumber};
 use crate::model::{IdStatus, MatchRecord, Person};
 
@@ -237,4 +236,36 @@ pub fn county_of(region: &str) -> u8 {
             })
         })
         .unwrap_or(0)
+}
+
+pub(super) fn without_dots(s: &str) -> String {
+    s.chars().filter(|&c| c != '·').collect()
+}
+
+/// Folds the sounds speakers of many dialects merge, so that `liu`/`niu`,
+/// `zhang`/`zang`, `fu`/`hu`, `lin`/`ling` compare equal.
+pub fn fold_syllables(syllables: &[String]) -> Vec<String> {
+    syllables.iter().map(|s| fold_syllable(s)).collect()
+}
+
+pub(super) fn fold_syllable(s: &str) -> String {
+    let (initial, rest) = if let Some(r) = s.strip_prefix("zh") {
+        ("z", r)
+    } else if let Some(r) = s.strip_prefix("ch") {
+        ("c", r)
+    } else if let Some(r) = s.strip_prefix("sh") {
+        ("s", r)
+    } else if let Some(r) = s.strip_prefix('n').filter(|r| !r.is_empty() && *r != "g") {
+        ("l", r)
+    } else if let Some(r) = s.strip_prefix('h').filter(|r| !r.is_empty()) {
+        ("f", r)
+    } else {
+        ("", s)
+    };
+    let rest = rest
+        .strip_suffix("ng")
+        .filter(|r| r.ends_with('a') || r.ends_with('e') || r.ends_with('i'))
+        .map(|r| format!("{r}n"))
+        .unwrap_or_else(|| rest.to_string());
+    format!("{initial}{rest}")
 }
