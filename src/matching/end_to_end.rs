@@ -66,7 +66,7 @@ fn roster(dir: &Path, as_of: NaiveDate) -> Vec<Person> {
     let text = fs::read_to_string(dir.join("roster.csv")).unwrap();
     csv_rows(&text)
         .into_iter()
-        .filter(|r| r["status"] == "active")
+        .filter(|r| r["status"] != "terminated")
         .filter_map(|r| {
             let id = identity::parse_on(&r["id_number"], as_of).ok()?.id;
             let (name_norm, name_key) = names_of(&r["name"]);

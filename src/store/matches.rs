@@ -212,7 +212,7 @@ impl Store {
                 let mut rows = sqlx::query_as::<_, PersonRow>(
                     "SELECT person_no, name, name_norm, name_key, id_number, sex, birth_date, \
                      insured_region, residence_region, benefit_start FROM pensioners \
-                     WHERE status = 'active' OR person_no IN (SELECT person_no FROM matches) \
+                     WHERE status <> 'terminated' OR person_no IN (SELECT person_no FROM matches) \
                      ORDER BY person_no",
                 )
                 .fetch(pool);

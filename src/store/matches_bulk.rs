@@ -70,7 +70,7 @@ fn unreadable(what: &str, whose: &str, text: Option<&str>) -> StoreError {
 const PERSONS: &CStr = c"SELECT person_no, name, name_norm, name_key, id_number, sex, birth_date, \
     insured_region, residence_region, benefit_start FROM pensioners \
     WHERE rowid BETWEEN ?1 AND ?2 \
-    AND (status = 'active' OR person_no IN (SELECT person_no FROM matches))";
+    AND (status <> 'terminated' OR person_no IN (SELECT person_no FROM matches))";
 
 /// A connection handle a scan thread may use while its owner waits.
 struct Db(NonNull<ffi::sqlite3>);

@@ -54,7 +54,7 @@ pub struct RosterStamp {
 }
 
 /// The first eight bytes: the format and its version.
-const MAGIC: &[u8; 8] = b"VIGILRS1";
+const MAGIC: &[u8; 8] = b"VIGILRS2";
 const INSTANCE_BYTES: usize = 32;
 /// magic, instance, generation, max rowid, persons, inactive, chunks, data length.
 const HEADER_BYTES: usize = 8 + INSTANCE_BYTES + 8 * 6;
@@ -189,7 +189,7 @@ impl Snapshot {
         }))
     }
 
-    /// Persons in the snapshot who were not being paid when it was
+    /// Persons in the snapshot whose benefit was terminated when it was
     /// written (kept by a reader only while they still have a match).
     pub fn inactive(&self) -> usize {
         self.inactive
@@ -380,7 +380,7 @@ fn instance_bytes(instance: &str) -> [u8; INSTANCE_BYTES] {
 }
 
 /// Writes the snapshot of `persons` (in person-number order) stamped
-/// `stamp`; `inactive` holds the numbers of those not being paid. Written
+/// `stamp`; `inactive` holds the numbers of those whose benefit is terminated. Written
 /// to a file of its own, synced, then renamed over the old one: a reader
 /// sees the old snapshot or the new one, whole, and a crash leaves at most
 /// a stray temporary file.
@@ -569,7 +569,7 @@ impl Store {
         let Some(snapshot) = Snapshot::open(path, stamp)? else {
             return Ok(None);
         };
-        // Those not being paid are kept only while they have a match.
+        // Terminated pensioners are kept only while they have a match.
         let matched: AHashSet<CompactString> = if snapshot.inactive() > 0 {
             let numbers: Vec<String> = with_pool!(self, pool => {
                 sqlx::query_scalar("SELECT DISTINCT person_no FROM matches")
@@ -590,7 +590,7 @@ impl Store {
         persons: &[Person],
     ) -> Result<u64> {
         let inactive: Vec<String> = with_pool!(self, pool => {
-            sqlx::query_scalar("SELECT person_no FROM pensioners WHERE status <> 'active'")
+            sqlx::query_scalar("SELECT person_no FROM pensioners WHERE status = 'terminated'")
                 .fetch_all(pool)
                 .await
         })?;
