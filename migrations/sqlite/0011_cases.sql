@@ -49,6 +49,15 @@ CREATE TABLE case_events (
     PRIMARY KEY (case_id, seq)
 );
 
+-- Which match run's deaths the cases reflect: the match run's deaths are
+-- turned into cases in a step of their own, and a step that finds this
+-- behind death_events (a crash between the two) does it first.
+CREATE TABLE case_sync (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    events_run  BIGINT NOT NULL
+);
+INSERT INTO case_sync (id, events_run) VALUES (1, 0);
+
 -- Proposal ids are global (`vigil case approve PROPOSAL`): this table
 -- gives them out and finds a proposal's case.
 CREATE TABLE proposals (

@@ -13,6 +13,9 @@
 //! line come from the layers that use this one.
 
 pub mod machine;
+pub mod open;
+pub mod payroll;
+pub mod queue;
 pub mod rules;
 
 pub use machine::{

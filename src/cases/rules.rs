@@ -86,6 +86,9 @@ const NEEDS_REVIEWER: [Action; 4] = [
     Action::WriteOff,
 ];
 
+/// Where the case rules are read from by default.
+pub const DEFAULT_RULES_PATH: &str = "rules/cases.toml";
+
 impl CaseRules {
     /// Parses and validates rules from TOML text.
     pub fn from_toml(text: &str) -> Result<CaseRules, RulesError> {
@@ -186,6 +189,20 @@ impl CaseRules {
     pub fn default_rules() -> CaseRules {
         // The shipped file is checked by a test; failing here is a build defect.
         CaseRules::from_toml(DEFAULT_RULES_TOML).expect("the shipped case rules are valid")
+    }
+
+    /// The rules in `path`, or in `rules/cases.toml` when that exists in
+    /// the working directory, or the shipped ones. An error names the file.
+    pub fn load(path: Option<&std::path::Path>) -> Result<CaseRules, String> {
+        let default = std::path::Path::new(DEFAULT_RULES_PATH);
+        let path = match path {
+            Some(p) => p,
+            None if default.exists() => default,
+            None => return Ok(CaseRules::default_rules()),
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        CaseRules::from_toml(&text).map_err(|e| format!("the case rules in {} are invalid: {e}", path.display()))
     }
 
     /// The rule of one action (validation guarantees there is one).

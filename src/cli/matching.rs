@@ -113,6 +113,16 @@ pub async fn match_records(
     };
     let s = match_with_spinner(&store, &rules, scope).await?;
     print_match_summary(&s);
+    // The run's deaths become cases: opened, updated, payments held.
+    if let Some(c) =
+        vigil::cases::queue::sync_death_cases(&store, &audit::cli_actor(), chrono::Utc::now())
+            .await?
+    {
+        println!(
+            "cases: {} opened, {} updated, {} reopened; {} payments held",
+            c.opened, c.updated, c.reopened, c.held
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -427,7 +437,7 @@ fn print_proposal(p: &propose::Proposal, in_use: Option<&Path>) {
 
 /// `vigil match explain`: the header, the waterfall, what was seen of the
 /// person after the death date, and the fused death event.
-fn print_explained_match(v: &view::ExplainedMatch) {
+pub(super) fn print_explained_match(v: &view::ExplainedMatch) {
     let m = &v.stored;
     println!("{} {} -> pensioner {}", m.source, m.record_key, m.person_no);
     println!("{}", explain::render_waterfall(&v.explanation));

@@ -6,6 +6,7 @@
 //! library's, where `vigil serve` finds it too.
 
 mod admin;
+mod cases;
 mod demo;
 mod evidence;
 mod matching;
@@ -136,6 +137,21 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
     },
+    /// The suspension queue: list the cases.
+    Cases {
+        #[command(subcommand)]
+        action: cases::CasesAction,
+    },
+    /// One case: show it, propose an action, approve, reject or withdraw a proposal, record a recovery.
+    Case {
+        #[command(subcommand)]
+        action: cases::CaseAction,
+    },
+    /// Tips (举报) about pensioners.
+    Tip {
+        #[command(subcommand)]
+        action: cases::TipAction,
+    },
     /// Check connector definitions.
     Connectors {
         #[command(subcommand)]
@@ -195,6 +211,9 @@ pub async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
         Command::Eval { truth, json, rules } => {
             matching::eval(&truth, json, rules.as_deref(), settings).await
         }
+        Command::Cases { action } => cases::cases(action, settings).await,
+        Command::Case { action } => cases::case(action, settings).await,
+        Command::Tip { action } => cases::tip(action, settings).await,
         Command::Connectors { action } => pull::connectors(action),
         Command::Audit { action } => admin::audit(action, settings).await,
         Command::Generate(args) => demo::generate(args),

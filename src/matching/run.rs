@@ -536,6 +536,7 @@ impl ToFuse {
                                     "source": r.source,
                                     "record_key": r.record_key,
                                     "death_date": r.death_date,
+                                    "digest": fused_records[r.record_index].digest(),
                                 })
                             })
                             .collect(),

@@ -152,6 +152,35 @@ pub struct MatchRecord {
     pub region: Option<String>,
 }
 
+impl MatchRecord {
+    /// A short fingerprint of what the record says about the death (name,
+    /// ID as received, sex, birth date or age, death date, region): a case
+    /// compares it run to run to see that a record was corrected. Stable
+    /// across builds: SHA-256 over the fields, separated, first 16 hex
+    /// digits.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let birth_years = self
+            .birth_year_range
+            .map(|(lo, hi)| format!("{lo}-{hi}"))
+            .unwrap_or_default();
+        for field in [
+            self.name.as_str(),
+            self.id_raw.as_str(),
+            &self.sex.map(|s| s.to_string()).unwrap_or_default(),
+            &self.birth_date.map(|d| d.to_string()).unwrap_or_default(),
+            &birth_years,
+            &self.death_date.to_string(),
+            self.region.as_deref().unwrap_or_default(),
+        ] {
+            h.update(field.as_bytes());
+            h.update([0x1f]);
+        }
+        hex::encode(&h.finalize()[..8])
+    }
+}
+
 /// The normalised name and its pinyin key, computed the same way for the
 /// roster and the death records so that both sides meet.
 pub fn names_of(raw: &str) -> (String, String) {

@@ -93,7 +93,7 @@ const CHUNK: usize = 20_000;
 /// `INSERT INTO {into} SELECT ...` reading one JSON array parameter of
 /// rows, each an array whose element `i` is cast with `casts[i]` (none
 /// when empty): PostgreSQL's bulk insert (SQLite takes the C API).
-fn pg_json_insert(into: &str, casts: &[&str]) -> String {
+pub(super) fn pg_json_insert(into: &str, casts: &[&str]) -> String {
     let cols: Vec<String> = casts
         .iter()
         .enumerate()

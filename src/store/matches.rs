@@ -362,6 +362,21 @@ impl Store {
         Ok(rows)
     }
 
+    /// The stored matches of one pensioner, by (source, record_key).
+    pub async fn matches_of_person(&self, person_no: &str) -> Result<Vec<StoredMatch>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, StoredMatch>(
+                "SELECT source, record_key, person_no, score, band, runner_up, margin, \
+                 explanation, rules_version, run_id, matched_at, may_carry FROM matches \
+                 WHERE person_no = $1 ORDER BY source, record_key",
+            )
+            .bind(person_no)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows)
+    }
+
     /// Stored matches in (source, record_key) order.
     pub async fn list_matches(&self) -> Result<Vec<StoredMatch>> {
         let rows = with_pool!(self, pool => {

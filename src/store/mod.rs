@@ -33,6 +33,7 @@ use crate::config::mask_url_password;
 pub use runs::{run_kind, run_source};
 pub(crate) use sqlite_c::date_text;
 
+pub mod cases;
 pub mod deaths;
 mod deaths_bulk;
 pub mod evidence;
@@ -145,6 +146,8 @@ pub enum StoreError {
     Bulk(#[from] sqlite_c::BulkError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("the run stopped before its commit, which wrote nothing: {0}")]
     Interrupted(String),
     #[error(
