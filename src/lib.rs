@@ -35,6 +35,8 @@
 //!      the case state machine with two-person approval, and `rules`, the
 //!      reason codes and approval rules of `rules/cases.toml`) is pure: it
 //!      takes plain values and returns events and outcomes, never the store.
+//!      Its edge `users` keeps the users and their roles in the store,
+//!      audited, and authenticates them into the machine's `Actor`.
 //!
 //!    Stages use the layers below them, not each other.
 //! 5. [`generate`]: deterministic synthetic data in every source's real

@@ -11,12 +11,17 @@
 //! off always take a proposer and at least one other person with the role
 //! the rule names. Keeping cases, carrying out outcomes and the command
 //! line come from the layers that use this one.
+//!
+//! [`users`] is this module's first edge: the people who work the queue,
+//! kept in the store and audited, and authenticated into the [`Actor`]
+//! the machine decides with. The core never imports it.
 
 pub mod machine;
 pub mod open;
 pub mod payroll;
 pub mod queue;
 pub mod rules;
+pub mod users;
 
 pub use machine::{
     Action, Actor, Approval, Case, CaseEvent, CaseState, Outcome, Proposal, ProposalId,
@@ -24,3 +29,4 @@ pub use machine::{
     withdraw,
 };
 pub use rules::{ActionRule, CaseRules, RulesError};
+pub use users::{AuthError, User, UserError};

@@ -1,10 +1,11 @@
-//! `vigil runs`, `vigil quarantine`, `vigil audit verify`, `vigil db
+//! `vigil runs`, `vigil quarantine`, `vigil audit verify|export`, `vigil db
 //! migrate` and `vigil config show`: looking after the database and the
 //! settings.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use vigil::audit;
 use vigil::config::Settings;
@@ -28,6 +29,13 @@ pub enum DbAction {
 pub enum AuditAction {
     /// Check the hash chain; exits non-zero and names the first broken entry if any.
     Verify,
+    /// Write every entry, in order, as JSON lines (seq, at, actor, action,
+    /// subject, details, prev_hash, hash).
+    Export {
+        /// The file to write, whole or not at all (`-` or none: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `vigil config show`.
@@ -119,11 +127,18 @@ pub async fn quarantine(run: i64, limit: usize, settings: &Settings) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-/// `vigil audit verify`: exits non-zero at the first broken entry.
+/// `vigil audit verify` (exits non-zero at the first broken entry) and
+/// `vigil audit export`.
 pub async fn audit(action: AuditAction, settings: &Settings) -> Result<ExitCode> {
-    let AuditAction::Verify = action;
     let store = open_store(settings).await?;
-    let report = audit::verify(&store).await?;
+    match action {
+        AuditAction::Verify => verify(&store).await,
+        AuditAction::Export { out } => export(&store, out.as_deref()).await,
+    }
+}
+
+async fn verify(store: &Store) -> Result<ExitCode> {
+    let report = audit::verify(store).await?;
     match report.first_broken {
         None => {
             println!("audit log intact: {} entries verified", report.entries);
@@ -137,4 +152,24 @@ pub async fn audit(action: AuditAction, settings: &Settings) -> Result<ExitCode>
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn export(store: &Store, out: Option<&Path>) -> Result<ExitCode> {
+    match out.filter(|p| p.as_os_str() != "-") {
+        None => {
+            let mut stdout = std::io::BufWriter::new(std::io::stdout());
+            audit::export_jsonl(store, &mut stdout).await?;
+        }
+        Some(path) => {
+            let mut file = vigil::files::AtomicFile::create(path, ".vigil-audit-")
+                .with_context(|| format!("creating {}", path.display()))?;
+            let n = audit::export_jsonl(store, file.writer())
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
+            file.commit()
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("{n} audit entries written to {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 //! The command line, one file per command group: [`roster`], [`evidence`]
 //! (and video results), [`pull`] (and connectors), [`matching`] (match,
-//! matches, eval, rules), [`admin`] (runs, quarantine, audit, db, config)
-//! and [`demo`] (and generate). A command calls the library, prints its
+//! matches, eval, rules), [`admin`] (runs, quarantine, audit, db, config),
+//! [`users`] (user) and [`demo`] (and generate). A command calls the library, prints its
 //! result and draws its progress ([`progress`]); the work itself is the
 //! library's, where `vigil serve` finds it too.
 
@@ -13,11 +13,13 @@ mod matching;
 mod progress;
 mod pull;
 mod roster;
+mod users;
 
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use vigil::config::Settings;
 use vigil::store::Store;
@@ -157,6 +159,11 @@ pub enum Command {
         #[command(subcommand)]
         action: pull::ConnectorsAction,
     },
+    /// The people who work the queue and their roles.
+    User {
+        #[command(subcommand)]
+        action: users::UserAction,
+    },
     /// The hash-chained audit log.
     Audit {
         #[command(subcommand)]
@@ -215,6 +222,7 @@ pub async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
         Command::Case { action } => cases::case(action, settings).await,
         Command::Tip { action } => cases::tip(action, settings).await,
         Command::Connectors { action } => pull::connectors(action),
+        Command::User { action } => users::run(action, settings).await,
         Command::Audit { action } => admin::audit(action, settings).await,
         Command::Generate(args) => demo::generate(args),
         Command::Demo {
@@ -247,4 +255,29 @@ async fn open_store(settings: &Settings) -> Result<Store> {
     Store::open(url, settings.database.max_connections)
         .await
         .with_context(|| format!("opening {}", vigil::config::mask_url_password(url)))
+}
+
+/// A password: asked for with `prompt` and not echoed when standard input
+/// is a terminal, else the first line of standard input (its line ending
+/// removed, nothing else: spaces may be part of a password).
+pub fn read_password(prompt: &str) -> Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return rpassword::prompt_password(prompt).context("reading the password");
+    }
+    let mut line = String::new();
+    let read = stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    if read == 0 {
+        bail!("no password: standard input is empty (give the password as its first line)");
+    }
+    if line.ends_with('\n') {
+        line.pop();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+    }
+    Ok(line)
 }

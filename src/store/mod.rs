@@ -47,6 +47,7 @@ pub mod roster_snapshot;
 mod rows;
 pub mod runs;
 mod sqlite_c;
+pub mod users;
 
 /// Runs the same block on whichever pool the store holds. The block is
 /// compiled once per backend, so the same SQL text and binds serve both.
@@ -737,6 +738,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "match progress without rowid",
                 include_str!("../../migrations/sqlite/0010_match_progress_without_rowid.sql"),
             ),
+            (
+                11,
+                "cases",
+                include_str!("../../migrations/sqlite/0011_cases.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -788,6 +794,11 @@ fn migrator(backend: Backend) -> Migrator {
                 10,
                 "match progress without rowid",
                 include_str!("../../migrations/postgres/0010_match_progress_without_rowid.sql"),
+            ),
+            (
+                11,
+                "cases",
+                include_str!("../../migrations/postgres/0011_cases.sql"),
             ),
         ],
     };
