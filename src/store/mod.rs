@@ -39,6 +39,7 @@ pub mod evidence;
 pub mod match_state;
 pub mod matches;
 mod matches_bulk;
+pub mod payments;
 pub mod pensioners;
 mod pensioners_bulk;
 pub mod quarantine;
@@ -166,6 +167,11 @@ pub enum StoreError {
          to finish and import this file again"
     )]
     EvidenceImportRunning { source_name: String, detail: String },
+    #[error(
+        "another import of the payment ledger is running on this database ({0}); wait for it \
+         to finish and import this file again"
+    )]
+    PaymentsImportRunning(String),
     #[error("cannot take the lock {path}: {source}")]
     LockFile {
         path: String,
@@ -552,6 +558,10 @@ pub enum LockKey<'a> {
     /// events, and neither could tell an import that died from one that is
     /// still working.
     EvidenceImport(runs::EvidenceKind),
+    /// An import of the payment ledger: two at once would both look up
+    /// the same rows as new, and neither could tell an import that died
+    /// from one that is still working.
+    PaymentsImport,
 }
 
 impl<'a> LockKey<'a> {
@@ -563,6 +573,9 @@ impl<'a> LockKey<'a> {
             LockKey::Pull(source) => (run_kind::PULL, source),
             LockKey::Match => (run_kind::MATCH, runs::run_source::MATCHER),
             LockKey::EvidenceImport(kind) => kind.run(),
+            LockKey::PaymentsImport => {
+                (run_kind::PAYMENTS_IMPORT, runs::run_source::PAYMENT_LEDGER)
+            }
         }
     }
 
@@ -578,6 +591,10 @@ impl<'a> LockKey<'a> {
             LockKey::Match => 0x7669_6769_6c6d_6174,
             LockKey::Pull(source) => hashed_key(&format!("vigil pull {source}")),
             LockKey::EvidenceImport(kind) => hashed_key(&format!("vigil import {}", kind.run().1)),
+            LockKey::PaymentsImport => hashed_key(&format!(
+                "vigil import {}",
+                runs::run_source::PAYMENT_LEDGER
+            )),
         }
     }
 
@@ -590,6 +607,7 @@ impl<'a> LockKey<'a> {
             LockKey::RosterImport => "roster".to_string(),
             LockKey::Match => "match".to_string(),
             LockKey::EvidenceImport(kind) => format!("import-{}", kind.run().1),
+            LockKey::PaymentsImport => format!("import-{}", runs::run_source::PAYMENT_LEDGER),
             LockKey::Pull(source) => {
                 let plain = !source.is_empty()
                     && source
@@ -613,6 +631,7 @@ impl<'a> LockKey<'a> {
                 source_name: kind.run().1.to_string(),
                 detail,
             },
+            LockKey::PaymentsImport => StoreError::PaymentsImportRunning(detail),
             LockKey::Pull(source) => StoreError::PullRunning {
                 source_name: source.to_string(),
                 detail,
@@ -734,6 +753,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "match progress without rowid",
                 include_str!("../../migrations/sqlite/0010_match_progress_without_rowid.sql"),
             ),
+            (
+                11,
+                "cases",
+                include_str!("../../migrations/sqlite/0011_cases.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -786,6 +810,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "match progress without rowid",
                 include_str!("../../migrations/postgres/0010_match_progress_without_rowid.sql"),
             ),
+            (
+                11,
+                "cases",
+                include_str!("../../migrations/postgres/0011_cases.sql"),
+            ),
         ],
     };
     Migrator::with_migrations(
@@ -821,6 +850,7 @@ mod tests {
             LockKey::Match,
             LockKey::EvidenceImport(super::runs::EvidenceKind::LifeEvidence),
             LockKey::EvidenceImport(super::runs::EvidenceKind::VideoResults),
+            LockKey::PaymentsImport,
             LockKey::Pull("funeral"),
             LockKey::Pull("import-evidence_of_life"),
             // A plain name and a name written in hex that spells it.
