@@ -20,7 +20,7 @@
 //!    finished and audited. Both use the store.
 //! 4. The stages:
 //!    - [`ingest`]: getting data in: the roster import, the evidence and
-//!      video imports, and the connectors (public security, civil affairs,
+//!      video imports, the payment ledger import, and the connectors (public security, civil affairs,
 //!      funeral homes), with a simulated source server for tests and the
 //!      demo.
 //!    - [`matching`]: blocking indexes, field comparisons, Fellegi-Sunter
@@ -32,7 +32,8 @@
 //!      `view`) load from the store and files, keep the results, and show
 //!      them (the export, the evaluation, the explain view).
 //!    - [`cases`]: the suspension queue's decisions. Its core (`machine`,
-//!      the case state machine with two-person approval, and `rules`, the
+//!      the case state machine with two-person approval, `money`, what is
+//!      owed after a death or a hold, and `rules`, the
 //!      reason codes and approval rules of `rules/cases.toml`) is pure: it
 //!      takes plain values and returns events and outcomes, never the store.
 //!      Its edge `users` keeps the users and their roles in the store,

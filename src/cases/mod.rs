@@ -2,9 +2,10 @@
 //! machine every case follows (open → proposed → approved, or back to open
 //! by a rejection or a withdrawal), with who may propose, approve, reject
 //! and withdraw what; [`rules`] reads `rules/cases.toml`, the reason codes
-//! and approval rules a policy officer may tune.
+//! and approval rules a policy officer may tune; [`money`] computes what
+//! was paid after a death and the back pay owed after a hold.
 //!
-//! Both are pure: plain values in, events and outcomes out; no store, no
+//! All three are pure: plain values in, events and outcomes out; no store, no
 //! files, no clock, no printing. They must never delete anything (a step
 //! only appends to a case's history) and never let one person decide
 //! alone: termination, resumption, suppressing a false match and writing
@@ -17,6 +18,7 @@
 //! the machine decides with. The core never imports it.
 
 pub mod machine;
+pub mod money;
 pub mod open;
 pub mod payroll;
 pub mod queue;

@@ -1,7 +1,9 @@
 //! The command line, one file per command group: [`roster`], [`evidence`]
-//! (and video results), [`pull`] (and connectors), [`matching`] (match,
-//! matches, eval, rules), [`admin`] (runs, quarantine, audit, db, config),
-//! [`users`] (user) and [`demo`] (and generate). A command calls the library, prints its
+//! (and video results), [`payments`] (the ledger and the payroll
+//! instructions), [`pull`] (and connectors), [`matching`] (match, matches,
+//! eval, rules), [`cases`] (the queue: cases, case, tip), [`users`] (user),
+//! [`admin`] (runs, quarantine, audit, db, config) and [`demo`] (and
+//! generate). A command calls the library, prints its
 //! result and draws its progress ([`progress`]); the work itself is the
 //! library's, where `vigil serve` finds it too.
 
@@ -10,6 +12,7 @@ mod cases;
 mod demo;
 mod evidence;
 mod matching;
+mod payments;
 mod progress;
 mod pull;
 mod roster;
@@ -81,6 +84,11 @@ pub enum Command {
     Video {
         #[command(subcommand)]
         action: evidence::VideoAction,
+    },
+    /// The payment ledger (spec §7): what the payroll paid, read back monthly.
+    Payments {
+        #[command(subcommand)]
+        action: payments::PaymentsAction,
     },
     /// The matching rules: train proposed weights from the stored data.
     Rules {
@@ -197,6 +205,7 @@ pub async fn run(command: Command, settings: Settings) -> Result<ExitCode> {
         Command::Roster { action } => roster::run(action, settings).await,
         Command::Evidence { action } => evidence::evidence(action, settings).await,
         Command::Video { action } => evidence::video(action, settings).await,
+        Command::Payments { action } => payments::run(action, settings).await,
         Command::Rules { action } => matching::rules(action, settings).await,
         Command::Runs { limit } => admin::runs(limit, settings).await,
         Command::Quarantine { run, limit } => admin::quarantine(run, limit, settings).await,

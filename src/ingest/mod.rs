@@ -1,4 +1,5 @@
-//! Getting data in: the roster import, and the connectors for the death
+//! Getting data in: the roster import, the evidence and payment-ledger
+//! imports, and the connectors for the death
 //! sources (HTTP, files) with their formats.
 //!
 //! Everything here follows one rule: every input record ends up stored,
@@ -8,6 +9,7 @@
 pub mod connectors;
 pub mod encoding;
 pub mod evidence;
+pub mod payments;
 pub mod roster;
 
 /// What is wrong with a CSV header, before any row is read.

@@ -923,9 +923,14 @@ fn region<'a>(column: &str, s: &'a str) -> Result<&'a str, String> {
 /// Yuan with at most two decimals → integer fen. No thousands separators,
 /// no sign, no exponent: anything else is refused rather than guessed.
 pub fn parse_yuan(s: &str) -> Result<i64, String> {
+    parse_yuan_in("monthly_amount", s)
+}
+
+/// [`parse_yuan`] for the column `column`, which its refusal names.
+pub fn parse_yuan_in(column: &str, s: &str) -> Result<i64, String> {
     let bad = || {
         format!(
-            "monthly_amount '{}' is not a yuan amount like 3268.50 (digits, at most two decimals, no thousands separators)",
+            "{column} '{}' is not a yuan amount like 3268.50 (digits, at most two decimals, no thousands separators)",
             clip(s)
         )
     };

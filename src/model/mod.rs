@@ -3,7 +3,8 @@
 //! matcher compares), a death record ([`DeathRecord`], [`MatchRecord`]) and
 //! its [`IdStatus`], a cancellation that is not a death ([`NonDeathEvent`]),
 //! evidence of life ([`EvidenceEvent`], [`VideoSession`], [`LifeEvent`],
-//! [`LifeEvidence`]) and a match's [`Band`].
+//! [`LifeEvidence`]), a match's [`Band`], and the payment ledger
+//! ([`Period`], [`Payment`], [`LedgerEntry`]).
 //!
 //! Plain data and the small pure helpers that derive its fields the same
 //! way everywhere. Nothing here does I/O, and nothing here may use any
@@ -12,6 +13,7 @@
 pub mod death;
 pub mod evidence;
 pub mod matches;
+pub mod payment;
 pub mod person;
 
 pub use death::{
@@ -22,4 +24,5 @@ pub use evidence::{
     EVENT_TYPES, EvidenceEvent, LifeEvent, LifeEvidence, VIDEO_RESULTS, VideoSession,
 };
 pub use matches::{Band, TwinCandidate};
+pub use payment::{LedgerEntry, Payment, Period, PeriodError};
 pub use person::{Pensioner, Person};

@@ -40,6 +40,7 @@ pub mod evidence;
 pub mod match_state;
 pub mod matches;
 mod matches_bulk;
+pub mod payments;
 pub mod pensioners;
 mod pensioners_bulk;
 pub mod quarantine;
@@ -170,6 +171,11 @@ pub enum StoreError {
          to finish and import this file again"
     )]
     EvidenceImportRunning { source_name: String, detail: String },
+    #[error(
+        "another import of the payment ledger is running on this database ({0}); wait for it \
+         to finish and import this file again"
+    )]
+    PaymentsImportRunning(String),
     #[error("cannot take the lock {path}: {source}")]
     LockFile {
         path: String,
@@ -556,6 +562,10 @@ pub enum LockKey<'a> {
     /// events, and neither could tell an import that died from one that is
     /// still working.
     EvidenceImport(runs::EvidenceKind),
+    /// An import of the payment ledger: two at once would both look up
+    /// the same rows as new, and neither could tell an import that died
+    /// from one that is still working.
+    PaymentsImport,
 }
 
 impl<'a> LockKey<'a> {
@@ -567,6 +577,9 @@ impl<'a> LockKey<'a> {
             LockKey::Pull(source) => (run_kind::PULL, source),
             LockKey::Match => (run_kind::MATCH, runs::run_source::MATCHER),
             LockKey::EvidenceImport(kind) => kind.run(),
+            LockKey::PaymentsImport => {
+                (run_kind::PAYMENTS_IMPORT, runs::run_source::PAYMENT_LEDGER)
+            }
         }
     }
 
@@ -582,6 +595,10 @@ impl<'a> LockKey<'a> {
             LockKey::Match => 0x7669_6769_6c6d_6174,
             LockKey::Pull(source) => hashed_key(&format!("vigil pull {source}")),
             LockKey::EvidenceImport(kind) => hashed_key(&format!("vigil import {}", kind.run().1)),
+            LockKey::PaymentsImport => hashed_key(&format!(
+                "vigil import {}",
+                runs::run_source::PAYMENT_LEDGER
+            )),
         }
     }
 
@@ -594,6 +611,7 @@ impl<'a> LockKey<'a> {
             LockKey::RosterImport => "roster".to_string(),
             LockKey::Match => "match".to_string(),
             LockKey::EvidenceImport(kind) => format!("import-{}", kind.run().1),
+            LockKey::PaymentsImport => format!("import-{}", runs::run_source::PAYMENT_LEDGER),
             LockKey::Pull(source) => {
                 let plain = !source.is_empty()
                     && source
@@ -617,6 +635,7 @@ impl<'a> LockKey<'a> {
                 source_name: kind.run().1.to_string(),
                 detail,
             },
+            LockKey::PaymentsImport => StoreError::PaymentsImportRunning(detail),
             LockKey::Pull(source) => StoreError::PullRunning {
                 source_name: source.to_string(),
                 detail,
@@ -835,6 +854,7 @@ mod tests {
             LockKey::Match,
             LockKey::EvidenceImport(super::runs::EvidenceKind::LifeEvidence),
             LockKey::EvidenceImport(super::runs::EvidenceKind::VideoResults),
+            LockKey::PaymentsImport,
             LockKey::Pull("funeral"),
             LockKey::Pull("import-evidence_of_life"),
             // A plain name and a name written in hex that spells it.

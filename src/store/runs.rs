@@ -15,6 +15,7 @@ pub mod run_kind {
     pub const MATCH: &str = "match";
     pub const EVIDENCE_IMPORT: &str = "evidence_import";
     pub const VIDEO_IMPORT: &str = "video_import";
+    pub const PAYMENTS_IMPORT: &str = "payments_import";
 }
 
 /// The sources of the runs that have one fixed source (a pull's is the
@@ -24,6 +25,7 @@ pub mod run_source {
     pub const MATCHER: &str = "matcher";
     pub const EVIDENCE_OF_LIFE: &str = "evidence_of_life";
     pub const VIDEO_RESULTS: &str = "video_results";
+    pub const PAYMENT_LEDGER: &str = "payment_ledger";
 }
 
 /// Which of the two evidence files an import reads; each kind is imported
