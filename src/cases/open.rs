@@ -371,7 +371,12 @@ mod tests {
         }
     }
 
-    fn case(id: i64, person: &str, evidence: Vec<Evidence>, decision: Option<Action>) -> StoredCase {
+    fn case(
+        id: i64,
+        person: &str,
+        evidence: Vec<Evidence>,
+        decision: Option<Action>,
+    ) -> StoredCase {
         StoredCase {
             id,
             person_no: person.into(),
@@ -390,13 +395,23 @@ mod tests {
     fn one_case_per_pensioner_however_many_records_and_auto_holds_the_payment() {
         let (present, payments) = none();
         let deaths = vec![
-            death("P1", Band::Auto, vec![ev("civil_affairs", "C1", "a"), ev("funeral", "F1", "b")]),
+            death(
+                "P1",
+                Band::Auto,
+                vec![ev("civil_affairs", "C1", "a"), ev("funeral", "F1", "b")],
+            ),
             death("P2", Band::Review, vec![ev("public_security", "S1", "c")]),
         ];
         let steps = plan(&[], &deaths, &present, &payments);
         assert_eq!(steps.len(), 2);
         match &steps[0] {
-            Step::Open { person_no, evidence, hold, band, .. } => {
+            Step::Open {
+                person_no,
+                evidence,
+                hold,
+                band,
+                ..
+            } => {
                 assert_eq!(person_no, "P1");
                 assert_eq!(evidence.len(), 2);
                 assert_eq!(*band, Band::Auto);
@@ -404,7 +419,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(&steps[1], Step::Open { hold: false, .. }), "review: payment continues");
+        assert!(
+            matches!(&steps[1], Step::Open { hold: false, .. }),
+            "review: payment continues"
+        );
     }
 
     #[test]
@@ -425,7 +443,10 @@ mod tests {
         let mut c = case(1, "P1", e.clone(), None);
         c.band = Some(Band::Auto);
         let steps = plan(&[c], &[death("P1", Band::Auto, e)], &present, &payments);
-        assert!(matches!(&steps[..], [Step::Update { hold: true, .. }]), "{steps:?}");
+        assert!(
+            matches!(&steps[..], [Step::Update { hold: true, .. }]),
+            "{steps:?}"
+        );
     }
 
     #[test]
@@ -438,7 +459,16 @@ mod tests {
             vec![ev("civil_affairs", "C1", "a2"), ev("funeral", "F9", "f")],
         );
         let steps = plan(&[c], &[now], &present, &payments);
-        let [Step::Update { case_id, change, hold, reopen, .. }] = &steps[..] else {
+        let [
+            Step::Update {
+                case_id,
+                change,
+                hold,
+                reopen,
+                ..
+            },
+        ] = &steps[..]
+        else {
             panic!("{steps:?}");
         };
         assert_eq!(*case_id, 7);
@@ -452,11 +482,23 @@ mod tests {
     #[test]
     fn a_confirmed_death_whose_records_are_all_withdrawn_reopens_and_says_why() {
         let (present, payments) = none();
-        let c = case(3, "P1", vec![ev("civil_affairs", "C1", "a")], Some(Action::ConfirmDeath));
+        let c = case(
+            3,
+            "P1",
+            vec![ev("civil_affairs", "C1", "a")],
+            Some(Action::ConfirmDeath),
+        );
         let gone = gone_records(std::slice::from_ref(&c), &[]);
         assert_eq!(gone, vec![("civil_affairs".to_string(), "C1".to_string())]);
         let steps = plan(&[c], &[], &present, &payments);
-        let [Step::Update { reopen: Some(why), change, .. }] = &steps[..] else {
+        let [
+            Step::Update {
+                reopen: Some(why),
+                change,
+                ..
+            },
+        ] = &steps[..]
+        else {
             panic!("{steps:?}");
         };
         assert!(why.contains("civil_affairs/C1"), "{why}");
@@ -467,9 +509,21 @@ mod tests {
     fn a_record_matched_elsewhere_updates_without_reopening() {
         let (mut present, payments) = none();
         present.insert(("civil_affairs".into(), "C1".into()));
-        let c = case(3, "P1", vec![ev("civil_affairs", "C1", "a")], Some(Action::ConfirmDeath));
+        let c = case(
+            3,
+            "P1",
+            vec![ev("civil_affairs", "C1", "a")],
+            Some(Action::ConfirmDeath),
+        );
         let steps = plan(&[c], &[], &present, &payments);
-        let [Step::Update { reopen: None, change, .. }] = &steps[..] else {
+        let [
+            Step::Update {
+                reopen: None,
+                change,
+                ..
+            },
+        ] = &steps[..]
+        else {
             panic!("{steps:?}");
         };
         assert_eq!(change.removed[0].1, Gone::NoLongerMatched);
@@ -495,7 +549,10 @@ mod tests {
             &present,
             &payments,
         );
-        assert!(matches!(&steps[..], [Step::Open { hold: true, .. }]), "{steps:?}");
+        assert!(
+            matches!(&steps[..], [Step::Open { hold: true, .. }]),
+            "{steps:?}"
+        );
     }
 
     #[test]
@@ -504,7 +561,11 @@ mod tests {
         payments.insert("P1".into(), PaymentState::Terminated);
         let steps = plan(
             &[],
-            &[death("P1", Band::Auto, vec![ev("civil_affairs", "C1", "a")])],
+            &[death(
+                "P1",
+                Band::Auto,
+                vec![ev("civil_affairs", "C1", "a")],
+            )],
             &present,
             &payments,
         );

@@ -62,13 +62,19 @@ pub fn instructions_for(period: &str, changes: &[PaymentChangeRow]) -> Vec<Instr
         let last_state = month.iter().rev().find(|c| c.change != "back_pay");
         if let Some(last) = last_state {
             let end = start.after(&last.change);
-            let paying = |s: PaymentState| matches!(s, PaymentState::Untouched | PaymentState::Resumed);
+            let paying =
+                |s: PaymentState| matches!(s, PaymentState::Untouched | PaymentState::Resumed);
             let unchanged = end == start || (paying(end) && paying(start));
             if !unchanged {
                 out.push(line(last));
             }
         }
-        out.extend(month.iter().filter(|c| c.change == "back_pay").map(|c| line(c)));
+        out.extend(
+            month
+                .iter()
+                .filter(|c| c.change == "back_pay")
+                .map(|c| line(c)),
+        );
     }
     out
 }
@@ -143,7 +149,7 @@ pub async fn stop_not_applied(
         instruction: last.change.clone(),
         effective_from: last.effective_from,
         case_id: last.case_id,
-        paid_periods: paid.iter().map(|p| p.to_string()).collect(),
+        paid_periods: paid.iter().map(|(p, _)| p.to_string()).collect(),
     }))
 }
 
@@ -151,7 +157,13 @@ pub async fn stop_not_applied(
 mod tests {
     use super::*;
 
-    fn change(id: i64, person: &str, change: &str, period: &str, fen: Option<i64>) -> PaymentChangeRow {
+    fn change(
+        id: i64,
+        person: &str,
+        change: &str,
+        period: &str,
+        fen: Option<i64>,
+    ) -> PaymentChangeRow {
         PaymentChangeRow {
             id,
             person_no: person.into(),

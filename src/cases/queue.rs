@@ -19,8 +19,8 @@ use super::open::{self, Death, Evidence, PaymentState, Step, StoredCase};
 use super::rules::CaseRules;
 use crate::audit;
 use crate::lifecycle;
-use crate::store::LockKey;
 use crate::model::Band;
+use crate::store::LockKey;
 use crate::store::cases::{
     CaseEventRow, CaseFilter, CaseListRow, CaseRef, CaseRow, CaseUpdate, CaseWrites, NewCase,
     NewCaseEvent, NewPaymentChange, NewTip, OverpaymentRow, PaymentChangeRow, TipRow,
@@ -117,11 +117,7 @@ pub async fn sync_death_cases(
     }
 }
 
-async fn sync_locked(
-    store: &Store,
-    actor: &str,
-    at: DateTime<Utc>,
-) -> Result<Option<SyncSummary>> {
+async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Option<SyncSummary>> {
     let (synced, latest) = store.case_sync_state().await?;
     if synced == latest {
         return Ok(None);
@@ -141,9 +137,8 @@ async fn sync_locked(
         .map_err(|e| QueueError::Audit(format!("the loading thread stopped: {e}")))??
         .into_iter()
         .map(|d| {
-            let mut evidence: Vec<Evidence> = serde_json::from_str(&d.records).map_err(|e| {
-                StoreError::Corrupt(format!("the death of {}: {e}", d.person_no))
-            })?;
+            let mut evidence: Vec<Evidence> = serde_json::from_str(&d.records)
+                .map_err(|e| StoreError::Corrupt(format!("the death of {}: {e}", d.person_no)))?;
             evidence.sort();
             Ok(Death {
                 person_no: d.person_no,
@@ -426,7 +421,11 @@ pub async fn add_tip(
         .await?
         .filter(|c| c.decision.is_none());
     let (case, seq, opened) = match &existing {
-        Some(c) => (CaseRef::Stored(c.id), store.next_case_seq(c.id).await?, false),
+        Some(c) => (
+            CaseRef::Stored(c.id),
+            store.next_case_seq(c.id).await?,
+            false,
+        ),
         None => {
             w.new_cases.push(NewCase {
                 person_no: person_no.into(),
@@ -439,7 +438,11 @@ pub async fn add_tip(
             (CaseRef::New(0), 1, true)
         }
     };
-    let kind = if opened { kind::OPENED } else { kind::TIP_ADDED };
+    let kind = if opened {
+        kind::OPENED
+    } else {
+        kind::TIP_ADDED
+    };
     w.events.push(NewCaseEvent {
         case,
         seq,
@@ -670,19 +673,42 @@ pub async fn propose(
     request: ProposalRequest,
     at: DateTime<Utc>,
 ) -> Result<StepDone> {
-    let row = store.case(case_id).await?.ok_or(QueueError::NoCase(case_id))?;
+    let row = store
+        .case(case_id)
+        .await?
+        .ok_or(QueueError::NoCase(case_id))?;
     let events = store.case_events(case_id).await?;
     let case = machine_case(&events, case_id)?;
     let seq = next_seq(&events);
     // Checked with a placeholder id first: a refused proposal gives out no id.
-    machine::propose(&case, rules, actor, request.clone(), ProposalId(i64::MAX), at)?;
+    machine::propose(
+        &case,
+        rules,
+        actor,
+        request.clone(),
+        ProposalId(i64::MAX),
+        at,
+    )?;
     let proposal = store.new_proposal_id(case_id).await?;
-    let t = machine::propose(&case, rules, actor, request.clone(), ProposalId(proposal), at)?;
+    let t = machine::propose(
+        &case,
+        rules,
+        actor,
+        request.clone(),
+        ProposalId(proposal),
+        at,
+    )?;
     let mut after = case.clone();
     let mut w = CaseWrites::default();
     for (i, event) in t.events.iter().enumerate() {
         after.apply(event.clone());
-        push_machine_event(&mut w, CaseRef::Stored(case_id), seq + i as i64, &actor.user, event);
+        push_machine_event(
+            &mut w,
+            CaseRef::Stored(case_id),
+            seq + i as i64,
+            &actor.user,
+            event,
+        );
     }
     w.updates.push(CaseUpdate {
         id: case_id,
@@ -770,12 +796,18 @@ async fn decide(
         .case_of_proposal(proposal)
         .await?
         .ok_or(QueueError::NoProposal(proposal))?;
-    let row = store.case(case_id).await?.ok_or(QueueError::NoCase(case_id))?;
+    let row = store
+        .case(case_id)
+        .await?
+        .ok_or(QueueError::NoCase(case_id))?;
     let events = store.case_events(case_id).await?;
     let case = machine_case(&events, case_id)?;
     let id = ProposalId(proposal);
     let (transition, action_name) = match decision {
-        Decision::Approve(note) => (machine::approve(&case, actor, id, note, at)?, "case.approve"),
+        Decision::Approve(note) => (
+            machine::approve(&case, actor, id, note, at)?,
+            "case.approve",
+        ),
         Decision::Reject(note) => (machine::reject(&case, actor, id, note, at)?, "case.reject"),
         Decision::Withdraw => (machine::withdraw(&case, actor, id, at)?, "case.withdraw"),
     };
@@ -847,7 +879,7 @@ async fn carry_out(
         .remove(&case.person_no)
         .unwrap_or_default();
     let mut amount = None;
-    let mut change = |w: &mut CaseWrites, change: &str, from: NaiveDate, fen: Option<i64>| {
+    let change = |w: &mut CaseWrites, change: &str, from: NaiveDate, fen: Option<i64>| {
         w.payment_changes.push(NewPaymentChange {
             person_no: case.person_no.clone(),
             change: change.into(),

@@ -202,7 +202,8 @@ impl CaseRules {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        CaseRules::from_toml(&text).map_err(|e| format!("the case rules in {} are invalid: {e}", path.display()))
+        CaseRules::from_toml(&text)
+            .map_err(|e| format!("the case rules in {} are invalid: {e}", path.display()))
     }
 
     /// The rule of one action (validation guarantees there is one).

@@ -158,11 +158,14 @@ pub async fn cases(action: CasesAction, settings: &Settings) -> Result<ExitCode>
         out,
     } = action;
     let store = store_with_cases(settings).await?;
-    let rows = queue::list_cases(&store, &CaseFilter {
-        state,
-        band,
-        person_no: None,
-    })
+    let rows = queue::list_cases(
+        &store,
+        &CaseFilter {
+            state,
+            band,
+            person_no: None,
+        },
+    )
     .await?;
     let write = |w: &mut dyn Write| -> Result<()> {
         match format {
@@ -177,8 +180,10 @@ pub async fn cases(action: CasesAction, settings: &Settings) -> Result<ExitCode>
     };
     match out {
         Some(path) => {
-            vigil::files::write_atomically(&path, "cases", |f| write(f).map_err(std::io::Error::other))
-                .with_context(|| format!("writing {}", path.display()))?;
+            vigil::files::write_atomically(&path, "cases", |f| {
+                write(f).map_err(std::io::Error::other)
+            })
+            .with_context(|| format!("writing {}", path.display()))?;
             println!("{} cases written to {}", rows.len(), path.display());
         }
         None => {
@@ -202,7 +207,15 @@ fn shanghai(at: &str) -> String {
 
 fn write_csv(w: &mut dyn Write, rows: &[CaseListRow]) -> Result<()> {
     let mut csv = csv::Writer::from_writer(w);
-    csv.write_record(["case_id", "person_no", "reason", "band", "state", "payment", "opened_at"])?;
+    csv.write_record([
+        "case_id",
+        "person_no",
+        "reason",
+        "band",
+        "state",
+        "payment",
+        "opened_at",
+    ])?;
     for r in rows {
         csv.write_record([
             r.id.to_string().as_str(),
@@ -237,8 +250,14 @@ pub async fn tip(action: TipAction, settings: &Settings) -> Result<ExitCode> {
         contact,
     } = action;
     let store = open_store(settings).await?;
-    let added = queue::add_tip(&store, &person_no, &note, contact.as_deref(), &audit::cli_actor())
-        .await;
+    let added = queue::add_tip(
+        &store,
+        &person_no,
+        &note,
+        contact.as_deref(),
+        &audit::cli_actor(),
+    )
+    .await;
     store.close().await;
     let added = added?;
     if added.opened {
@@ -251,13 +270,15 @@ pub async fn tip(action: TipAction, settings: &Settings) -> Result<ExitCode> {
 
 /// Signs `user` in with a password read from a prompt or standard input.
 async fn sign_in(store: &Store, user: &str) -> Result<Actor> {
-    let password = super::users::read_password(&format!("password for {user}: "))?;
+    let password = super::read_password(&format!("password for {user}: "))?;
     let actor = vigil::cases::users::authenticate(store, user, &password).await?;
     Ok(actor)
 }
 
 /// A refusal exits 1 with the rule that refused it; other errors are errors.
-fn refused(result: std::result::Result<queue::StepDone, QueueError>) -> Result<Option<queue::StepDone>> {
+fn refused(
+    result: std::result::Result<queue::StepDone, QueueError>,
+) -> Result<Option<queue::StepDone>> {
     match result {
         Ok(done) => Ok(Some(done)),
         Err(QueueError::Refused(r)) => {
@@ -275,7 +296,9 @@ fn yuan(fen: i64) -> String {
 fn fen_of(text: &str) -> Result<i64> {
     let text = text.trim();
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 2
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 2
         || !frac.bytes().all(|b| b.is_ascii_digit())
     {
         bail!("amount `{text}` is not yuan with at most two decimals, like 3268.50");
@@ -341,10 +364,7 @@ async fn case_inner(action: CaseAction, store: &Store) -> Result<ExitCode> {
             let Some(action) = Action::parse(&action) else {
                 bail!("unknown action `{action}`; actions are {}", Action::names());
             };
-            let case = store
-                .case(id)
-                .await?
-                .ok_or(QueueError::NoCase(id))?;
+            let case = store.case(id).await?.ok_or(QueueError::NoCase(id))?;
             let death_date = match action {
                 Action::ConfirmDeath => death_date.or(case.death_date),
                 _ => death_date,
@@ -458,7 +478,11 @@ async fn print_case(
             .unwrap_or_default(),
         view.payment
     );
-    println!("  opened {} by {}", shanghai(&view.opened_at), view.opened_by);
+    println!(
+        "  opened {} by {}",
+        shanghai(&view.opened_at),
+        view.opened_by
+    );
     if let Some(p) = store.get_pensioner(&view.person_no).await? {
         println!(
             "pensioner {}  {}  ID {}  born {}  sex {}  insured {}  lives {}  {} yuan/month  status {}",
@@ -571,6 +595,9 @@ mod tests {
 
     #[test]
     fn an_instant_is_shown_in_china() {
-        assert_eq!(shanghai("2026-12-03T20:00:00Z"), "2026-12-04T04:00:00+08:00");
+        assert_eq!(
+            shanghai("2026-12-03T20:00:00Z"),
+            "2026-12-04T04:00:00+08:00"
+        );
     }
 }

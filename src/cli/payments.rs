@@ -1,10 +1,13 @@
-//! `vigil payments import`: the payment ledger read back (spec §7).
+//! `vigil payments import`: the payment ledger read back (spec §7); `vigil
+//! payments instructions`: what the payroll must do this month (spec §8).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Subcommand;
+use vigil::cases::money::Period;
+use vigil::cases::{payroll, queue};
 use vigil::config::Settings;
 use vigil::ingest::payments::{PaymentsImportOptions, PaymentsImportSummary, import_payments};
 use vigil::{audit, identity};
@@ -39,13 +42,57 @@ pub enum PaymentsAction {
         #[arg(long)]
         json: bool,
     },
+    /// Write this month's payroll instructions: person_no,instruction,effective_from,amount_fen,case_id.
+    #[command(
+        long_about = "Writes what the payroll system must do for payroll month PERIOD (spec \
+        §8), as a CSV with the header person_no,instruction,effective_from,amount_fen,case_id: \
+        one line per pensioner whose payment changes (suspend, terminate, resume), and one per \
+        back pay owed (back_pay, with amount_fen). They come from the payment decisions vigil \
+        made during that month: holds of `auto` matches, and the outcomes of approved \
+        proposals. vigil pays no one; this file is how its decisions reach the payroll, and the \
+        next ledger shows whether they were applied. The same state always gives the same file."
+    )]
+    Instructions {
+        /// The payroll month, YYYY-MM.
+        #[arg(long, value_name = "YYYY-MM")]
+        period: String,
+        /// Where to write the CSV (written whole or not at all).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// `vigil payments …`.
 pub async fn run(action: PaymentsAction, settings: &Settings) -> Result<ExitCode> {
     match action {
         PaymentsAction::Import { file, json } => import(&file, json, settings).await,
+        PaymentsAction::Instructions { period, out } => instructions(&period, &out, settings).await,
     }
+}
+
+async fn instructions(period: &str, out: &Path, settings: &Settings) -> Result<ExitCode> {
+    let period = Period::parse(period)
+        .map_err(|e| anyhow::anyhow!("--period {period}: {e}; give the month as YYYY-MM"))?;
+    let store = open_store(settings).await?;
+    // A match run's cases not yet made (a crash between the two) first.
+    queue::sync_death_cases(&store, &audit::cli_actor(), chrono::Utc::now()).await?;
+    let lines = payroll::instructions(&store, period).await?;
+    store.close().await;
+    vigil::files::write_atomically(out, "instructions", |w| payroll::write_csv(w, &lines))
+        .with_context(|| format!("writing {}", out.display()))?;
+    let back_pay: i64 = lines.iter().filter_map(|l| l.amount_fen).sum();
+    let count = |what: &str| lines.iter().filter(|l| l.instruction == what).count();
+    println!(
+        "{} instructions for {period} written to {}: {} suspend, {} terminate, {} resume, {} back pay ({} yuan)",
+        lines.len(),
+        out.display(),
+        count("suspend"),
+        count("terminate"),
+        count("resume"),
+        count("back_pay"),
+        yuan(back_pay)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn import(file: &Path, json: bool, settings: &Settings) -> Result<ExitCode> {

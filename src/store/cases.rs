@@ -286,9 +286,8 @@ impl Store {
 
     /// Every case opened by a death match, oldest first.
     pub async fn death_match_cases(&self) -> Result<Vec<CaseRow>> {
-        let sql = format!(
-            "SELECT {CASE_COLUMNS} FROM cases WHERE reason = 'death_match' ORDER BY id"
-        );
+        let sql =
+            format!("SELECT {CASE_COLUMNS} FROM cases WHERE reason = 'death_match' ORDER BY id");
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, CaseRow>(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await
         })?;
@@ -958,10 +957,8 @@ impl BulkTx for sqlx::Transaction<'_, sqlx::Postgres> {
     ) -> std::result::Result<(), BulkInsertError> {
         let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
         let casts: Vec<&str> = columns.iter().map(|(_, c)| *c).collect();
-        let sql = super::match_state::pg_json_insert(
-            &format!("{table} ({})", names.join(", ")),
-            &casts,
-        );
+        let sql =
+            super::match_state::pg_json_insert(&format!("{table} ({})", names.join(", ")), &casts);
         for chunk in rows.chunks(20_000) {
             let values: Vec<serde_json::Value> = chunk
                 .iter()

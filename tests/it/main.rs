@@ -6,6 +6,7 @@
 mod support;
 
 mod audit;
+mod cases;
 mod cli;
 mod connectors;
 mod evidence;
