@@ -729,3 +729,196 @@ async fn write_off(db: &TestDb) {
         "written_off"
     );
 }
+
+/// The real binary on a SQLite file: the queue from the command line.
+fn vigil(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write as _;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.current_dir(dir)
+        .env_remove("VIGIL_DATABASE_URL")
+        .env_remove("VIGIL_CONFIG")
+        .env("VIGIL_LOG", "warn")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_queue_from_the_command_line_lists_proposes_refuses_approves_and_instructs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let people = people();
+    write(&dir.join("roster.csv"), roster_text(&people));
+    ok(&vigil(
+        dir,
+        &["roster", "import", "roster.csv", "--as-of", "2026-11-01"],
+        None,
+    ));
+    civil_file(
+        &dir.join("data/civil_affairs"),
+        &format!("{OFFICE}_20260601.csv"),
+        &[registration(
+            &people[0],
+            "R1",
+            "2026-05-20",
+            &people[0].id_number,
+        )],
+    );
+    std::fs::create_dir_all(dir.join("connectors")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors/civil_affairs.toml"),
+        dir.join("connectors/civil_affairs.toml"),
+    )
+    .unwrap();
+    ok(&vigil(dir, &["pull", "civil_affairs"], None));
+    let matched = ok(&vigil(dir, &["match"], None));
+    assert!(matched.contains("cases: 1 opened"), "{matched}");
+    ok(&vigil(
+        dir,
+        &["user", "add", "wang", "--role", "caseworker"],
+        Some("correct horse battery\n"),
+    ));
+    ok(&vigil(
+        dir,
+        &["user", "add", "li", "--role", "reviewer"],
+        Some("correct horse battery\n"),
+    ));
+
+    let list = ok(&vigil(dir, &["cases", "list", "--band", "auto"], None));
+    let mut lines = list.lines();
+    assert_eq!(
+        lines.next(),
+        Some("case_id,person_no,reason,band,state,payment,opened_at")
+    );
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        &row[..6],
+        [
+            "1",
+            people[0].person_no.as_str(),
+            "death_match",
+            "auto",
+            "open",
+            "suspended"
+        ]
+    );
+    let json = ok(&vigil(
+        dir,
+        &["cases", "list", "--format", "json", "--state", "approved"],
+        None,
+    ));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+        serde_json::json!([])
+    );
+
+    let proposed = ok(&vigil(
+        dir,
+        &[
+            "case",
+            "propose",
+            "1",
+            "--action",
+            "confirm_death",
+            "--reason",
+            "death_confirmed_by_registry",
+            "--note",
+            "民政登记一致",
+            "--user",
+            "wang",
+        ],
+        Some("correct horse battery\n"),
+    ));
+    let proposal = proposed.split_whitespace().last().unwrap().to_string();
+    assert!(proposal.parse::<i64>().is_ok(), "{proposed}");
+    // Refused: the proposer approving, a wrong password; nothing changes.
+    let own = vigil(
+        dir,
+        &[
+            "case", "approve", &proposal, "--note", "ok", "--user", "wang",
+        ],
+        Some("correct horse battery\n"),
+    );
+    assert!(!own.status.success());
+    assert!(
+        String::from_utf8_lossy(&own.stderr).contains("two different people"),
+        "{own:?}"
+    );
+    let wrong = vigil(
+        dir,
+        &["case", "approve", &proposal, "--note", "ok", "--user", "li"],
+        Some("wrong password\n"),
+    );
+    assert!(!wrong.status.success());
+    let approved = ok(&vigil(
+        dir,
+        &[
+            "case", "approve", &proposal, "--note", "核实", "--user", "li",
+        ],
+        Some("correct horse battery\n"),
+    ));
+    assert!(
+        approved.contains("pension terminated from 2026-05-20"),
+        "{approved}"
+    );
+    assert!(approved.contains("overpayment to recover"), "{approved}");
+
+    let period = vigil::cases::money::Period::of(queue::local_day(Utc::now())).to_string();
+    ok(&vigil(
+        dir,
+        &[
+            "payments",
+            "instructions",
+            "--period",
+            &period,
+            "--out",
+            "instructions.csv",
+        ],
+        None,
+    ));
+    let text = std::fs::read_to_string(dir.join("instructions.csv")).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "person_no,instruction,effective_from,amount_fen,case_id\n{},terminate,2026-05-20,,1\n",
+            people[0].person_no
+        )
+    );
+    let shown = ok(&vigil(dir, &["case", "show", "1"], None));
+    assert!(
+        shown.contains("confirm_death") && shown.contains("overpayment since 2026-05-20"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(&people[0].id_number),
+        "a full ID number never shows"
+    );
+    ok(&vigil(
+        dir,
+        &["audit", "export", "--out", "audit.jsonl"],
+        None,
+    ));
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    for action in ["cases.sync", "case.propose", "case.approve"] {
+        assert!(audit.contains(action), "{action}");
+    }
+    assert!(!audit.contains("correct horse battery"));
+}
