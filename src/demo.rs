@@ -14,13 +14,20 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, Utc};
 
 use crate::audit;
+use crate::cases::machine::{Action, Role};
+use crate::cases::queue::{self, CaseView, QueueError, StepDone, SyncSummary};
+use crate::cases::users::{self, AuthError, UserError};
+use crate::cases::{CaseRules, ProposalRequest};
 use crate::generate::{self, GenerateError, GenerateOptions, GenerateSummary, NextExportSummary};
 use crate::ingest::connectors::{self, PullProgress, PullSummary, sim::SimPullError};
 use crate::ingest::evidence::{
     self, EvidenceImportError, EvidenceImportOptions, EvidenceImportSummary, EvidenceKind,
+};
+use crate::ingest::payments::{
+    PaymentsImportError, PaymentsImportOptions, PaymentsImportSummary, import_payments,
 };
 use crate::ingest::roster::{self, ImportError, ImportOptions, ImportSummary};
 use crate::matching::eval::EvalReport;
@@ -30,6 +37,7 @@ use crate::matching::rules::MatchRules;
 use crate::matching::rules_file::{RulesFileError, load_rules};
 use crate::matching::run::{MatchRunError, MatchSummary, run_match_scoped};
 use crate::matching::view::{CounterEvidenceTally, counter_evidence_tally};
+use crate::store::cases::CaseFilter;
 use crate::store::match_state::MatchScope;
 use crate::store::matches::StoredMatch;
 use crate::store::{Store, StoreError};
@@ -121,11 +129,11 @@ pub enum Event<'a> {
     Pulled(&'a [PullSummary]),
     /// Everything is pulled again: all of it is recognised.
     PullingAgain,
-    /// Step 5: evidence of life and video results are imported.
+    /// Step 6: evidence of life and video results are imported.
     ImportingEvidence,
     /// One evidence file was imported (evidence of life, then video results).
     EvidenceImported(&'a EvidenceImportSummary),
-    /// Step 6: the death records are matched against the active roster.
+    /// Step 5: the death records are matched against the roster.
     Matching,
     Matched(&'a MatchSummary),
     /// How evidence of life after the death date weighed on the matches.
@@ -138,10 +146,29 @@ pub enum Event<'a> {
         stored: &'a StoredMatch,
         explanation: Option<&'a Explanation>,
     },
-    /// The records are matched again: only new or changed ones.
+    /// The records are matched again after the evidence of life: only
+    /// new or changed ones, and those whose pensioner was proven alive
+    /// after the death since.
     MatchingAgain,
     MatchedAgain(&'a MatchSummary),
-    /// Step 7: the audit log is verified.
+    /// A match run's deaths became cases: opened (payments held for
+    /// `auto`) or updated.
+    CasesOpened(&'a SyncSummary),
+    /// Step 7: the suspension queue: a caseworker and a reviewer are
+    /// created, the payment ledger imported, and two cases worked.
+    WorkingCases,
+    /// A demo user, with the demo password printed so the reader can sign
+    /// in as them.
+    UserCreated {
+        name: &'a str,
+        role: Role,
+        password: &'a str,
+    },
+    LedgerImported(&'a PaymentsImportSummary),
+    /// One case worked end to end: proposed by the caseworker, approved by
+    /// the reviewer, its outcome carried out.
+    CaseWorked(&'a WorkedCase),
+    /// Step 8: the audit log is verified.
     VerifyingAudit,
     /// ... and holds this many entries, the chain intact.
     AuditIntact {
@@ -150,6 +177,25 @@ pub enum Event<'a> {
     /// The demo ran to its end.
     Finished,
 }
+
+/// A case the demo worked, as the command line would have.
+#[derive(Debug, Clone)]
+pub struct WorkedCase {
+    pub case_id: i64,
+    pub person_no: String,
+    pub band: Option<String>,
+    pub request: ProposalRequest,
+    pub proposer: String,
+    pub approver: String,
+    pub proposed: StepDone,
+    pub approved: StepDone,
+}
+
+/// The demo's users: (name, role, password). Printed, since this is a demo.
+pub const DEMO_USERS: [(&str, Role, &str); 2] = [
+    ("demo-jingban", Role::Caseworker, "jingban-demo-2026"),
+    ("demo-shenhe", Role::Reviewer, "shenhe-demo-2026"),
+];
 
 /// Whoever runs the demo: told every [`Event`] and the progress of every
 /// piece of long [`Work`]. Progress may be reported from another thread.
@@ -207,6 +253,14 @@ pub enum DemoError {
     Eval(#[from] EvalError),
     #[error("audit log broken at entry {seq}: {reason}")]
     AuditBroken { seq: i64, reason: String },
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Payments(#[from] PaymentsImportError),
 }
 
 /// The [`DemoError::File`] of an I/O error on `path`.
@@ -266,6 +320,25 @@ pub async fn run<O: Observer + ?Sized>(
     let again = pull(&store, &defs, data_dir, observer).await?;
     observer.event(Event::Pulled(&again));
 
+    // The cases are made at the start of the demo's day in China.
+    let day_start = |d: NaiveDate| {
+        d.and_hms_opt(9, 0, 0)
+            .and_then(|t| t.and_local_timezone(chrono_tz::Asia::Shanghai).single())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    };
+    // Matched as the deaths arrive, before the evidence of life: an `auto`
+    // match holds the payment at once.
+    observer.event(Event::Matching);
+    let rules = load_rules(None)?;
+    let matched = match_pending(&store, &rules, opts, observer).await?;
+    observer.event(Event::Matched(&matched));
+    if let Some(opened) =
+        queue::sync_death_cases(&store, &opts.actor, day_start(opts.as_of)).await?
+    {
+        observer.event(Event::CasesOpened(&opened));
+    }
+
     observer.event(Event::ImportingEvidence);
     for (kind, name) in [
         (EvidenceKind::LifeEvidence, generate::EVIDENCE_FILE),
@@ -274,11 +347,16 @@ pub async fn run<O: Observer + ?Sized>(
         let s = import_evidence(&store, kind, &data_dir.join(name), opts, observer).await?;
         observer.event(Event::EvidenceImported(&s));
     }
-
-    observer.event(Event::Matching);
-    let rules = load_rules(None)?;
-    let matched = match_pending(&store, &rules, opts, observer).await?;
-    observer.event(Event::Matched(&matched));
+    // Proof of life dated after a death: those records are judged again,
+    // and their cases say so (the payment stays held until people decide).
+    observer.event(Event::MatchingAgain);
+    let again = match_pending(&store, &rules, opts, observer).await?;
+    observer.event(Event::MatchedAgain(&again));
+    if let Some(updated) =
+        queue::sync_death_cases(&store, &opts.actor, day_start(opts.as_of)).await?
+    {
+        observer.event(Event::CasesOpened(&updated));
+    }
     let tally = counter_evidence_tally(&store.list_matches().await?);
     observer.event(Event::CounterEvidence(&tally));
     let report =
@@ -296,9 +374,9 @@ pub async fn run<O: Observer + ?Sized>(
             explanation: explanation.as_ref(),
         });
     }
-    observer.event(Event::MatchingAgain);
-    let again = match_pending(&store, &rules, opts, observer).await?;
-    observer.event(Event::MatchedAgain(&again));
+
+    observer.event(Event::WorkingCases);
+    work_cases(&store, opts, observer, day_start).await?;
 
     observer.event(Event::VerifyingAudit);
     let verified = audit::verify(&store).await?;
@@ -314,6 +392,148 @@ pub async fn run<O: Observer + ?Sized>(
     observer.event(Event::Finished);
     store.close().await;
     Ok(())
+}
+
+/// Step 7: two demo users, the ledger, and two cases worked end to end
+/// two months after the cases opened: a true death confirmed (its
+/// overpayment counted) and a false match resumed (its back pay counted),
+/// each chosen with the generator's truth.
+async fn work_cases<O: Observer + ?Sized>(
+    store: &Store,
+    opts: &DemoOptions,
+    observer: &mut O,
+    day_start: impl Fn(NaiveDate) -> chrono::DateTime<Utc>,
+) -> Result<(), DemoError> {
+    for (name, role, password) in DEMO_USERS {
+        users::add_user(store, name, role, password, &opts.actor).await?;
+        observer.event(Event::UserCreated {
+            name,
+            role,
+            password,
+        });
+    }
+    let ledger_file = opts.data_dir.join(generate::PAYMENTS_FILE);
+    let bytes = file_len(&ledger_file)?;
+    observer.work_started(Work::Import { bytes });
+    let ledger = import_payments(
+        store,
+        &ledger_file,
+        &PaymentsImportOptions {
+            batch_rows: opts.batch_rows,
+            actor: opts.actor.clone(),
+            today: opts.as_of,
+        },
+        &|b| observer_advanced(b),
+    )
+    .await;
+    observer.work_finished();
+    observer.event(Event::LedgerImported(&ledger?));
+
+    let truth = read_truth(&opts.data_dir.join(generate::TRUTH_FILE))?;
+    let cases = queue::list_cases(store, &CaseFilter::default()).await?;
+    let mut true_death = None;
+    let mut false_match = None;
+    for c in &cases {
+        let view = queue::case_view(store, c.id, None).await?;
+        let all_true = !view.evidence.is_empty()
+            && view.evidence.iter().all(|e| {
+                truth.get(&(e.source.clone(), e.record_key.clone()))
+                    == Some(&(c.person_no.clone(), "pensioner".to_string()))
+            });
+        // Prefer a held payment for the false match: its back pay shows.
+        // The true death longest ago: the most paid after it.
+        if all_true
+            && c.band.as_deref() == Some("auto")
+            && true_death
+                .as_ref()
+                .is_none_or(|t: &CaseView| view.death_date < t.death_date)
+        {
+            true_death = Some(view);
+        } else if !all_true
+            && !view.evidence.is_empty()
+            && false_match
+                .as_ref()
+                .is_none_or(|f: &CaseView| f.payment != "suspended" && c.payment == "suspended")
+        {
+            false_match = Some(view);
+        }
+    }
+    let rules = CaseRules::default_rules();
+    let at = day_start(
+        opts.as_of
+            .checked_add_months(chrono::Months::new(2))
+            .unwrap_or(opts.as_of),
+    );
+    let signed_in = |i: usize| async move {
+        let (name, _, password) = DEMO_USERS[i];
+        users::authenticate(store, name, password).await
+    };
+    let (caseworker, reviewer) = (signed_in(0).await?, signed_in(1).await?);
+    let plans = [
+        true_death.map(|v| {
+            let date = v.death_date;
+            (
+                v,
+                ProposalRequest {
+                    action: Action::ConfirmDeath,
+                    reason: "death_confirmed_by_registry".into(),
+                    note: "户籍注销与火化记录一致，家属确认".into(),
+                    death_date: date,
+                },
+            )
+        }),
+        false_match.map(|v| {
+            (
+                v,
+                ProposalRequest {
+                    action: Action::FalseMatch,
+                    reason: "alive_verified".into(),
+                    note: "本人到社保窗口核验身份，确认生存".into(),
+                    death_date: None,
+                },
+            )
+        }),
+    ];
+    for (view, request) in plans.into_iter().flatten() {
+        let proposed =
+            queue::propose(store, &rules, &caseworker, view.id, request.clone(), at).await?;
+        let Some(proposal) = proposed.proposal else {
+            continue;
+        };
+        let approved = queue::approve(store, &reviewer, proposal, "核实无误，同意", at).await?;
+        observer.event(Event::CaseWorked(&WorkedCase {
+            case_id: view.id,
+            person_no: view.person_no.clone(),
+            band: view.band.clone(),
+            request,
+            proposer: caseworker.user.clone(),
+            approver: reviewer.user.clone(),
+            proposed,
+            approved,
+        }));
+    }
+    Ok(())
+}
+
+/// Progress of the ledger import is not drawn: it is a second's work.
+fn observer_advanced(_bytes: u64) {}
+
+/// The generator's truth: (source, record_key) → (person_no, kind).
+fn read_truth(
+    path: &Path,
+) -> Result<std::collections::HashMap<(String, String), (String, String)>, DemoError> {
+    let text = std::fs::read_to_string(path).map_err(file_error("reading", path))?;
+    let mut out = std::collections::HashMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() >= 4 {
+            out.insert(
+                (f[0].to_string(), f[1].to_string()),
+                (f[2].to_string(), f[3].to_string()),
+            );
+        }
+    }
+    Ok(out)
 }
 
 fn generate_data<O: Observer + ?Sized>(

@@ -192,6 +192,20 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
                 hold,
             } => {
                 let case = CaseRef::New(w.new_cases.len());
+                // The hold is told in the opening entry (one row, not two,
+                // for each of the 600,000 cases a first full run opens).
+                let held = hold && !not_paid.contains(&person_no);
+                if held {
+                    w.payment_changes.push(NewPaymentChange {
+                        person_no: person_no.clone(),
+                        change: "suspend".into(),
+                        effective_from: today,
+                        amount_fen: None,
+                        case,
+                        period: period.clone(),
+                    });
+                    summary.held += 1;
+                }
                 w.new_cases.push(NewCase {
                     person_no: person_no.clone(),
                     reason: "death_match".into(),
@@ -210,14 +224,14 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
                         "band": band,
                         "death_date": death_date,
                         "evidence": evidence,
+                        "payment_held": held.then(|| serde_json::json!({
+                            "effective_from": today,
+                            "period": period,
+                        })),
                     })
                     .to_string(),
                 });
                 summary.opened += 1;
-                if hold && !not_paid.contains(&person_no) {
-                    hold_payment(&mut w, case, 2, &person_no, actor, today, &period);
-                    summary.held += 1;
-                }
             }
             Step::Update {
                 case_id,

@@ -432,16 +432,25 @@ async fn case_inner(action: CaseAction, store: &Store) -> Result<ExitCode> {
 }
 
 fn print_step(done: &queue::StepDone) {
+    println!("{}", step_line(done));
+}
+
+/// What a step did, in one line; the proposal's id is its last word.
+pub(super) fn step_line(done: &queue::StepDone) -> String {
     let mut line = format!("case {}: {}", done.case_id, done.state);
     if let Some(outcome) = &done.outcome {
         let what = match outcome {
             vigil::cases::Outcome::Terminate { from } => {
                 format!("pension terminated from {from}")
             }
-            vigil::cases::Outcome::ResumeAndSuppress => {
+            vigil::cases::Outcome::ResumeAndSuppress if done.amount_fen.is_some() => {
                 "false match: payment resumed, the pair suppressed from matching".into()
             }
-            vigil::cases::Outcome::Resume => "payment resumed".into(),
+            vigil::cases::Outcome::ResumeAndSuppress => {
+                "false match: the pair suppressed from matching (the payment was never held)".into()
+            }
+            vigil::cases::Outcome::Resume if done.amount_fen.is_some() => "payment resumed".into(),
+            vigil::cases::Outcome::Resume => "nothing was held: payment goes on".into(),
             vigil::cases::Outcome::BookVideo => "sent to video verification".into(),
             vigil::cases::Outcome::CloseDuplicate => "closed as a duplicate".into(),
             vigil::cases::Outcome::WriteOff => "overpayment written off".into(),
@@ -459,7 +468,7 @@ fn print_step(done: &queue::StepDone) {
     if let Some(p) = done.proposal {
         line.push_str(&format!("; proposal {p}"));
     }
-    println!("{line}");
+    line
 }
 
 async fn print_case(

@@ -170,12 +170,12 @@ impl Observer for DemoPrinter {
                 println!("   pulling again: everything is recognised, nothing is stored twice")
             }
             Event::ImportingEvidence => println!(
-                "\n5. importing evidence of life and video verification results: proof that people were \
+                "\n6. importing evidence of life and video verification results: proof that people were \
                  alive on a date"
             ),
             Event::EvidenceImported(summary) => print_evidence_summary(summary),
             Event::Matching => {
-                println!("\n6. matching the death records against the active roster")
+                println!("\n5. matching the death records against the roster, as they arrive")
             }
             Event::Matched(summary) => print_match_summary(summary),
             Event::CounterEvidence(tally) => {
@@ -210,13 +210,56 @@ impl Observer for DemoPrinter {
                 }
             }
             Event::MatchingAgain => println!(
-                "   matching again: only new or changed records are matched, the rest are kept"
+                "   matching again: the records whose pensioner was proven alive after the death \
+                 since, and any new or changed ones; the rest are kept"
             ),
             Event::MatchedAgain(summary) => println!(
                 "   {} records to match, {} earlier matches kept",
                 summary.records, summary.kept
             ),
-            Event::VerifyingAudit => println!("\n7. verifying the audit log"),
+            Event::CasesOpened(c) => println!(
+                "   cases: {} opened (one per pensioner, however many records), {} updated; {} \
+                 payments held at once (auto)",
+                c.opened, c.updated, c.held
+            ),
+            Event::WorkingCases => println!(
+                "\n7. the suspension queue: two people decide every case (`vigil cases list` shows it)"
+            ),
+            Event::UserCreated {
+                name,
+                role,
+                password,
+            } => println!("   user {name}: {role}, demo password {password}"),
+            Event::LedgerImported(summary) => {
+                print!("   ");
+                super::payments::print_summary(summary);
+            }
+            Event::CaseWorked(w) => {
+                let r = &w.request;
+                println!(
+                    "   case {} ({}), pensioner {}:",
+                    w.case_id,
+                    w.band.as_deref().unwrap_or("-"),
+                    w.person_no
+                );
+                let date = r
+                    .death_date
+                    .map(|d| format!(" --death-date {d}"))
+                    .unwrap_or_default();
+                println!(
+                    "     $ vigil case propose {} --action {} --reason {} --note \"{}\"{date} --user {}",
+                    w.case_id, r.action, r.reason, r.note, w.proposer
+                );
+                println!("     {}", super::cases::step_line(&w.proposed));
+                if let Some(p) = w.proposed.proposal {
+                    println!(
+                        "     $ vigil case approve {p} --note \"核实无误，同意\" --user {}",
+                        w.approver
+                    );
+                }
+                println!("     {}", super::cases::step_line(&w.approved));
+            }
+            Event::VerifyingAudit => println!("\n8. verifying the audit log"),
             Event::AuditIntact { entries } => println!("   intact: {entries} entries"),
             Event::Finished => println!(
                 "\ndone. Look around with: vigil --database-url sqlite://{} runs",

@@ -154,23 +154,20 @@ pub struct MatchRecord {
 
 impl MatchRecord {
     /// A short fingerprint of what the record says about the death (name,
-    /// ID as received, sex, birth date or age, death date, region): a case
-    /// compares it run to run to see that a record was corrected. Stable
-    /// across builds: SHA-256 over the fields, separated, first 16 hex
-    /// digits.
+    /// ID as received, sex, birth date, death date, region): a case
+    /// compares it run to run to see that a record was corrected. Not the
+    /// birth years an age gives: the matcher widens those in place for the
+    /// records it matches, so they differ between a run's new and kept
+    /// records. Stable across builds: SHA-256 over the fields, separated,
+    /// first 16 hex digits.
     pub fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        let birth_years = self
-            .birth_year_range
-            .map(|(lo, hi)| format!("{lo}-{hi}"))
-            .unwrap_or_default();
         for field in [
             self.name.as_str(),
             self.id_raw.as_str(),
             &self.sex.map(|s| s.to_string()).unwrap_or_default(),
             &self.birth_date.map(|d| d.to_string()).unwrap_or_default(),
-            &birth_years,
             &self.death_date.to_string(),
             self.region.as_deref().unwrap_or_default(),
         ] {

@@ -201,7 +201,7 @@ async fn opens_cases(db: &TestDb) {
     assert_eq!(s.held, 2);
     let view = queue::case_view(&db.store, first.id, None).await.unwrap();
     assert_eq!(view.history[0].kind, "opened");
-    assert_eq!(view.history[1].kind, "payment_held");
+    assert_eq!(view.history[0].details["payment_held"]["period"], "2026-12");
 
     // Nothing new: the case step does nothing, and a match run changes no case.
     assert!(
