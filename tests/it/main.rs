@@ -11,5 +11,6 @@ mod connectors;
 mod evidence;
 mod lifecycle;
 mod matching;
+mod payments;
 mod roster;
 mod roster_snapshot;
