@@ -110,7 +110,7 @@ pub struct PaymentsImportSummary {
     pub quarantined: u64,
     /// Fen of the rows inserted by this run.
     pub inserted_fen: i64,
-    /// Rows stored or recognised, by period.
+    /// Rows stored or recognised as duplicates, by period.
     pub by_period: BTreeMap<Period, u64>,
     /// The first quarantined rows: (line, reason).
     pub quarantine_sample: Vec<(u64, String)>,
@@ -444,6 +444,7 @@ async fn store_batch(
     let mut duplicates = 0u64;
     for a in rows {
         let key = payment_key(&a.row);
+        let period = a.row.period;
         let conflict = if let Some(s) = stored.get(&key) {
             if s.bank_account == a.row.bank_account {
                 duplicates += 1;
@@ -482,7 +483,7 @@ async fn store_batch(
         };
         match conflict {
             Some(reason) => quarantine.push(quarantine_entry(file, a.line, reason, a.raw)),
-            None => {}
+            None => *summary.by_period.entry(period).or_default() += 1,
         }
     }
     let inserted = store
@@ -491,14 +492,9 @@ async fn store_batch(
     // Under the import's lock nothing else writes the ledger, so the rows
     // found new are the rows inserted; should they differ, the difference
     // was stored meanwhile and counts as duplicates.
-    summary.inserted += inserted;
-    summary.duplicate += duplicates + (fresh.len() as u64 - inserted);
-    if inserted == fresh.len() as u64 {
-        summary.inserted_fen += fresh.iter().map(|p| p.amount_fen).sum::<i64>();
-    }
-    for p in &fresh {
-        *summary.by_period.entry(p.period).or_default() += 1;
-    }
+    summary.inserted += inserted.rows;
+    summary.inserted_fen = summary.inserted_fen.saturating_add(inserted.fen);
+    summary.duplicate += duplicates + (fresh.len() as u64 - inserted.rows);
     quarantine.sort_by_key(|q| q.line);
     summary.note_quarantine(&quarantine);
     Ok(())

@@ -61,6 +61,15 @@ impl std::fmt::Debug for StoredPayment {
     }
 }
 
+/// What [`Store::insert_payments`] stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InsertedPayments {
+    /// Rows new to the ledger.
+    pub rows: u64,
+    /// Their amounts summed, in fen.
+    pub fen: i64,
+}
+
 #[derive(sqlx::FromRow)]
 struct Row {
     person_no: String,
@@ -142,17 +151,18 @@ impl Store {
 
     /// Stores one batch of the ledger and its quarantine in one
     /// transaction. A row whose key is stored already is left alone;
-    /// returns how many rows were new (the rest of `rows` are duplicates).
+    /// returns how many rows were new, and their fen (the rest of `rows`
+    /// are duplicates).
     pub async fn insert_payments(
         &self,
         run_id: i64,
         rows: &[Payment],
         quarantine: &[QuarantineEntry],
-    ) -> Result<u64> {
+    ) -> Result<InsertedPayments> {
         let backend = self.backend();
         let now = now_utc_text();
         let periods: Vec<String> = rows.iter().map(|r| r.period.to_string()).collect();
-        let mut inserted = 0u64;
+        let mut inserted = InsertedPayments::default();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             for (chunk, periods) in rows
@@ -160,8 +170,8 @@ impl Store {
                 .zip(periods.chunks(ROWS_PER_STATEMENT))
             {
                 let mut sql = insert_sql(backend, "payments", &COLUMNS, chunk.len());
-                sql.push_str(" ON CONFLICT DO NOTHING");
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                sql.push_str(" ON CONFLICT DO NOTHING RETURNING amount_fen");
+                let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
                 for (r, period) in chunk.iter().zip(periods) {
                     q = q
                         .bind(&r.person_no)
@@ -171,7 +181,10 @@ impl Store {
                         .bind(r.paid_on)
                         .bind(run_id);
                 }
-                inserted += q.execute(&mut *tx).await?.rows_affected();
+                for fen in q.fetch_all(&mut *tx).await? {
+                    inserted.rows += 1;
+                    inserted.fen = inserted.fen.saturating_add(fen);
+                }
             }
             insert_quarantine!(tx, run_id, quarantine, &now)?;
             tx.commit().await?;

@@ -12,5 +12,6 @@ mod connectors;
 mod evidence;
 mod lifecycle;
 mod matching;
+mod payments;
 mod roster;
 mod roster_snapshot;
