@@ -174,7 +174,7 @@ async fn finds_deaths(db: &TestDb) {
 }
 
 both_backends!(
-    a_match_survives_its_pensioner_leaving_the_active_roster,
+    a_match_survives_its_pensioner_being_terminated,
     suspended_keeps_match
 );
 async fn suspended_keeps_match(db: &TestDb) {
@@ -183,10 +183,10 @@ async fn suspended_keeps_match(db: &TestDb) {
     run_match(&db.store, &rules, "system:test").await.unwrap();
     let before = matches_now(db).await;
     let held = before.iter().find(|m| m.3 == "auto").unwrap().clone();
-    // The pension is suspended because of the match (or stopped for any
+    // The pension is terminated (because of the match, or for any
     // reason): a full re-match keeps the match and its evidence.
     crate::support::with_pool!(&db.store, pool => {
-        sqlx::query("UPDATE pensioners SET status = 'suspended' WHERE person_no = $1")
+        sqlx::query("UPDATE pensioners SET status = 'terminated' WHERE person_no = $1")
             .bind(&held.2)
             .execute(pool)
             .await
@@ -199,7 +199,7 @@ async fn suspended_keeps_match(db: &TestDb) {
         after
             .iter()
             .any(|m| (&m.0, &m.1, &m.2, &m.3) == (&held.0, &held.1, &held.2, &held.3)),
-        "the match of {} went when the pension was suspended",
+        "the match of {} went when the pension was terminated",
         held.2
     );
     assert_eq!(
@@ -214,7 +214,7 @@ async fn suspended_keeps_match(db: &TestDb) {
     );
     assert!(db.store.death_event(&held.2).await.unwrap().is_some());
     // The second run read the roster from the database (its status
-    // changed) and wrote the snapshot again, the suspended pensioner in it
+    // changed) and wrote the snapshot again, the terminated pensioner in it
     // as not paid: a third run reads that on SQLite, and keeps the match
     // because it is still there.
     let (_, from) = db.store.load_match_roster().await.unwrap();

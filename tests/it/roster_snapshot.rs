@@ -78,7 +78,8 @@ async fn snapshot_follows_changes(db: &TestDb) {
     assert_eq!(db.store.roster_stamp().await.unwrap(), stamp);
     assert_eq!(load(db).await.1, fresh(db));
 
-    // A name changed and a pension stopped behind vigil's back.
+    // A name changed and a pension terminated behind vigil's back (a
+    // suspended one is still compared).
     sql(
         &db.store,
         "UPDATE pensioners SET name = '李秀兰', name_norm = '李秀兰', name_key = 'li xiu lan' \
@@ -88,7 +89,7 @@ async fn snapshot_follows_changes(db: &TestDb) {
     .await;
     sql(
         &db.store,
-        "UPDATE pensioners SET status = 'stopped' WHERE person_no = $1",
+        "UPDATE pensioners SET status = 'terminated' WHERE person_no = $1",
         &rows[5].person_no,
     )
     .await;
@@ -98,7 +99,7 @@ async fn snapshot_follows_changes(db: &TestDb) {
     assert_eq!(renamed.map(|p| p.name.as_str()), Some("李秀兰"));
     assert!(!persons.iter().any(|p| p.person_no == rows[5].person_no));
     assert_eq!(persons.len(), 29);
-    // Written again: the next run reads it, with the stopped pension
+    // Written again: the next run reads it, with the terminated pension
     // still out.
     let (again, from) = load(db).await;
     assert_eq!((again.len(), from), (29, fresh(db)));
