@@ -20,7 +20,8 @@ RATE=${2:-0.023}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${BENCH_DIR:-/tmp/vigil-match}/$N
 DB=$DIR/match.db
-VIGIL=$ROOT/target/release/vigil
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+VIGIL=$TARGET/release/vigil
 mkdir -p "$DIR"
 
 (cd "$ROOT" && cargo build --release --bin vigil --example pull_generated -q)
@@ -36,7 +37,7 @@ if [ ! -f "$DIR/prepared" ]; then
         "$VIGIL" --database-url "sqlite://$DB" roster import "$DIR/roster.csv" --as-of 2026-11-01 \
         --json >"$DIR/import.json"
     VIGIL_LOG=warn /usr/bin/time -f "pull: %e s, peak RSS %M KiB" \
-        "$ROOT/target/release/examples/pull_generated" "sqlite://$DB" "$DIR"
+        "$TARGET/release/examples/pull_generated" "sqlite://$DB" "$DIR"
     touch "$DIR/prepared"
 fi
 if [ ! -f "$DIR/evidence-imported" ]; then
@@ -46,6 +47,10 @@ if [ ! -f "$DIR/evidence-imported" ]; then
     VIGIL_LOG=warn /usr/bin/time -f "video import: %e s, peak RSS %M KiB" \
         "$VIGIL" --database-url "sqlite://$DB" video import "$DIR/video_results.csv" >/dev/null
     touch "$DIR/evidence-imported"
+fi
+# Only the data and the database (benches/cases_10m.sh builds on them).
+if [ "${PREPARE_ONLY:-0}" = 1 ]; then
+    exit 0
 fi
 
 # Memory first touched costs about 2.4 s per GiB on these machines after a

@@ -122,6 +122,7 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
     if synced == latest {
         return Ok(None);
     }
+    let started = std::time::Instant::now();
     let deaths_loading = {
         let store = store.clone();
         tokio::spawn(async move { store.deaths_for_cases().await })
@@ -148,6 +149,12 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
             })
         })
         .collect::<std::result::Result<_, StoreError>>()?;
+    tracing::info!(
+        deaths = deaths.len(),
+        cases = cases.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "loaded the deaths and the cases"
+    );
     let gone = open::gone_records(&cases, &deaths);
     let present = store.death_records_present(&gone).await?;
     let payments = payment_states(&store.payment_changes().await?);
@@ -288,7 +295,19 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
             }
         }
     }
+    tracing::info!(
+        steps = summary.opened + summary.updated,
+        seconds = started.elapsed().as_secs_f64(),
+        "planned the cases"
+    );
     store.write_cases(&w).await?;
+    tracing::info!(
+        opened = summary.opened,
+        updated = summary.updated,
+        held = summary.held,
+        seconds = started.elapsed().as_secs_f64(),
+        "wrote the cases"
+    );
     if summary.opened + summary.updated > 0 {
         audit::append(
             store,
