@@ -519,9 +519,10 @@ async fn work_cases<O: Observer + ?Sized>(
 fn observer_advanced(_bytes: u64) {}
 
 /// The generator's truth: (source, record_key) → (person_no, kind).
-fn read_truth(
-    path: &Path,
-) -> Result<std::collections::HashMap<(String, String), (String, String)>, DemoError> {
+type Truth = std::collections::HashMap<(String, String), (String, String)>;
+
+/// Reads the generator's truth file.
+fn read_truth(path: &Path) -> Result<Truth, DemoError> {
     let text = std::fs::read_to_string(path).map_err(file_error("reading", path))?;
     let mut out = std::collections::HashMap::new();
     for line in text.lines().skip(1) {

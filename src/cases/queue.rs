@@ -271,19 +271,16 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
                 }
                 if let Some(why) = reopen {
                     let history = machine_case(&store.case_events(case_id).await?, case_id)?;
-                    match machine::reopen(&history, &why, at) {
-                        Ok(t) => {
-                            for event in t.events {
-                                push_machine_event(&mut w, case, seq, actor, &event);
-                                seq += 1;
-                            }
-                            update.state = Some("open".into());
-                            update.decision = Some(None);
-                            summary.reopened += 1;
+                    // A write-off waiting for approval refuses the reopening:
+                    // the case stays decided and the evidence change says why.
+                    if let Ok(t) = machine::reopen(&history, &why, at) {
+                        for event in t.events {
+                            push_machine_event(&mut w, case, seq, actor, &event);
+                            seq += 1;
                         }
-                        // A write-off waiting for approval: the case stays
-                        // decided and the evidence change says why above.
-                        Err(_) => {}
+                        update.state = Some("open".into());
+                        update.decision = Some(None);
+                        summary.reopened += 1;
                     }
                 }
                 if hold && !not_paid.contains(&person_no) {

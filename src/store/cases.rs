@@ -570,7 +570,7 @@ impl Store {
     pub async fn write_cases(&self, w: &CaseWrites) -> Result<Written> {
         let now = now_utc_text();
         let backend = self.backend();
-        let result = with_pool!(self, pool => {
+        with_pool!(self, pool => {
             async {
                 let mut tx = pool.begin_write().await?;
                 if backend == Backend::Postgres {
@@ -807,8 +807,7 @@ impl Store {
                 Ok(written)
             }
             .await
-        });
-        result
+        })
     }
 
     /// Counts of cases by (state, band), for the top of the queue.
