@@ -13,3 +13,4 @@ mod lifecycle;
 mod matching;
 mod roster;
 mod roster_snapshot;
+mod users;
