@@ -15,3 +15,4 @@ mod matching;
 mod payments;
 mod roster;
 mod roster_snapshot;
+mod users;
