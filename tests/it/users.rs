@@ -202,6 +202,25 @@ async fn disabled_actor(db: &TestDb) {
         (actor.user.as_str(), actor.role, actor.enabled),
         ("li", Role::Caseworker, false)
     );
+    // The case machine refuses them with its own message.
+    let refused = vigil::cases::propose(
+        &vigil::cases::Case::new(),
+        &vigil::cases::CaseRules::default_rules(),
+        &actor,
+        vigil::cases::ProposalRequest {
+            action: vigil::cases::Action::SendToVideo,
+            reason: "any".to_string(),
+            note: "a note".to_string(),
+            death_date: None,
+        },
+        vigil::cases::ProposalId(1),
+        chrono::Utc::now(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(refused, vigil::cases::Refusal::UserDisabled { ref user } if user == "li"),
+        "{refused}"
+    );
     // …and a wrong password is still refused the same way.
     let err = authenticate(s, "li", "wrong-password").await.unwrap_err();
     assert_eq!(err.to_string(), "unknown user or wrong password");
