@@ -31,13 +31,17 @@
 //!      edges (`run`, `propose`, `index_file`, `rules_file`, `export`,
 //!      `view`) load from the store and files, keep the results, and show
 //!      them (the export, the evaluation, the explain view).
-//!    - [`cases`]: the suspension queue's decisions. Its core (`machine`,
-//!      the case state machine with two-person approval, `money`, what is
-//!      owed after a death or a hold, and `rules`, the
-//!      reason codes and approval rules of `rules/cases.toml`) is pure: it
-//!      takes plain values and returns events and outcomes, never the store.
-//!      Its edge `users` keeps the users and their roles in the store,
-//!      audited, and authenticates them into the machine's `Actor`.
+//!    - [`cases`]: the suspension queue. Its core is pure and never
+//!      imports the store: `machine` (the case state machine with
+//!      two-person approval), `rules` (the reason codes and approval rules
+//!      of `rules/cases.toml`), `open` (which cases a match run's deaths
+//!      open or update) and `money` (overpayment and back pay, month by
+//!      month). Its edges keep them: `queue` (cases from match runs and
+//!      tips, the steps people take, and what an approval carries out on
+//!      vigil's own payment state), `payroll` (the monthly instructions and
+//!      whether the payroll applied them) and `users` (accounts, argon2,
+//!      roles, audited). `vigil match` runs `queue::sync_death_cases` after
+//!      the match: the matching stage never calls the queue.
 //!
 //!    Stages use the layers below them, not each other.
 //! 5. [`generate`]: deterministic synthetic data in every source's real
