@@ -296,41 +296,37 @@ impl Store {
 
     /// Every payment change, oldest first.
     pub async fn payment_changes(&self) -> Result<Vec<PaymentChangeRow>> {
-        let rows = with_pool!(self, pool => {
-            sqlx::query_as::<_, PaymentChangeRow>(
-                "SELECT id, person_no, change, effective_from, amount_fen, case_id, period, at \
-                 FROM payment_changes ORDER BY id",
-            )
-            .fetch_all(pool)
-            .await
-        })?;
-        Ok(rows)
+        self.payment_changes_where("TRUE", None, "id").await
     }
 
     /// The payment changes of one pensioner, oldest first.
     pub async fn payment_changes_of(&self, person_no: &str) -> Result<Vec<PaymentChangeRow>> {
-        let rows = with_pool!(self, pool => {
-            sqlx::query_as::<_, PaymentChangeRow>(
-                "SELECT id, person_no, change, effective_from, amount_fen, case_id, period, at \
-                 FROM payment_changes WHERE person_no = $1 ORDER BY id",
-            )
-            .bind(person_no)
-            .fetch_all(pool)
+        self.payment_changes_where("person_no = $1", Some(person_no), "id")
             .await
-        })?;
-        Ok(rows)
     }
 
     /// The payment changes a payroll month carries, by person and order.
     pub async fn payment_changes_for_period(&self, period: &str) -> Result<Vec<PaymentChangeRow>> {
-        let rows = with_pool!(self, pool => {
-            sqlx::query_as::<_, PaymentChangeRow>(
-                "SELECT id, person_no, change, effective_from, amount_fen, case_id, period, at \
-                 FROM payment_changes WHERE period = $1 ORDER BY person_no, id",
-            )
-            .bind(period)
-            .fetch_all(pool)
+        self.payment_changes_where("period = $1", Some(period), "person_no, id")
             .await
+    }
+
+    async fn payment_changes_where(
+        &self,
+        condition: &str,
+        bind: Option<&str>,
+        order: &str,
+    ) -> Result<Vec<PaymentChangeRow>> {
+        let sql = format!(
+            "SELECT id, person_no, change, effective_from, amount_fen, case_id, period, at \
+             FROM payment_changes WHERE {condition} ORDER BY {order}"
+        );
+        let rows = with_pool!(self, pool => {
+            let mut q = sqlx::query_as::<_, PaymentChangeRow>(sqlx::AssertSqlSafe(sql));
+            if let Some(b) = bind {
+                q = q.bind(b);
+            }
+            q.fetch_all(pool).await
         })?;
         Ok(rows)
     }
@@ -362,25 +358,23 @@ impl Store {
     }
 
     /// Which of `person_nos` the roster says are terminated (nothing is
-    /// paid to them, so nothing is held).
+    /// paid to them, so nothing is held). Reads the terminated ones through
+    /// their partial index (few, whatever the roster's size) rather than
+    /// looking each of `person_nos` up.
     pub async fn terminated_among(&self, person_nos: &[&str]) -> Result<HashSet<String>> {
-        let mut out = HashSet::new();
-        let backend = self.backend();
-        for chunk in person_nos.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT person_no FROM pensioners WHERE status = 'terminated' AND person_no IN ({})",
-                super::rows::in_list(backend, 0, chunk.len())
-            );
-            let rows: Vec<String> = with_pool!(self, pool => {
-                let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()));
-                for p in chunk {
-                    q = q.bind(*p);
-                }
-                q.fetch_all(pool).await
-            })?;
-            out.extend(rows);
+        if person_nos.is_empty() {
+            return Ok(HashSet::new());
         }
-        Ok(out)
+        let terminated: Vec<String> = with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT person_no FROM pensioners WHERE status = 'terminated'")
+                .fetch_all(pool)
+                .await
+        })?;
+        let wanted: HashSet<&str> = person_nos.iter().copied().collect();
+        Ok(terminated
+            .into_iter()
+            .filter(|p| wanted.contains(p.as_str()))
+            .collect())
     }
 
     pub async fn case(&self, id: i64) -> Result<Option<CaseRow>> {

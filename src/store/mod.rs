@@ -762,6 +762,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "cases",
                 include_str!("../../migrations/sqlite/0011_cases.sql"),
             ),
+            (
+                12,
+                "terminated index",
+                include_str!("../../migrations/sqlite/0012_terminated_index.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -818,6 +823,11 @@ fn migrator(backend: Backend) -> Migrator {
                 11,
                 "cases",
                 include_str!("../../migrations/postgres/0011_cases.sql"),
+            ),
+            (
+                12,
+                "terminated index",
+                include_str!("../../migrations/postgres/0012_terminated_index.sql"),
             ),
         ],
     };
