@@ -127,20 +127,38 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
         let store = store.clone();
         tokio::spawn(async move { store.deaths_for_cases().await })
     };
-    let cases: Vec<StoredCase> = store
-        .death_match_cases()
-        .await?
+    let payments_loading = {
+        let store = store.clone();
+        tokio::spawn(async move { store.payment_changes().await })
+    };
+    let case_rows = store.death_match_cases().await?;
+    let death_rows = deaths_loading
+        .await
+        .map_err(|e| QueueError::Audit(format!("the loading thread stopped: {e}")))??;
+    let payments = payment_states(
+        &payments_loading
+            .await
+            .map_err(|e| QueueError::Audit(format!("the loading thread stopped: {e}")))??,
+    );
+    // A death whose case already holds the same records, band and date (the
+    // case stores the death's records as the run wrote them) needs nothing,
+    // unless an `auto` one is still to be held: left out before anything is
+    // parsed (a full run of unchanged data is all such deaths).
+    let unchanged = unchanged_deaths(&case_rows, &death_rows, &payments);
+    let cases: Vec<StoredCase> = case_rows
         .into_iter()
+        .filter(|c| !unchanged.contains(c.person_no.as_str()))
         .map(stored_case)
         .collect::<Result<_>>()?;
-    let deaths: Vec<Death> = deaths_loading
-        .await
-        .map_err(|e| QueueError::Audit(format!("the loading thread stopped: {e}")))??
+    let mut raw_evidence: HashMap<String, String> = HashMap::new();
+    let deaths: Vec<Death> = death_rows
         .into_iter()
+        .filter(|d| !unchanged.contains(d.person_no.as_str()))
         .map(|d| {
             let mut evidence: Vec<Evidence> = serde_json::from_str(&d.records)
                 .map_err(|e| StoreError::Corrupt(format!("the death of {}: {e}", d.person_no)))?;
             evidence.sort();
+            raw_evidence.insert(d.person_no.clone(), d.records);
             Ok(Death {
                 person_no: d.person_no,
                 death_date: d.death_date,
@@ -152,14 +170,21 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
     tracing::info!(
         deaths = deaths.len(),
         cases = cases.len(),
+        unchanged = unchanged.len(),
         seconds = started.elapsed().as_secs_f64(),
         "loaded the deaths and the cases"
     );
     let gone = open::gone_records(&cases, &deaths);
     let present = store.death_records_present(&gone).await?;
-    let payments = payment_states(&store.payment_changes().await?);
     let steps = open::plan(&cases, &deaths, &present, &payments);
     drop((cases, deaths));
+    // The records as the run wrote them: what a later run compares.
+    let evidence_text = |person: &str| {
+        raw_evidence
+            .get(person)
+            .cloned()
+            .unwrap_or_else(|| "[]".into())
+    };
 
     let holds: Vec<&str> = steps
         .iter()
@@ -218,7 +243,7 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
                     reason: "death_match".into(),
                     band: Some(band.as_str().into()),
                     death_date: Some(death_date),
-                    evidence: json(&evidence),
+                    evidence: evidence_text(&person_no),
                     opened_by: actor.into(),
                 });
                 w.events.push(NewCaseEvent {
@@ -230,7 +255,7 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
                         "reason": "death_match",
                         "band": band,
                         "death_date": death_date,
-                        "evidence": evidence,
+                        "records": evidence.len(),
                         "payment_held": held.then(|| serde_json::json!({
                             "effective_from": today,
                             "period": period,
@@ -245,18 +270,23 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
                 person_no,
                 band,
                 death_date,
-                evidence,
+                evidence: _,
                 change,
                 hold,
                 reopen,
             } => {
+                let hold = hold && !not_paid.contains(&person_no);
+                if change == open::EvidenceChange::default() && !hold && reopen.is_none() {
+                    // Only a hold was owed, and the roster pays nothing.
+                    continue;
+                }
                 let case = CaseRef::Stored(case_id);
                 let mut seq = store.next_case_seq(case_id).await?;
                 let mut update = CaseUpdate {
                     id: case_id,
                     band: Some(band.map(|b| b.as_str().to_string())),
                     death_date: Some(death_date),
-                    evidence: Some(json(&evidence)),
+                    evidence: Some(evidence_text(&person_no)),
                     ..Default::default()
                 };
                 if change != open::EvidenceChange::default() {
@@ -283,7 +313,7 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
                         summary.reopened += 1;
                     }
                 }
-                if hold && !not_paid.contains(&person_no) {
+                if hold {
                     hold_payment(&mut w, case, seq, &person_no, actor, today, &period);
                     summary.held += 1;
                 }
@@ -317,6 +347,42 @@ async fn sync_locked(store: &Store, actor: &str, at: DateTime<Utc>) -> Result<Op
         .map_err(|e| QueueError::Audit(e.to_string()))?;
     }
     Ok(Some(summary))
+}
+
+/// The persons whose death needs no step: their latest case is active and
+/// holds exactly the death's records (as text), band and date, and no hold
+/// is still owed.
+fn unchanged_deaths(
+    cases: &[CaseRow],
+    deaths: &[crate::store::cases::DeathForCase],
+    payments: &HashMap<String, PaymentState>,
+) -> std::collections::HashSet<String> {
+    let mut latest: HashMap<&str, &CaseRow> = HashMap::with_capacity(cases.len());
+    for c in cases {
+        // Ordered by id: the last one is the newest.
+        latest.insert(c.person_no.as_str(), c);
+    }
+    deaths
+        .iter()
+        .filter(|d| {
+            let Some(c) = latest.get(d.person_no.as_str()) else {
+                return false;
+            };
+            let active = matches!(c.decision.as_deref(), None | Some("confirm_death"));
+            let hold_owed = d.band == "auto"
+                && c.decision.is_none()
+                && !matches!(
+                    payments.get(&d.person_no).copied().unwrap_or_default(),
+                    PaymentState::Held | PaymentState::Terminated
+                );
+            active
+                && !hold_owed
+                && c.evidence == d.records
+                && c.band.as_deref() == Some(d.band.as_str())
+                && c.death_date == Some(d.death_date)
+        })
+        .map(|d| d.person_no.clone())
+        .collect()
 }
 
 fn hold_payment(

@@ -226,21 +226,26 @@ pub struct DeathForCase {
 const CASE_COLUMNS: &str = "id, person_no, reason, band, state, decision, death_date, evidence, \
      opened_at, opened_by, updated_at";
 
-/// vigil's payment state where it has one, the roster's otherwise; a stop
-/// the payroll did not apply (the ledger shows a payment for a month after
-/// the stop's) shows as `paid`, which it is.
-const PAYMENT_SQL: &str = "CASE WHEN (SELECT pc.change FROM payment_changes pc \
-       WHERE pc.person_no = c.person_no AND pc.change <> 'back_pay' \
-       ORDER BY pc.id DESC LIMIT 1) IN ('suspend', 'terminate') \
-     THEN (CASE WHEN EXISTS (SELECT 1 FROM payments pay WHERE pay.person_no = c.person_no \
-         AND pay.period > (SELECT pc.period FROM payment_changes pc \
-           WHERE pc.person_no = c.person_no AND pc.change <> 'back_pay' \
-           ORDER BY pc.id DESC LIMIT 1)) THEN 'paid' \
-       WHEN (SELECT pc.change FROM payment_changes pc \
-         WHERE pc.person_no = c.person_no AND pc.change <> 'back_pay' \
-         ORDER BY pc.id DESC LIMIT 1) = 'suspend' THEN 'suspended' ELSE 'terminated' END) \
-     ELSE (CASE p.status WHEN 'suspended' THEN 'suspended' \
-       WHEN 'terminated' THEN 'terminated' ELSE 'paid' END) END";
+/// vigil's payment state where it has one (`lc`, its latest change), the
+/// roster's otherwise, read through the partial indexes of the suspended
+/// and the terminated (never the roster's rows); a stop the payroll did not
+/// apply (the ledger shows a payment for a month after the stop's) shows
+/// as `paid`, which it is.
+const PAYMENT_SQL: &str = "CASE \
+     WHEN lc.change IN ('suspend', 'terminate') AND EXISTS (SELECT 1 FROM payments pay \
+       WHERE pay.person_no = c.person_no AND pay.period > lc.period) THEN 'paid' \
+     WHEN lc.change = 'suspend' THEN 'suspended' \
+     WHEN lc.change = 'terminate' THEN 'terminated' \
+     WHEN EXISTS (SELECT 1 FROM pensioners p WHERE p.person_no = c.person_no \
+       AND p.status = 'terminated') THEN 'terminated' \
+     WHEN EXISTS (SELECT 1 FROM pensioners p WHERE p.person_no = c.person_no \
+       AND p.status = 'suspended') THEN 'suspended' \
+     ELSE 'paid' END";
+
+/// The latest change of vigil's payment state of each case's pensioner.
+const LATEST_CHANGE_JOIN: &str = "LEFT JOIN payment_changes lc ON lc.id = \
+     (SELECT MAX(pc.id) FROM payment_changes pc WHERE pc.person_no = c.person_no \
+      AND pc.change <> 'back_pay')";
 
 /// Rows per `IN (...)` list.
 const IN_CHUNK: usize = 500;
@@ -544,7 +549,7 @@ impl Store {
         let sql = format!(
             "SELECT c.id, c.person_no, c.reason, c.band, c.state, c.decision, \
              {PAYMENT_SQL} AS payment, c.opened_at \
-             FROM cases c LEFT JOIN pensioners p ON p.person_no = c.person_no \
+             FROM cases c {LATEST_CHANGE_JOIN} \
              {filter_sql} ORDER BY c.id"
         );
         let rows = with_pool!(self, pool => {
