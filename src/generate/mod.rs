@@ -64,6 +64,9 @@ pub struct GenerateOptions {
     pub death_rate: f64,
     /// Deaths of people not in the roster, as a share of pensioner deaths.
     pub outsider_deaths: f64,
+    /// Living pensioners wrongly reported dead by one source (a registration
+    /// made on the wrong person), as a share of pensioner deaths.
+    pub false_deaths: f64,
 }
 
 impl GenerateOptions {
@@ -75,6 +78,7 @@ impl GenerateOptions {
             as_of,
             death_rate: 0.01,
             outsider_deaths: 1.0,
+            false_deaths: 0.005,
         }
     }
 }
@@ -138,6 +142,7 @@ pub fn generate(
         opts.as_of,
         opts.death_rate,
         opts.outsider_deaths,
+        opts.false_deaths,
         regions,
     );
     let out = &opts.out_dir;
@@ -206,6 +211,12 @@ fn validate(opts: &GenerateOptions) -> Result<(), GenerateError> {
         return Err(GenerateError::InvalidOptions(format!(
             "outsider_deaths {} must be between 0 and 10",
             opts.outsider_deaths
+        )));
+    }
+    if !(0.0..=0.5).contains(&opts.false_deaths) {
+        return Err(GenerateError::InvalidOptions(format!(
+            "false_deaths {} must be between 0 and 0.5",
+            opts.false_deaths
         )));
     }
     if opts.pensioners >= 10_000_000_000 {

@@ -153,6 +153,7 @@ impl Plan {
         as_of: NaiveDate,
         death_rate: f64,
         outsider_deaths: f64,
+        false_deaths: f64,
         regions: Regions,
     ) -> Self {
         let ages = Weighted::new((MIN_AGE..=MAX_AGE).map(age_weight));
@@ -175,7 +176,7 @@ impl Plan {
             regions,
             ages,
             death_scale,
-            p_false_death: death_rate * 0.005,
+            p_false_death: death_rate * false_deaths,
             // Non-death cancellations are ~20% of deaths; about a third of
             // those are pensioners (mostly emigrating).
             p_non_death: death_rate * 0.2 * 0.35,
